@@ -1,0 +1,41 @@
+# Quick start: `make report` builds the demo account and this week's reports; `make test` runs the suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: report test test-deps demo lab bench clean
+
+$(BIN)/kpi-report: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: $(BIN)/kpi-report
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(BIN)/kpi-report
+	$(BIN)/kpi-report demo
+
+report: demo
+	$(BIN)/kpi-report run --week last
+	@echo "open reports/index.html"
+
+test-deps: $(VENV)/.test-installed
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-dejavu-core; \
+	  else echo "browser tests need Debian's chromium: sudo apt-get install chromium fonts-dejavu-core"; fi; }
+
+test: test-deps
+	$(BIN)/python -m pytest
+
+lab: demo
+	$(BIN)/python -m pip install --quiet jupyterlab
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) reports data

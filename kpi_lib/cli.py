@@ -1,0 +1,182 @@
+"""``kpi-report``: demo | sync | auth | kpis | run | send.
+
+Each subcommand resolves its settings once (flag, params file, environment, default) and
+calls one verb of the library.  Errors of kpi_lib are printed as one line that names the
+fix, with a non-zero exit code; no secret is ever printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import Settings, load_settings
+from .errors import KpiError
+from .log import configure_logging, logger, redact
+
+
+def _common(parser: argparse.ArgumentParser, params: bool = True) -> None:
+    parser.add_argument("--data-dir", type=Path, help="folder of the account stores (default: data/ or $KPI_DATA_DIR)")
+    parser.add_argument("--account", help="account store name (default: the only store in the data dir)")
+    if params:
+        parser.add_argument("--params", type=Path, metavar="FILE", help="params YAML file (see params/)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+
+
+def _week(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--week", help="ISO week such as 2026-W47, or 'last' (the last complete week; default)")
+    parser.add_argument("--as-of", dest="as_of", metavar="ISO-8601",
+                        help="pin 'now' (e.g. 2026-11-23T09:00:00+03:00) for reproducible figures")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kpi-report",
+        description="Weekly sales KPI reports from amoCRM (Kommo): five KPIs and a SMART task audit.",
+    )
+    parser.add_argument("--version", action="version", version=f"kpi-report {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="build the demo account store from a seed",
+                       description="Build a realistic demo amoCRM account (26 weeks ending with the last "
+                                   "complete week) and ingest it through the sync code path.")
+    _common(p, params=False)
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument("--today", help="build the history as if today were this date (YYYY-MM-DD)")
+    p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser("sync", help="pull your amoCRM account into the store",
+                       description="Incremental, resumable sync of an amoCRM account. Connection from "
+                                   "AMOCRM_SUBDOMAIN/AMOCRM_DOMAIN or AMOCRM_BASE_URL; auth from AMOCRM_TOKEN "
+                                   "(long-lived token) or OAuth (AMOCRM_CLIENT_ID, AMOCRM_CLIENT_SECRET, "
+                                   "AMOCRM_REDIRECT_URI and a token file).")
+    _common(p, params=False)
+    p.add_argument("--full", action="store_true", help="refetch everything instead of what changed")
+    p.add_argument("--max-rps", type=float, help="requests per second, at most 7 (default 7 or $AMOCRM_MAX_RPS)")
+    p.set_defaults(handler=cmd_sync)
+
+    p = sub.add_parser("auth", help="exchange an OAuth authorization code for tokens",
+                       description="Exchange an amoCRM authorization code (valid 20 minutes) for the first "
+                                   "access/refresh token pair, saved to the token file (mode 0600).")
+    _common(p, params=False)
+    p.add_argument("--code", required=True, help="the authorization code from the integration's settings")
+    p.set_defaults(handler=cmd_auth)
+
+    p = sub.add_parser("kpis", help="compute one week's KPIs",
+                       description="Compute the five KPIs and the SMART audit for one week, per manager and team.")
+    _common(p)
+    _week(p)
+    p.add_argument("--json", action="store_true", help="print the JSON of kpi-definitions.md §8")
+    p.set_defaults(handler=cmd_kpis)
+
+    p = sub.add_parser("run", help="execute the notebooks and render the week's HTML reports",
+                       description="Execute every notebook with papermill, render HTML without code with "
+                                   "nbconvert and write reports/<week>/index.html.")
+    _common(p)
+    _week(p)
+    p.add_argument("--out", type=Path, help="reports folder (default: reports/ beside the data dir)")
+    p.add_argument("--jobs", type=int, help="notebooks executed at once (default: the core count)")
+    p.add_argument("--timeout", type=int, default=600, help="seconds per notebook (default 600)")
+    p.add_argument("--lang", choices=("en", "ru"), help="report language (default from params, else en)")
+    p.add_argument("--email", action="store_true", help="send the reports to management afterwards")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("send", help="email a week's reports to management",
+                       description="Email a week's reports (scorecard, inline charts, attachments) to the "
+                                   "recipients in the params file, over SMTP_* settings.")
+    _common(p)
+    _week(p)
+    p.add_argument("--out", type=Path, help="reports folder (default: reports/ beside the data dir)")
+    p.add_argument("--dry-run", action="store_true", help="write the .eml into reports/<week>/ instead of sending")
+    p.add_argument("--force", action="store_true", help="send even if this week was already sent")
+    p.set_defaults(handler=cmd_send)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Flags over params file over environment over defaults."""
+    return load_settings(
+        getattr(args, "params", None),
+        overrides={
+            "data_dir": str(args.data_dir) if getattr(args, "data_dir", None) else None,
+            "account": getattr(args, "account", None),
+            "week": getattr(args, "week", None),
+            "as_of": getattr(args, "as_of", None),
+            "lang": getattr(args, "lang", None),
+        },
+    )
+
+
+def reports_dir(args: argparse.Namespace, settings: Settings) -> Path:
+    """``--out``, else ``reports/`` beside the data dir."""
+    return Path(args.out) if getattr(args, "out", None) else settings.data_dir.parent / "reports"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from .demo import build_demo
+
+    settings = settings_from_args(args)
+    today = date.fromisoformat(args.today) if args.today else None
+    path = build_demo(settings.data_dir, account=settings.account or "demo", seed=args.seed, today=today)
+    print(f"demo account written to {path}")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from .amocrm.sync import sync_command
+
+    return sync_command(settings_from_args(args), full=args.full, max_rps=args.max_rps)
+
+
+def cmd_auth(args: argparse.Namespace) -> int:
+    from .amocrm.auth import auth_command
+
+    return auth_command(settings_from_args(args), code=args.code)
+
+
+def cmd_kpis(args: argparse.Namespace) -> int:
+    from .kpis import kpis_command
+
+    return kpis_command(settings_from_args(args), as_json=args.json)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .report import run_command
+
+    settings = settings_from_args(args)
+    code = run_command(settings, out_dir=reports_dir(args, settings), jobs=args.jobs, timeout=args.timeout)
+    if args.email:
+        from .mail import send_command
+
+        mail_code = send_command(settings, out_dir=reports_dir(args, settings), dry_run=False, force=False)
+        code = code or mail_code
+    return code
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from .mail import send_command
+
+    settings = settings_from_args(args)
+    return send_command(settings, out_dir=reports_dir(args, settings), dry_run=args.dry_run, force=args.force)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(getattr(args, "verbose", False))
+    try:
+        return int(args.handler(args) or 0)
+    except KpiError as exc:
+        print(f"kpi-report {args.command}: error: {redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        logger.warning("interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,426 @@
+"""Parameters and environment, resolved once into validated settings.
+
+Order of precedence: CLI flag, then params file, then environment, then default.  This is
+the only module that reads ``os.environ``; notebooks receive everything as parameters.
+
+A params file is a papermill parameter file (YAML).  Its top-level keys are the notebooks'
+parameters (see :data:`NOTEBOOK_PARAMETERS`); the KPI settings live under ``kpi:`` and the
+delivery settings under ``email:``::
+
+    lang: ru
+    week: last
+    kpi:
+      supervisors: [1001]
+      targets: {csat_pct: 85}
+    email:
+      to: [head@example.ru]
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError
+from .periods import BusinessHours
+
+#: The parameters every notebook declares in its ``parameters`` cell, with their defaults.
+NOTEBOOK_PARAMETERS: dict[str, Any] = {
+    "week": "last",
+    "as_of": None,
+    "lang": "en",
+    "account": None,
+    "data_dir": None,
+    "kpi": {},
+    "email": {},
+}
+
+LANGUAGES = ("en", "ru")
+
+DEFAULT_GENERIC_TEXTS = (
+    "позвонить", "перезвонить", "связаться", "написать", "напомнить", "задача", "новая задача",
+    "call", "call back", "follow up", "contact",
+)
+
+#: Primary figure of each block, its direction and default target (None: trailing median).
+PRIMARY = {
+    "customer_satisfaction": ("csat_pct", ">=", 80.0),
+    "cost_of_service": ("escalation_rate_pct", "<=", 10.0),
+    "first_call": ("fcr_pct", ">=", 70.0),
+    "average_check": ("avg_check", ">=", None),
+    "productivity": ("revenue_per_active_day", ">=", None),
+    "smart_audit": ("smart_index", ">=", 90.0),
+}
+#: Secondary figures that also carry a target.
+EXTRA_TARGETS = {"stl_median_min": ("<=", 5.0)}
+
+
+def default_targets() -> dict[str, float | None]:
+    targets = {key: value for key, _, value in PRIMARY.values()}
+    targets.update({key: value for key, (_, value) in EXTRA_TARGETS.items()})
+    return targets
+
+
+def target_direction(key: str) -> str:
+    for name, direction, _ in PRIMARY.values():
+        if name == key:
+            return direction
+    return EXTRA_TARGETS[key][0]
+
+
+@dataclass(frozen=True)
+class KpiSettings:
+    """Everything the KPI definitions let a team choose (kpi-definitions.md)."""
+
+    supervisors: tuple[int, ...] | None = None
+    managers: tuple[int, ...] | None = None
+    csat_field: str | int = "CSAT"
+    nps_field: str | int | None = None
+    pipelines: tuple[int, ...] | None = None
+    timezone: str | None = None
+    fcr_window_days: int = 7
+    business_hours: BusinessHours = field(default_factory=BusinessHours)
+    supervisor_hourly_rate: float = 1500.0
+    minutes_per_escalation_task: float = 10.0
+    minutes_per_takeover: float = 30.0
+    min_task_words: int = 3
+    min_result_words: int = 2
+    max_tasks_per_day: int = 25
+    generic_task_texts: tuple[str, ...] = DEFAULT_GENERIC_TEXTS
+    targets: Mapping[str, float | None] = field(default_factory=default_targets)
+    trend_weeks: int = 12
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """Recipients and presentation of the weekly email (secrets come from SMTP_* instead)."""
+
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    base_url: str | None = None
+    attach: str = "auto"  # auto | html | zip
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One validated view of flags, params file, environment and defaults."""
+
+    data_dir: Path
+    account: str | None = None
+    week: str = "last"
+    as_of: str | None = None
+    lang: str = "en"
+    params_file: Path | None = None
+    kpi: KpiSettings = field(default_factory=KpiSettings)
+    email: EmailSettings = field(default_factory=EmailSettings)
+
+    def notebook_parameters(self) -> dict[str, Any]:
+        """The parameters papermill passes to every notebook (never a secret)."""
+        return {
+            "week": self.week,
+            "as_of": self.as_of,
+            "lang": self.lang,
+            "account": self.account,
+            "data_dir": str(self.data_dir),
+            "kpi": self.raw_kpi,
+            "email": {},
+        }
+
+    @property
+    def raw_kpi(self) -> dict[str, Any]:
+        return getattr(self, "_raw_kpi", {})
+
+
+def _fail(where: str, message: str) -> ConfigError:
+    return ConfigError(f"{where}: {message}")
+
+
+def _int_list(value: Any, where: str) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise _fail(where, f"expected a list of user or pipeline ids (integers), got {value!r}")
+    return tuple(value)
+
+
+def _number(value: Any, where: str, minimum: float = 0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise _fail(where, f"expected a number >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def _whole(value: Any, where: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(where, f"expected a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def _field_ref(value: Any, where: str) -> str | int | None:
+    if value is None or (isinstance(value, (str, int)) and not isinstance(value, bool)):
+        return value
+    raise _fail(where, f"expected a custom field id or name, got {value!r}")
+
+
+def _hhmm(value: Any, where: str) -> str:
+    text = str(value)
+    parts = text.split(":")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[0]) > 24 or int(parts[1]) > 59:
+        raise _fail(where, f"expected a time like '09:00', got {value!r}")
+    return f"{int(parts[0]):02d}:{int(parts[1]):02d}"
+
+
+def _business_hours(value: Any, where: str) -> BusinessHours:
+    if not isinstance(value, Mapping):
+        raise _fail(where, f"expected {{days: [1, 2, 3, 4, 5], start: '09:00', end: '18:00'}}, got {value!r}")
+    unknown = set(value) - {"days", "start", "end"}
+    if unknown:
+        raise _fail(where, f"unknown key {sorted(unknown)[0]!r}: use days, start and end")
+    days = value.get("days", [1, 2, 3, 4, 5])
+    if not isinstance(days, list) or not all(isinstance(d, int) and 1 <= d <= 7 for d in days):
+        raise _fail(f"{where}.days", f"expected ISO weekdays 1 (Monday) to 7, got {days!r}")
+    start = _hhmm(value.get("start", "09:00"), f"{where}.start")
+    end = _hhmm(value.get("end", "18:00"), f"{where}.end")
+    if end <= start:
+        raise _fail(where, f"end {end} is not after start {start}: a window may not cross midnight")
+    return BusinessHours(tuple(sorted(set(days))), start, end)
+
+
+def _targets(value: Any, where: str) -> dict[str, float | None]:
+    if not isinstance(value, Mapping):
+        raise _fail(where, f"expected a mapping of KPI name to target, got {value!r}")
+    targets = default_targets()
+    for key, target in value.items():
+        if key not in targets:
+            raise _fail(f"{where}.{key}", f"unknown target: use one of {', '.join(sorted(targets))}")
+        targets[key] = None if target is None else _number(target, f"{where}.{key}", minimum=-1e18)
+    return targets
+
+
+def parse_kpi_settings(raw: Mapping[str, Any] | None, where: str = "kpi") -> KpiSettings:
+    """Validate the ``kpi:`` mapping of a params file."""
+    raw = dict(raw or {})
+    known = {f.name for f in fields(KpiSettings)}
+    for key in raw:
+        if key not in known:
+            raise _fail(f"{where}.{key}", f"unknown setting: use one of {', '.join(sorted(known))}")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        at = f"{where}.{key}"
+        if key in ("supervisors", "managers", "pipelines"):
+            out[key] = _int_list(value, at)
+        elif key in ("csat_field", "nps_field"):
+            out[key] = _field_ref(value, at)
+            if key == "csat_field" and value is None:
+                raise _fail(at, "expected a custom field id or name, got None")
+        elif key == "timezone":
+            if value is not None:
+                from .periods import load_timezone
+
+                load_timezone(str(value))
+            out[key] = value
+        elif key in ("fcr_window_days", "min_task_words", "min_result_words", "max_tasks_per_day", "trend_weeks"):
+            out[key] = _whole(value, at, minimum=1 if key != "min_result_words" else 0)
+        elif key in ("supervisor_hourly_rate", "minutes_per_escalation_task", "minutes_per_takeover"):
+            out[key] = _number(value, at)
+        elif key == "business_hours":
+            out[key] = _business_hours(value, at)
+        elif key == "generic_task_texts":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise _fail(at, f"expected a list of texts, got {value!r}")
+            out[key] = tuple(value)
+        elif key == "targets":
+            out[key] = _targets(value, at)
+    return KpiSettings(**out)
+
+
+def parse_email_settings(raw: Mapping[str, Any] | None, where: str = "email") -> EmailSettings:
+    """Validate the ``email:`` mapping of a params file."""
+    raw = dict(raw or {})
+    known = {f.name for f in fields(EmailSettings)}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        at = f"{where}.{key}"
+        if key not in known:
+            raise _fail(at, f"unknown setting: use one of {', '.join(sorted(known))}")
+        if key in ("to", "cc"):
+            value = [value] if isinstance(value, str) else value
+            if not isinstance(value, list) or not all(isinstance(v, str) and "@" in v for v in value):
+                raise _fail(at, f"expected a list of email addresses, got {value!r}")
+            out[key] = tuple(value)
+        elif key == "base_url":
+            if value is not None and not str(value).startswith(("http://", "https://")):
+                raise _fail(at, f"expected an http(s) URL, got {value!r}")
+            out[key] = value
+        elif key == "attach":
+            if value not in ("auto", "html", "zip"):
+                raise _fail(at, f"expected auto, html or zip, got {value!r}")
+            out[key] = value
+    return EmailSettings(**out)
+
+
+def read_params_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a params YAML file and check its top-level keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {path} does not exist: pass --params with a file from params/")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"params file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"params file {path}: expected a mapping at the top level")
+    for key in data:
+        if key not in NOTEBOOK_PARAMETERS:
+            raise ConfigError(
+                f"params file {path}: unknown key {key!r}: use one of {', '.join(NOTEBOOK_PARAMETERS)}"
+                " (KPI settings go under 'kpi:')"
+            )
+    return data
+
+
+def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``KPI_DATA_DIR``, else the nearest ``data/`` beside a ``pyproject.toml`` above the cwd, else ``./data``."""
+    env = os.environ if env is None else env
+    if env.get("KPI_DATA_DIR"):
+        return Path(env["KPI_DATA_DIR"]).expanduser().resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "kpi_lib").is_dir():
+            return folder / "data"
+    return here / "data"
+
+
+def load_settings(
+    params_file: str | os.PathLike | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve flags (``overrides``), params file, environment and defaults into Settings.
+
+    ``overrides`` take the notebook parameter names (``week``, ``as_of``, ``lang``,
+    ``account``, ``data_dir``, ``kpi``, ``email``); a value of None means "not given".
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = dict(NOTEBOOK_PARAMETERS)
+    if params_file:
+        values.update(read_params_file(params_file))
+    for key, value in (overrides or {}).items():
+        if key not in NOTEBOOK_PARAMETERS:
+            raise ConfigError(f"unknown parameter {key!r}: use one of {', '.join(NOTEBOOK_PARAMETERS)}")
+        if value is not None and value != {}:
+            values[key] = value
+    lang = str(values["lang"] or "en")
+    if lang not in LANGUAGES:
+        raise ConfigError(f"lang {lang!r} is not supported: use 'en' or 'ru'")
+    data_dir = Path(values["data_dir"]).expanduser().resolve() if values["data_dir"] else default_data_dir(env)
+    account = values["account"] or env.get("KPI_ACCOUNT") or None
+    kpi = parse_kpi_settings(values["kpi"])
+    settings = Settings(
+        data_dir=data_dir,
+        account=account,
+        week=str(values["week"] or "last"),
+        as_of=str(values["as_of"]) if values["as_of"] else None,
+        lang=lang,
+        params_file=Path(params_file).resolve() if params_file else None,
+        kpi=kpi,
+        email=parse_email_settings(values["email"]),
+    )
+    object.__setattr__(settings, "_raw_kpi", dict(values["kpi"] or {}))
+    return settings
+
+
+def with_overrides(settings: Settings, **changes: Any) -> Settings:
+    """A copy of ``settings`` with fields replaced (None values ignored)."""
+    raw = settings.raw_kpi
+    new = replace(settings, **{k: v for k, v in changes.items() if v is not None})
+    object.__setattr__(new, "_raw_kpi", raw)
+    return new
+
+
+# --- environment: connection and delivery secrets -------------------------------------------
+
+@dataclass(frozen=True)
+class AmoEnv:
+    """amoCRM connection settings from the environment (secrets never printed)."""
+
+    base_url: str | None
+    token: str | None = field(default=None, repr=False)
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    redirect_uri: str | None = None
+    token_file: Path | None = None
+    max_rps: float = 7.0
+
+
+def amocrm_env(env: Mapping[str, str] | None = None, data_dir: Path | None = None) -> AmoEnv:
+    """Read ``AMOCRM_*`` variables; the base URL from AMOCRM_BASE_URL or subdomain + domain."""
+    env = os.environ if env is None else env
+    base = env.get("AMOCRM_BASE_URL")
+    sub = env.get("AMOCRM_SUBDOMAIN")
+    domain = env.get("AMOCRM_DOMAIN", "amocrm.ru")
+    if domain not in ("amocrm.ru", "amocrm.com", "kommo.com"):
+        raise ConfigError(f"AMOCRM_DOMAIN={domain!r} is not supported: use amocrm.ru, amocrm.com or kommo.com")
+    if not base and sub:
+        base = f"https://{sub}.{domain}"
+    token_file = env.get("AMOCRM_TOKEN_FILE")
+    if not token_file and data_dir is not None:
+        token_file = str(Path(data_dir) / "amocrm_token.json")
+    try:
+        max_rps = float(env.get("AMOCRM_MAX_RPS", "7"))
+    except ValueError as exc:
+        raise ConfigError(f"AMOCRM_MAX_RPS={env.get('AMOCRM_MAX_RPS')!r} is not a number: use e.g. 5") from exc
+    if not 0 < max_rps <= 7:
+        raise ConfigError(f"AMOCRM_MAX_RPS={max_rps} is out of range: amoCRM allows at most 7 requests per second")
+    return AmoEnv(
+        base_url=base.rstrip("/") if base else None,
+        token=env.get("AMOCRM_TOKEN") or None,
+        client_id=env.get("AMOCRM_CLIENT_ID") or None,
+        client_secret=env.get("AMOCRM_CLIENT_SECRET") or None,
+        redirect_uri=env.get("AMOCRM_REDIRECT_URI") or None,
+        token_file=Path(token_file) if token_file else None,
+        max_rps=max_rps,
+    )
+
+
+@dataclass(frozen=True)
+class SmtpEnv:
+    """SMTP delivery settings from the environment (the password never printed)."""
+
+    host: str | None
+    port: int
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    starttls: bool = False
+    ssl: bool = False
+    sender: str | None = None
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def smtp_env(env: Mapping[str, str] | None = None) -> SmtpEnv:
+    """Read ``SMTP_*`` variables."""
+    env = os.environ if env is None else env
+    ssl, starttls = _flag(env, "SMTP_SSL"), _flag(env, "SMTP_STARTTLS")
+    if ssl and starttls:
+        raise ConfigError("SMTP_SSL and SMTP_STARTTLS are both set: choose one (465 uses SSL, 587 uses STARTTLS)")
+    default_port = 465 if ssl else (587 if starttls else 25)
+    try:
+        port = int(env.get("SMTP_PORT") or default_port)
+    except ValueError as exc:
+        raise ConfigError(f"SMTP_PORT={env.get('SMTP_PORT')!r} is not a port number: use e.g. 587") from exc
+    return SmtpEnv(
+        host=env.get("SMTP_HOST") or None,
+        port=port,
+        user=env.get("SMTP_USER") or None,
+        password=env.get("SMTP_PASSWORD") or None,
+        starttls=starttls,
+        ssl=ssl,
+        sender=env.get("SMTP_FROM") or env.get("SMTP_USER") or None,
+    )

@@ -1,0 +1,182 @@
+"""ISO weeks, the report timezone and business minutes.
+
+A week is an ISO 8601 week labelled ``YYYY-Www`` by ISO week-year, covering
+[Monday 00:00, next Monday 00:00) in the report timezone (kpi-definitions.md §0).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError
+
+_WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
+
+
+def load_timezone(name: str) -> ZoneInfo:
+    """Return the IANA timezone ``name`` or raise a ConfigError naming the fix."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"unknown timezone {name!r}: use an IANA name such as 'Europe/Moscow' or 'UTC'"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class Week:
+    """One ISO week in a timezone.
+
+    Attributes
+    ----------
+    year, number : int
+        ISO week-year and week number.
+    tz : ZoneInfo
+        The report timezone.
+    """
+
+    year: int
+    number: int
+    tz: ZoneInfo
+
+    @property
+    def label(self) -> str:
+        return f"{self.year}-W{self.number:02d}"
+
+    @property
+    def start(self) -> datetime:
+        """Monday 00:00 local time."""
+        return datetime.combine(date.fromisocalendar(self.year, self.number, 1), time(), self.tz)
+
+    @property
+    def end(self) -> datetime:
+        """Next Monday 00:00 local time (exclusive)."""
+        monday = date.fromisocalendar(self.year, self.number, 1) + timedelta(days=7)
+        return datetime.combine(monday, time(), self.tz)
+
+    @property
+    def start_ts(self) -> int:
+        return int(self.start.timestamp())
+
+    @property
+    def end_ts(self) -> int:
+        return int(self.end.timestamp())
+
+    def shift(self, weeks: int) -> "Week":
+        """The week ``weeks`` later (negative: earlier)."""
+        monday = date.fromisocalendar(self.year, self.number, 1) + timedelta(weeks=weeks)
+        return week_of(monday, self.tz)
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def week_of(day: date | datetime, tz: ZoneInfo) -> Week:
+    """The ISO week holding ``day`` (a datetime is converted to ``tz`` first)."""
+    if isinstance(day, datetime):
+        day = day.astimezone(tz).date()
+    iso = day.isocalendar()
+    return Week(iso.year, iso.week, tz)
+
+
+def parse_week(text: str, tz: ZoneInfo, now: datetime | None = None) -> Week:
+    """Parse ``YYYY-Www`` or ``last`` (the last complete week before ``now``).
+
+    ``current`` gives the week holding ``now``.
+    """
+    now = now or datetime.now(tz)
+    text = str(text).strip()
+    if text == "last":
+        return week_of(now, tz).shift(-1)
+    if text == "current":
+        return week_of(now, tz)
+    match = _WEEK_RE.match(text)
+    if not match:
+        raise ConfigError(f"week {text!r} is not an ISO week: use YYYY-Www (e.g. 2026-W47) or 'last'")
+    year, number = int(match.group(1)), int(match.group(2))
+    try:
+        date.fromisocalendar(year, number, 1)
+    except ValueError as exc:
+        raise ConfigError(f"week {text!r} does not exist: {year} has no week {number}") from exc
+    return Week(year, number, tz)
+
+
+def parse_instant(text: str, tz: ZoneInfo) -> datetime:
+    """Parse an ISO 8601 instant; a naive one is read in ``tz``."""
+    try:
+        value = datetime.fromisoformat(str(text))
+    except ValueError as exc:
+        raise ConfigError(f"as-of {text!r} is not ISO 8601: use e.g. 2026-11-23T09:00:00+03:00") from exc
+    return value if value.tzinfo else value.replace(tzinfo=tz)
+
+
+def to_local(ts: pd.Series | np.ndarray, tz: ZoneInfo) -> pd.Series:
+    """Unix seconds to naive local datetimes (NaT for missing)."""
+    return pd.Series(pd.to_datetime(pd.Series(ts, dtype="float64"), unit="s", utc=True)).dt.tz_convert(tz).dt.tz_localize(None)
+
+
+def local_dates(ts: pd.Series | np.ndarray, tz: ZoneInfo) -> pd.Series:
+    """Unix seconds to local calendar dates (``datetime64[ns]`` at midnight)."""
+    return to_local(ts, tz).dt.normalize()
+
+
+@dataclass(frozen=True)
+class BusinessHours:
+    """Working windows: ISO weekdays and a local start/end that do not cross midnight."""
+
+    days: tuple[int, ...] = (1, 2, 3, 4, 5)
+    start: str = "09:00"
+    end: str = "18:00"
+
+    def _seconds(self, hhmm: str) -> int:
+        hours, minutes = hhmm.split(":")
+        return int(hours) * 3600 + int(minutes) * 60
+
+    def minutes_between(self, start_ts, end_ts, tz: ZoneInfo) -> np.ndarray:
+        """Business minutes between instants (vectorised, unrounded, 0 when end <= start)."""
+        start_ts = np.asarray(start_ts, dtype="float64")
+        end_ts = np.asarray(end_ts, dtype="float64")
+        done = self._cumulative(start_ts, tz), self._cumulative(end_ts, tz)
+        out = (done[1] - done[0]) / 60.0
+        out = np.where(end_ts > start_ts, np.maximum(out, 0.0), 0.0)
+        return np.where(np.isnan(start_ts) | np.isnan(end_ts), np.nan, out)
+
+    def _cumulative(self, ts: np.ndarray, tz: ZoneInfo) -> np.ndarray:
+        """Business seconds from 1970-01-05 (a Monday) to each instant, on the local wall clock."""
+        local = to_local(ts, tz)
+        valid = local.notna().to_numpy()
+        day = local.dt.normalize()
+        sod = (local - day).dt.total_seconds().to_numpy()
+        open_s, close_s = self._seconds(self.start), self._seconds(self.end)
+        width = max(close_s - open_s, 0)
+        mask = "".join("1" if d in self.days else "0" for d in range(1, 8))
+        days = day.to_numpy().astype("datetime64[D]")
+        safe_days = np.where(valid, days, np.datetime64("1970-01-05"))
+        full_days = np.busday_count(np.datetime64("1970-01-05"), safe_days, weekmask=mask)
+        weekday = (safe_days.astype("int64") - 4) % 7 + 1  # 1970-01-05 is a Monday
+        is_open = np.isin(weekday, list(self.days))
+        partial = np.where(is_open, np.clip(np.nan_to_num(sod) - open_s, 0, width), 0)
+        out = full_days.astype("float64") * width + partial
+        return np.where(valid, out, np.nan)
+
+
+def report_timezone(configured: str | None, account_tz: str | None) -> ZoneInfo:
+    """The report timezone: params ``timezone``, else the account's, else UTC (§0)."""
+    return load_timezone(configured or account_tz or "UTC")
+
+
+def resolve_week(week: str, as_of: str | None, tz: ZoneInfo, now: datetime | None = None) -> tuple[Week, datetime]:
+    """The report week and its ``as_of = min(now, end of W)``; a pinned ``as_of`` wins.
+
+    With a pinned ``as_of`` and ``week='last'`` the week is the last complete week before it.
+    """
+    now = (now or datetime.now(tz)).astimezone(tz)
+    pinned = parse_instant(as_of, tz).astimezone(tz) if as_of else None
+    resolved = parse_week(week, tz, now=pinned or now)
+    return resolved, pinned if pinned else min(now, resolved.end)
