@@ -172,11 +172,19 @@ def report_timezone(configured: str | None, account_tz: str | None) -> ZoneInfo:
 
 
 def resolve_week(week: str, as_of: str | None, tz: ZoneInfo, now: datetime | None = None) -> tuple[Week, datetime]:
-    """The report week and its ``as_of = min(now, end of W)``; a pinned ``as_of`` wins.
+    """The report week and its ``as_of = min(now, end of W)`` (kpi-definitions.md §0).
 
-    With a pinned ``as_of`` and ``week='last'`` the week is the last complete week before it.
+    A pinned ``as_of`` (``--as-of``) stands for "now": ``week='last'`` is then the last
+    complete week before it, and the week's as-of is ``min(pinned, end of W)``.  Callers
+    that need "now" itself (``fcr_final``, tasks due today) use :func:`resolve_now`.
     """
-    now = (now or datetime.now(tz)).astimezone(tz)
-    pinned = parse_instant(as_of, tz).astimezone(tz) if as_of else None
-    resolved = parse_week(week, tz, now=pinned or now)
-    return resolved, pinned if pinned else min(now, resolved.end)
+    now = resolve_now(as_of, tz, now)
+    resolved = parse_week(week, tz, now=now)
+    return resolved, min(now, resolved.end)
+
+
+def resolve_now(as_of: str | None, tz: ZoneInfo, now: datetime | None = None) -> datetime:
+    """The pinned ``as_of`` if given, else ``now`` (default: the wall clock), in ``tz``."""
+    if as_of:
+        return parse_instant(as_of, tz).astimezone(tz)
+    return (now or datetime.now(tz)).astimezone(tz)

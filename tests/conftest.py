@@ -1,0 +1,31 @@
+"""Shared fixtures: the demo account built once per session, and tidy matplotlib state."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+#: The demo's "today" in tests: fixed so that every figure is reproducible.
+DEMO_TODAY = date(2026, 11, 25)
+#: "now" pinned inside DEMO_TODAY (a Wednesday): the last complete week is 2026-W47.
+DEMO_AS_OF = "2026-11-25T12:00:00+03:00"
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory):
+    """A data dir holding the demo account (built once; treat it as read-only)."""
+    from kpi_lib.demo import build_demo
+
+    data_dir = tmp_path_factory.mktemp("demo-data")
+    build_demo(data_dir, account="demo", seed=7, today=DEMO_TODAY)
+    return data_dir
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
