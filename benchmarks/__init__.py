@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory targets, figures printed side by side as ratios."""

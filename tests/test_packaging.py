@@ -1,0 +1,44 @@
+"""Packaging: pyproject.toml and environment.yml declare the same dependencies."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+#: conda-forge names that differ from PyPI names
+CONDA_NAMES = {"python-duckdb": "duckdb"}
+
+
+def _split(spec: str) -> tuple[str, str]:
+    match = re.match(r"^\s*([A-Za-z0-9_.\-\[\]]+)\s*(.*)$", spec)
+    name, version = match.group(1), match.group(2).replace(" ", "")
+    return re.sub(r"\[.*\]", "", name).lower().replace("_", "-"), version
+
+
+def test_environment_yml_and_pyproject_agree():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pip = dict(_split(d) for d in project["dependencies"])
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, str):
+            name, version = _split(dep)
+            if name not in ("python", "pip"):
+                conda[CONDA_NAMES.get(name, name)] = version
+    assert conda == pip, "environment.yml and pyproject.toml must list the same packages and version floors"
+    assert any("-e ." in d for dep in env["dependencies"] if isinstance(dep, dict) for d in dep.get("pip", []))
+
+
+def test_console_script_points_at_the_cli():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["kpi-report"] == "kpi_lib.cli:main"
+    assert project["requires-python"] == ">=3.11"
+
+
+def test_generated_folders_are_ignored():
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "/data/" in ignored and "/reports/" in ignored
