@@ -1,0 +1,383 @@
+"""Shared, vectorised building blocks of the KPI definitions (kpi-definitions.md §0, §9).
+
+Everything here works on whole columns: the per-item facts (each call with its caller, connected
+flag and lead; each won lead with its owner at close; each completed task with its completion
+time) are built once per :class:`~kpi_lib.kpis.context.Context` over all synced data, then every
+block groups them by week × manager.  Times are Unix seconds held in ``float64`` arrays so that a
+missing value is ``NaN``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
+
+import numpy as np
+import pandas as pd
+
+from ..periods import Week, local_dates
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import Context
+
+WON, LOST = 142, 143
+MAP_SLACK_S = 600  # a contact call may precede its lead's creation by up to 10 minutes
+_SHIFT = np.int64(1 << 33)  # int64 key = position * 2**33 + unix seconds
+TEAM = "team"
+
+
+def num(values) -> np.ndarray:
+    """A column as ``float64`` with ``NaN`` for missing values."""
+    if isinstance(values, pd.Series):
+        return values.to_numpy(dtype="float64", na_value=np.nan)
+    return np.asarray(values, dtype="float64")
+
+
+def flag(values) -> np.ndarray:
+    """A nullable boolean column as plain ``bool`` (missing is False)."""
+    if isinstance(values, pd.Series):
+        return values.fillna(False).to_numpy(dtype=bool)
+    return np.asarray(values, dtype=bool)
+
+
+# --- weeks -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Span:
+    """Consecutive report weeks with their boundaries and ``as_of`` instants.
+
+    Attributes
+    ----------
+    weeks : list of Week
+        Consecutive ISO weeks, oldest first.
+    bounds : ndarray
+        ``len(weeks) + 1`` week boundaries in Unix seconds.
+    as_of : ndarray
+        Per week, ``min(now, end of week)`` in Unix seconds (§0).
+    """
+
+    weeks: list[Week]
+    bounds: np.ndarray
+    as_of: np.ndarray
+    now: float
+
+    @property
+    def start(self) -> float:
+        return float(self.bounds[0])
+
+    @property
+    def end(self) -> float:
+        return float(self.bounds[-1])
+
+    def locate(self, ts) -> np.ndarray:
+        """Index of the week holding each instant, ``-1`` outside the span or when missing."""
+        ts = num(ts)
+        idx = np.searchsorted(self.bounds, ts, side="right") - 1
+        return np.where(np.isnan(ts) | (idx >= len(self.weeks)), -1, idx)
+
+
+def make_span(ctx: "Context", weeks: Iterable[Week]) -> Span:
+    """A :class:`Span` over ``weeks`` using the context's ``now``."""
+    weeks = sorted(weeks, key=lambda w: w.start_ts)
+    bounds = np.array([w.start_ts for w in weeks] + [weeks[-1].end_ts], dtype="float64")
+    now = ctx.now.timestamp()
+    as_of = np.minimum(now, bounds[1:])
+    return Span(weeks, bounds, as_of, now)
+
+
+# --- per week × manager tables -------------------------------------------------------------------
+
+def grid_index(span: Span, managers: Iterable[int]) -> pd.MultiIndex:
+    """Every (week index, manager) pair, managers as user-id strings then ``team``."""
+    people = [str(int(m)) for m in managers] + [TEAM]
+    return pd.MultiIndex.from_product([range(len(span.weeks)), people], names=["w", "manager"])
+
+
+def tally(index: pd.MultiIndex, items: pd.DataFrame, how: str = "size", col: str | None = None,
+          fill: float | None = 0.0) -> pd.Series:
+    """Aggregate ``items`` (columns ``w`` and ``m``: week index and manager) per manager and team.
+
+    The team figure aggregates the union of the managers' items (distinct values for
+    ``nunique``), never an average of the managers' figures.  Missing cells get ``fill``.
+    """
+    if items.empty:
+        out = pd.Series(np.nan, index=index, dtype="float64")
+        return out.fillna(fill) if fill is not None else out
+    if how == "size":
+        per, team = items.groupby(["w", "m"]).size(), items.groupby("w").size()
+    else:
+        per, team = items.groupby(["w", "m"])[col].agg(how), items.groupby("w")[col].agg(how)
+    per.index = pd.MultiIndex.from_arrays(
+        [per.index.get_level_values(0), per.index.get_level_values(1).astype("int64").astype(str)])
+    team.index = pd.MultiIndex.from_arrays([team.index, [TEAM] * len(team)])
+    out = pd.concat([per, team]).astype("float64")
+    out.index = out.index.set_names(["w", "manager"])
+    out = out.reindex(index)
+    return out.fillna(fill) if fill is not None else out
+
+
+def ratio(numerator: pd.Series, denominator: pd.Series, scale: float = 1.0) -> pd.Series:
+    """``scale × numerator / denominator``, NaN (JSON null) on a zero denominator."""
+    den = denominator.astype("float64")
+    return (scale * numerator.astype("float64") / den.where(den != 0)).astype("float64")
+
+
+def scope(ctx: "Context", frame: pd.DataFrame, span: Span, when: str, who: str) -> pd.DataFrame:
+    """Rows of ``frame`` with ``when`` inside the span and ``who`` a manager, with ``w`` and ``m``."""
+    w = span.locate(frame[when])
+    m = num(frame[who])
+    keep = (w >= 0) & np.isin(m, ctx.manager_ids)
+    out = frame.loc[keep].copy()
+    out["w"] = w[keep]
+    out["m"] = m[keep].astype("int64")
+    return out
+
+
+# --- facts built once per context -----------------------------------------------------------------
+
+class Facts:
+    """The per-item facts every block starts from, built once from the context's frames.
+
+    Attributes
+    ----------
+    leads : DataFrame
+        ``id, name, price, owner, status_id, pipeline_id, created_at, closed_at, deleted, counted``
+        sorted by id; ``owner`` is the current ``responsible_user_id``.
+    calls : DataFrame
+        De-duplicated call notes: ``id, kind, entity_id, note_type, t, caller, connected,
+        duration, call_status, lead_id`` (own or mapped lead, NaN when unmapped), ``mapped``
+        (a contact call that found a lead), ``lead_counted``.
+    status : DataFrame
+        ``lead_status_changed`` events on leads: ``lead_id, t, actor, advances``.
+    tasks : DataFrame
+        Tasks with ``done_at`` (completion time of completed tasks, else NaN).
+    closed : DataFrame
+        Counted won and lost leads: ``lead_id, name, price, status_id, closed_at, owner``
+        (``owner_at(lead, closed_at)``).
+    """
+
+    def __init__(self, ctx: "Context"):
+        frames = ctx.frames
+        self.ctx = ctx
+        self._build_leads(frames["leads"], ctx.settings.kpi.pipelines)
+        self._build_owner_history(frames["events"])
+        self._build_status(frames["events"], frames["statuses"])
+        self._build_calls(frames["calls"], frames["lead_contacts"])
+        self._build_tasks(frames["tasks"], frames["events"])
+        self._build_closed()
+
+    # leads and their owners ---------------------------------------------------------------
+    def _build_leads(self, leads: pd.DataFrame, pipelines) -> None:
+        leads = leads.sort_values("id", kind="stable")
+        deleted = flag(leads["is_deleted"])
+        counted = ~deleted
+        if pipelines:
+            counted &= np.isin(num(leads["pipeline_id"]), np.asarray(pipelines, dtype="float64"))
+        self.leads = pd.DataFrame({
+            "id": leads["id"].to_numpy(dtype="int64"),
+            "name": leads["name"].to_numpy(dtype=object),
+            "price": num(leads["price"]),
+            "owner": num(leads["responsible_user_id"]),
+            "status_id": num(leads["status_id"]),
+            "pipeline_id": num(leads["pipeline_id"]),
+            "created_at": num(leads["created_at"]),
+            "closed_at": num(leads["closed_at"]),
+            "deleted": deleted,
+            "counted": counted,
+        })
+        self.lead_ids = self.leads["id"].to_numpy(dtype="float64")
+
+    def lead_pos(self, lead_ids) -> tuple[np.ndarray, np.ndarray]:
+        """Row positions of ``lead_ids`` in :attr:`leads` and whether each is known."""
+        ids = num(lead_ids)
+        if len(self.lead_ids) == 0:
+            return np.zeros(len(ids), dtype="int64"), np.zeros(len(ids), dtype=bool)
+        pos = np.clip(np.searchsorted(self.lead_ids, ids), 0, len(self.lead_ids) - 1)
+        return pos, self.lead_ids[pos] == ids
+
+    def lead_attr(self, lead_ids, column: str) -> np.ndarray:
+        """A column of :attr:`leads` looked up for ``lead_ids`` (NaN/False when unknown)."""
+        pos, known = self.lead_pos(lead_ids)
+        values = self.leads[column].to_numpy()[pos] if len(self.leads) else np.zeros(len(pos))
+        if values.dtype == bool:
+            return values & known
+        return np.where(known, values, np.nan)
+
+    def _build_owner_history(self, events: pd.DataFrame) -> None:
+        ev = events.loc[(events["type"] == "entity_responsible_changed") & (events["entity_type"] == "lead")]
+        pos, known = self.lead_pos(ev["entity_id"])
+        t, seq = num(ev["created_at"]), num(ev["seq"])
+        keep = known & ~np.isnan(t)
+        order = np.lexsort((seq[keep], t[keep], pos[keep]))
+        self._resp_pos = pos[keep][order]
+        self._resp_key = sort_key(self._resp_pos, t[keep][order])
+        self._resp_before = num(ev["responsible_before"])[keep][order]
+        self.responsible_events = pd.DataFrame({
+            "lead_id": num(ev["entity_id"]), "t": t, "seq": seq,
+            "before": num(ev["responsible_before"]), "after": num(ev["responsible_after"]),
+        })
+
+    def owner_at(self, lead_ids, t) -> np.ndarray:
+        """``owner_at(lead, t)`` (§0): ``value_before`` of the earliest responsible change on the
+        lead strictly after ``t`` (same-second events in API order), else the current owner."""
+        pos, known = self.lead_pos(lead_ids)
+        t = num(t)
+        current = np.where(known, self.leads["owner"].to_numpy()[pos] if len(self.leads) else np.nan, np.nan)
+        if len(self._resp_key) == 0:
+            return current
+        key = sort_key(pos, t)
+        j = np.searchsorted(self._resp_key, key, side="right")
+        jc = np.minimum(j, len(self._resp_key) - 1)
+        hit = (j < len(self._resp_key)) & (self._resp_pos[jc] == pos) & known & ~np.isnan(t)
+        return np.where(hit, self._resp_before[jc], current)
+
+    # status history -----------------------------------------------------------------------
+    def _build_status(self, events: pd.DataFrame, statuses: pd.DataFrame) -> None:
+        ev = events.loc[(events["type"] == "lead_status_changed") & (events["entity_type"] == "lead")]
+        sort = pd.Series(num(statuses["sort"]),
+                         index=pd.MultiIndex.from_arrays([num(statuses["id"]), num(statuses["pipeline_id"])]))
+        sort = sort[~sort.index.duplicated()]
+
+        def sort_of(status, pipeline):
+            idx = pd.MultiIndex.from_arrays([num(status), num(pipeline)])
+            return sort.reindex(idx).to_numpy(dtype="float64")
+
+        before, after = num(ev["status_before"]), num(ev["status_after"])
+        same = num(ev["pipeline_after"]) == num(ev["pipeline_before"])
+        higher = sort_of(ev["status_after"], ev["pipeline_after"]) > sort_of(ev["status_before"], ev["pipeline_before"])
+        advances = (after == WON) | ((after != LOST) & same & higher & ~np.isnan(before))
+        self.status = pd.DataFrame({
+            "lead_id": num(ev["entity_id"]), "t": num(ev["created_at"]), "actor": num(ev["created_by"]),
+            "advances": advances,
+        })
+        self.status["lead_counted"] = self.lead_attr(self.status["lead_id"], "counted")
+
+    # calls --------------------------------------------------------------------------------
+    def _build_calls(self, calls: pd.DataFrame, links: pd.DataFrame) -> None:
+        t, ids = num(calls["created_at"]), num(calls["id"])
+        order = np.lexsort((ids, t))
+        calls = calls.iloc[order]
+        uniq = calls["uniq"]
+        has_uniq = uniq.notna().to_numpy() & (uniq.fillna("").astype(str).str.strip() != "").to_numpy()
+        dup = has_uniq & uniq.duplicated().to_numpy()
+        calls = calls.loc[~dup]
+        resp = num(calls["responsible_user_id"])
+        caller = np.where(np.isnan(resp) | (resp == 0), num(calls["created_by"]), resp)
+        status = num(calls["call_status"])
+        duration = np.nan_to_num(num(calls["duration"]))
+        no_status = np.isnan(status) | (status == 8)
+        connected = (status == 4) | (no_status & (duration >= 20))
+        kind = calls["entity_type"].to_numpy(dtype=object)
+        entity = num(calls["entity_id"])
+        out = pd.DataFrame({
+            "id": num(calls["id"]), "kind": kind, "entity_id": entity,
+            "note_type": calls["note_type"].to_numpy(dtype=object), "t": num(calls["created_at"]),
+            "caller": caller, "connected": connected, "duration": duration, "call_status": status,
+        })
+        on_lead = kind == "lead"
+        out["lead_id"] = np.where(on_lead, entity, np.nan)
+        out["mapped"] = False
+        contact = np.flatnonzero(kind == "contact")
+        if len(contact):
+            lead_id = self._map_contact_calls(out.iloc[contact], links)
+            out.loc[out.index[contact], "lead_id"] = lead_id
+            out.loc[out.index[contact], "mapped"] = ~np.isnan(lead_id)
+        out["lead_counted"] = self.lead_attr(out["lead_id"], "counted")
+        self.calls = out.reset_index(drop=True)
+
+    def _map_contact_calls(self, cc: pd.DataFrame, links: pd.DataFrame) -> np.ndarray:
+        """Map contact calls to one of the contact's non-deleted leads (§0, the 600 s rule)."""
+        link = pd.DataFrame({"contact": num(links["contact_id"]), "lead_id": num(links["lead_id"])})
+        link = link.drop_duplicates()
+        pos, known = self.lead_pos(link["lead_id"])
+        leads = self.leads
+        alive = known & ~leads["deleted"].to_numpy()[pos]
+        link = link.loc[alive]
+        link["created_at"] = leads["created_at"].to_numpy()[pos[alive]]
+        link["closed_at"] = leads["closed_at"].to_numpy()[pos[alive]]
+        q = pd.DataFrame({"row": np.arange(len(cc)), "contact": cc["entity_id"].to_numpy(),
+                          "t": cc["t"].to_numpy(), "caller": cc["caller"].to_numpy()})
+        pairs = q.merge(link, on="contact", how="inner")
+        ok = (pairs["created_at"].to_numpy() <= pairs["t"].to_numpy() + MAP_SLACK_S) & (
+            np.isnan(pairs["closed_at"].to_numpy()) | (pairs["closed_at"].to_numpy() >= pairs["t"].to_numpy()))
+        pairs = pairs.loc[ok]
+        own = self.owner_at(pairs["lead_id"], pairs["t"]) == pairs["caller"].to_numpy()
+        order = np.lexsort((-pairs["lead_id"].to_numpy(), -pairs["created_at"].to_numpy(), ~own,
+                            pairs["row"].to_numpy()))
+        chosen = pairs.iloc[order].drop_duplicates("row", keep="first")
+        out = np.full(len(cc), np.nan)
+        out[chosen["row"].to_numpy()] = chosen["lead_id"].to_numpy()
+        return out
+
+    # tasks ---------------------------------------------------------------------------------
+    def _build_tasks(self, tasks: pd.DataFrame, events: pd.DataFrame) -> None:
+        ev = events.loc[(events["type"] == "task_completed") & (events["entity_type"] == "task")]
+        last = pd.Series(num(ev["created_at"])).groupby(num(ev["entity_id"])).max()
+        ids = num(tasks["id"])
+        done = flag(tasks["is_completed"])
+        event_t = last.reindex(ids).to_numpy(dtype="float64")
+        done_at = np.where(np.isnan(event_t), num(tasks["updated_at"]), event_t)
+        entity_type = tasks["entity_type"].to_numpy(dtype=object)
+        entity = num(tasks["entity_id"])
+        on_lead = entity_type == "leads"
+        out = pd.DataFrame({
+            "id": ids, "created_by": num(tasks["created_by"]), "created_at": num(tasks["created_at"]),
+            "responsible": num(tasks["responsible_user_id"]), "entity_id": entity, "entity_type": entity_type,
+            "is_completed": done, "done_at": np.where(done, done_at, np.nan),
+            "text": tasks["text"].to_numpy(dtype=object), "result_text": tasks["result_text"].to_numpy(dtype=object),
+            "complete_till": num(tasks["complete_till"]),
+        })
+        out["lead_id"] = np.where(on_lead, entity, np.nan)
+        out["lead_counted"] = self.lead_attr(out["lead_id"], "counted")
+        out["lead_deleted"] = self.lead_attr(out["lead_id"], "deleted")
+        self.tasks = out
+
+    # won and lost ----------------------------------------------------------------------------
+    def _build_closed(self) -> None:
+        leads = self.leads
+        keep = leads["counted"].to_numpy() & np.isin(leads["status_id"].to_numpy(), [WON, LOST]) & ~np.isnan(
+            leads["closed_at"].to_numpy())
+        closed = leads.loc[keep, ["id", "name", "price", "status_id", "closed_at"]].rename(columns={"id": "lead_id"})
+        closed["owner"] = self.owner_at(closed["lead_id"], closed["closed_at"])
+        self.closed = closed.reset_index(drop=True)
+
+
+def facts_of(ctx: "Context") -> Facts:
+    """The context's :class:`Facts`, built on first use."""
+    if ctx.cache.get("facts") is None:
+        ctx.cache["facts"] = Facts(ctx)
+    return ctx.cache["facts"]
+
+
+def closed_in(ctx: "Context", span: Span, status: int) -> pd.DataFrame:
+    """``won(M, W)`` (``status=142``) or ``lost(M, W)`` (143) for every manager and week of the span."""
+    closed = facts_of(ctx).closed
+    return scope(ctx, closed.loc[closed["status_id"].to_numpy() == status], span, "closed_at", "owner")
+
+
+def local_days(ctx: "Context", ts) -> pd.Series:
+    """Local calendar dates of instants in the report timezone."""
+    return local_dates(num(ts), ctx.tz)
+
+
+def business_minutes(ctx: "Context", start, end) -> np.ndarray:
+    """Business minutes between instants (params ``business_hours``, report timezone)."""
+    return ctx.settings.kpi.business_hours.minutes_between(num(start), num(end), ctx.tz)
+
+
+def sort_key(pos, t) -> np.ndarray:
+    """An int64 key ordering (position, time): ``position * 2**33 + seconds`` (missing time last)."""
+    seconds = np.nan_to_num(num(t), nan=float(_SHIFT - 1)).astype("int64")
+    return np.asarray(pos, dtype="int64") * _SHIFT + np.clip(seconds, 0, _SHIFT - 1)
+
+
+def count_sorted(keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """How many sorted ``keys`` fall in ``(lo, hi]`` for each pair."""
+    return np.searchsorted(keys, hi, side="right") - np.searchsorted(keys, lo, side="right")
+
+
+def to_local_times(ctx: "Context", ts) -> np.ndarray:
+    """Unix seconds to naive local datetimes in the report timezone."""
+    from ..periods import to_local
+
+    return to_local(num(ts), ctx.tz).to_numpy()

@@ -1,0 +1,190 @@
+"""The report context: settings, the store's frames, the timezone, the week and the people.
+
+:func:`load_context` reads only the columns the KPI definitions use, resolves the report
+timezone (params ``timezone``, else the account's, else UTC), the week and ``as_of``, and the
+supervisors and managers (kpi-definitions.md §0 "People"), checking every configured user id
+against the account's users.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from ..config import Settings
+from ..errors import ConfigError
+from ..periods import Week, parse_instant, report_timezone, resolve_week
+from ..store import Store
+
+#: Typed tables and the columns the KPIs read (``None``: every column).
+COLUMNS: dict[str, list[str] | None] = {
+    "account": None,
+    "users": ["id", "name", "is_admin", "is_active"],
+    "pipelines": ["id", "name"],
+    "statuses": ["id", "pipeline_id", "sort"],
+    "lead_custom_fields": ["id", "name", "sort"],
+    "leads": ["id", "name", "price", "responsible_user_id", "status_id", "pipeline_id", "created_at", "closed_at",
+              "is_deleted"],
+    "lead_contacts": ["lead_id", "contact_id", "is_main", "position"],
+    "lead_companies": ["lead_id", "company_id"],
+    "tasks": ["id", "created_by", "created_at", "updated_at", "responsible_user_id", "entity_id", "entity_type",
+              "is_completed", "text", "result_text", "complete_till"],
+    "calls": ["id", "entity_type", "entity_id", "note_type", "created_by", "responsible_user_id", "created_at",
+              "uniq", "duration", "call_status"],
+    "events": ["seq", "type", "entity_type", "entity_id", "created_by", "created_at", "status_before",
+               "pipeline_before", "status_after", "pipeline_after", "responsible_before", "responsible_after"],
+    "custom_field_values": ["entity_id", "field_id", "field_name", "position", "value"],
+}
+#: Row filters applied while reading (the KPIs use no other rows).
+WHERE = {
+    "events": "type IN ('entity_responsible_changed', 'lead_status_changed', 'task_completed')",
+    "custom_field_values": "entity_type = 'lead'",
+}
+
+
+@dataclass
+class Context:
+    """Everything a KPI computation needs, resolved once.
+
+    Attributes
+    ----------
+    settings : Settings
+    frames : dict of DataFrame
+        The store's typed tables (only the columns in :data:`COLUMNS`).
+    tz : ZoneInfo
+        The report timezone.
+    week : Week
+        The report week.
+    as_of : datetime
+        ``min(now, end of week)`` in the report timezone.
+    now : datetime
+        The current instant, pinned by ``--as-of`` when given.
+    managers : DataFrame
+        ``user_id, name, active``, ordered by user id.
+    supervisors : list of int
+    account : dict
+        ``id, name, subdomain, currency, timezone``.
+    last_sync_at : datetime or None
+    """
+
+    settings: Settings
+    frames: dict[str, pd.DataFrame]
+    tz: ZoneInfo
+    week: Week
+    as_of: datetime
+    now: datetime
+    managers: pd.DataFrame
+    supervisors: list[int]
+    account: dict[str, Any]
+    last_sync_at: datetime | None
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def manager_ids(self) -> np.ndarray:
+        return self.managers["user_id"].to_numpy(dtype="float64")
+
+    @property
+    def supervisor_ids(self) -> np.ndarray:
+        return np.asarray(self.supervisors, dtype="float64")
+
+
+def read_frames(store: Store) -> dict[str, pd.DataFrame]:
+    """The columns of :data:`COLUMNS` from an open store."""
+    return {table: store.frame(table, cols, WHERE.get(table)) for table, cols in COLUMNS.items()}
+
+
+def load_context(settings: Settings, now: datetime | None = None,
+                 frames: dict[str, pd.DataFrame] | None = None) -> Context:
+    """Open the account's store read-only and resolve the report context.
+
+    Parameters
+    ----------
+    settings : Settings
+        From :func:`kpi_lib.config.load_settings`.
+    now : datetime, optional
+        The current instant (default: the clock); ``settings.as_of`` pins it.
+    frames : dict of DataFrame, optional
+        Already loaded frames (as from :func:`read_frames`), to skip reading the store.
+    """
+    last_sync = None
+    if frames is None:
+        with Store.open(settings.data_dir, settings.account, read_only=True) as store:
+            frames = read_frames(store)
+            last_sync = store.last_sync_at()
+    account = _account(frames["account"])
+    tz = report_timezone(settings.kpi.timezone, account["timezone"])
+    now = (now or datetime.now(tz)).astimezone(tz)
+    if settings.as_of:
+        now = parse_instant(settings.as_of, tz).astimezone(tz)
+    week, _ = resolve_week(settings.week, None, tz, now)
+    as_of = min(now, week.end)
+    supervisors, managers = resolve_people(settings, frames["users"])
+    _check_pipelines(settings, frames["pipelines"])
+    return Context(settings=settings, frames=frames, tz=tz, week=week, as_of=as_of, now=now, managers=managers,
+                   supervisors=supervisors, account=account, last_sync_at=last_sync)
+
+
+def _account(frame: pd.DataFrame) -> dict[str, Any]:
+    row = frame.iloc[0].to_dict() if len(frame) else {}
+
+    def get(key):
+        value = row.get(key)
+        return None if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA else value
+
+    return {"id": None if get("id") is None else int(get("id")), "name": get("name"),
+            "subdomain": get("subdomain"), "currency": get("currency"), "timezone": get("timezone")}
+
+
+def resolve_people(settings: Settings, users: pd.DataFrame) -> tuple[list[int], pd.DataFrame]:
+    """Supervisors and managers (§0 "People"), checking configured ids against the users."""
+    kpi = settings.kpi
+    ids = [int(i) for i in users["id"].tolist()]
+    known = set(ids)
+    admin = dict(zip(ids, users["is_admin"].fillna(False).astype(bool).tolist()))
+    for key in ("supervisors", "managers"):
+        for uid in getattr(kpi, key) or ():
+            if uid not in known:
+                shown = ", ".join(str(i) for i in sorted(known)) or "none (sync the account first)"
+                raise ConfigError(
+                    f"kpi.{key}: user id {uid} is not a user of this account: use ids from the account's users"
+                    f" ({shown})")
+    supervisors = sorted(set(kpi.supervisors)) if kpi.supervisors is not None else sorted(
+        u for u in ids if admin[u])
+    if kpi.managers is not None:
+        both = sorted(set(kpi.managers) & set(supervisors))
+        if both:
+            raise ConfigError(f"kpi.managers: user {both[0]} is also a supervisor: list each user in one of "
+                              "kpi.managers and kpi.supervisors only")
+        chosen = set(kpi.managers)
+    else:
+        chosen = set(ids) - set(supervisors)
+    chosen.discard(0)
+    table = users.assign(user_id=users["id"].astype("int64"))
+    table = table.loc[table["user_id"].isin(chosen)].sort_values("user_id")
+    managers = pd.DataFrame({
+        "user_id": table["user_id"].to_numpy(dtype="int64"),
+        "name": table["name"].fillna("").astype(str).to_numpy(dtype=object),
+        "active": table["is_active"].fillna(True).astype(bool).to_numpy(),
+    })
+    return [int(s) for s in supervisors], managers
+
+
+def _check_pipelines(settings: Settings, pipelines: pd.DataFrame) -> None:
+    wanted = settings.kpi.pipelines
+    if not wanted:
+        return
+    known = {int(i) for i in pipelines["id"].tolist()}
+    for pid in wanted:
+        if pid not in known:
+            shown = ", ".join(str(i) for i in sorted(known)) or "none (sync the account first)"
+            raise ConfigError(f"kpi.pipelines: pipeline id {pid} is not a pipeline of this account: use one of {shown}")
+
+
+def week_as_of(ctx: Context, week: Week) -> datetime:
+    """``as_of`` of any week: ``min(now, end of week)``."""
+    return min(ctx.now, week.end)

@@ -1,0 +1,95 @@
+"""Cost of service (kpi-definitions.md §2): how often and how expensively managers call in a supervisor."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .common import WON, Span, closed_in, facts_of, grid_index, ratio, scope, tally, to_local_times
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import Context
+
+KEYS = ("escalated_leads", "worked_leads", "escalation_rate_pct", "escalation_events", "supervisor_minutes", "won",
+        "cost_per_won_deal")
+
+
+def escalations(ctx: "Context", span: Span) -> pd.DataFrame:
+    """Escalation signals E1, E2 and E3 attributed to managers in the span.
+
+    Columns ``w, m, lead_id, kind, t, minutes`` (``minutes``: E3 call duration / 60, else 0).
+    Signals on leads that do not count (deleted, other pipelines, unknown) are dropped.
+    """
+    f = facts_of(ctx)
+    sup = ctx.supervisor_ids
+    tasks = f.tasks
+    e1 = tasks.loc[(tasks["entity_type"] == "leads").to_numpy() & np.isin(tasks["responsible"].to_numpy(), sup)
+                   & tasks["lead_counted"].to_numpy()]
+    e1 = scope(ctx, e1, span, "created_at", "created_by").assign(kind="E1", t=lambda d: d["created_at"], minutes=0.0)
+    ev = f.responsible_events
+    ev = ev.loc[np.isin(ev["after"].to_numpy(), sup) & f.lead_attr(ev["lead_id"], "counted")]
+    e2 = scope(ctx, ev, span, "t", "before").assign(kind="E2", minutes=0.0)
+    calls = f.calls
+    calls = calls.loc[calls["connected"].to_numpy() & np.isin(calls["caller"].to_numpy(), sup)
+                      & calls["lead_counted"].to_numpy()]
+    calls = calls.loc[(calls["t"] >= span.start) & (calls["t"] < span.end)]
+    calls = calls.assign(owner=f.owner_at(calls["lead_id"], calls["t"]))
+    e3 = scope(ctx, calls, span, "t", "owner").assign(kind="E3", minutes=lambda d: d["duration"] / 60.0)
+    cols = ["w", "m", "lead_id", "kind", "t", "minutes"]
+    return pd.concat([e1[cols], e2[cols], e3[cols]], ignore_index=True)
+
+
+def worked_leads(ctx: "Context", span: Span) -> pd.DataFrame:
+    """Leads a manager worked in the span (calls, status changes, completed lead tasks): ``w, m, lead_id``."""
+    f = facts_of(ctx)
+    calls = f.calls.loc[f.calls["lead_counted"].to_numpy()]
+    status = f.status.loc[f.status["lead_counted"].to_numpy()]
+    tasks = f.tasks
+    tasks = tasks.loc[tasks["is_completed"].to_numpy() & (tasks["entity_type"] == "leads").to_numpy()
+                      & tasks["lead_counted"].to_numpy()]
+    cols = ["w", "m", "lead_id"]
+    return pd.concat([scope(ctx, calls, span, "t", "caller")[cols], scope(ctx, status, span, "t", "actor")[cols],
+                      scope(ctx, tasks, span, "done_at", "responsible")[cols]], ignore_index=True)
+
+
+def compute_cost_of_service(ctx: "Context", span: Span) -> pd.DataFrame:
+    """Cost of service per manager and team per week (kpi-definitions.md §2).
+
+    ``escalation_rate_pct`` (primary): leads on which the manager escalated to a supervisor
+    in the week (E1 an escalation task to a supervisor, E2 a hand-over of the lead to a
+    supervisor, E3 a supervisor's connected call on the manager's lead), over the leads the
+    manager worked in the week (called, moved or completed a lead task) plus the escalated
+    ones.  ``supervisor_minutes`` prices the supervisor's time: E3 talk time plus fixed
+    minutes per E1 and E2; ``cost_per_won_deal`` divides its cost by the week's won deals.
+    Deleted leads and leads outside the configured pipelines are excluded.
+    """
+    kpi = ctx.settings.kpi
+    idx = grid_index(span, ctx.managers["user_id"])
+    signals = escalations(ctx, span)
+    worked = pd.concat([worked_leads(ctx, span), signals[["w", "m", "lead_id"]]], ignore_index=True)
+    out = pd.DataFrame(index=idx)
+    out["escalated_leads"] = tally(idx, signals, "nunique", "lead_id")
+    out["worked_leads"] = tally(idx, worked, "nunique", "lead_id")
+    out["escalation_rate_pct"] = ratio(out["escalated_leads"], out["worked_leads"], 100)
+    out["escalation_events"] = tally(idx, signals)
+    e1 = tally(idx, signals.loc[signals["kind"] == "E1"])
+    e2 = tally(idx, signals.loc[signals["kind"] == "E2"])
+    talk = tally(idx, signals.loc[signals["kind"] == "E3"], "sum", "minutes")
+    out["supervisor_minutes"] = talk + kpi.minutes_per_escalation_task * e1 + kpi.minutes_per_takeover * e2
+    out["won"] = tally(idx, closed_in(ctx, span, WON), "nunique", "lead_id")
+    out["cost_per_won_deal"] = ratio(out["supervisor_minutes"] * kpi.supervisor_hourly_rate / 60.0, out["won"])
+    return out
+
+
+def detail_cost_of_service(ctx: "Context", span: Span) -> pd.DataFrame:
+    """Escalation signals: lead_id, manager, kind, at (local), minutes (supervisor minutes charged)."""
+    kpi = ctx.settings.kpi
+    sig = escalations(ctx, span)
+    minutes = np.select([sig["kind"] == "E1", sig["kind"] == "E2"],
+                        [kpi.minutes_per_escalation_task, kpi.minutes_per_takeover], sig["minutes"])
+    return pd.DataFrame({
+        "lead_id": sig["lead_id"].astype("int64").to_numpy(), "manager": sig["m"].to_numpy(),
+        "kind": sig["kind"].to_numpy(), "at": to_local_times(ctx, sig["t"]), "minutes": minutes.astype(float),
+    }).sort_values(["manager", "at"], ignore_index=True)

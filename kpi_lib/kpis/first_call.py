@@ -1,0 +1,130 @@
+"""First-call quality (kpi-definitions.md §3): first-call resolution, first-call connect rate, speed to lead."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .common import (Span, business_minutes, count_sorted, facts_of, grid_index, num, ratio, scope, sort_key,
+                     tally, to_local_times)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import Context
+
+KEYS = ("fcr_eligible", "fcr_resolved", "fcr_pct", "fcr_final", "first_call_connect_pct", "new_leads",
+        "uncalled_leads", "stl_median_min", "stl_within_5_pct")
+DAY_S = 86400
+
+
+def lead_calls(ctx: "Context") -> pd.DataFrame:
+    """Per counted lead with calls: first call (``fa_*``), first connected call (``fc_*``),
+    whether ``fc`` resolved the lead, and ``t1`` (first ``call_out`` or connected ``call_in``)."""
+    if "lead_calls" in ctx.cache:
+        return ctx.cache["lead_calls"]
+    f = facts_of(ctx)
+    window = ctx.settings.kpi.fcr_window_days * DAY_S
+    calls = f.calls.loc[f.calls["lead_counted"].to_numpy()]
+    calls = calls.iloc[np.lexsort((calls["id"].to_numpy(), calls["t"].to_numpy(), calls["lead_id"].to_numpy()))]
+    first = calls.drop_duplicates("lead_id").set_index("lead_id")
+    out = pd.DataFrame({"fa_t": first["t"], "fa_caller": first["caller"], "fa_connected": first["connected"]})
+    connected = calls.loc[calls["connected"].to_numpy()].drop_duplicates("lead_id").set_index("lead_id")
+    out["fc_t"] = connected["t"].reindex(out.index)
+    out["fc_caller"] = connected["caller"].reindex(out.index)
+    pos, _ = f.lead_pos(out.index.to_numpy())
+    fc = out["fc_t"].to_numpy()
+    again = calls.loc[calls["connected"].to_numpy() | (calls["note_type"] == "call_in").to_numpy()]
+    again_keys = np.sort(sort_key(f.lead_pos(again["lead_id"])[0], again["t"]))
+    moves = f.status.loc[f.status["advances"].to_numpy() & f.status["lead_counted"].to_numpy()]
+    move_keys = np.sort(sort_key(f.lead_pos(moves["lead_id"])[0], moves["t"]))
+    lo, hi = sort_key(pos, fc), sort_key(pos, fc + window)
+    called_back = count_sorted(again_keys, lo, hi) > 0
+    advanced = count_sorted(move_keys, lo, hi) > 0
+    out["fc_resolved"] = np.where(np.isnan(fc), False, ~called_back & advanced)
+    reach = calls.loc[(calls["note_type"] == "call_out").to_numpy()
+                      | ((calls["note_type"] == "call_in").to_numpy() & calls["connected"].to_numpy())]
+    out["t1"] = reach.drop_duplicates("lead_id").set_index("lead_id")["t"].reindex(out.index)
+    ctx.cache["lead_calls"] = out
+    return out
+
+
+def speed_to_lead(ctx: "Context", span: Span) -> pd.DataFrame:
+    """Leads created in the span with ``t1`` (up to the week's as_of), ``stl`` minutes and owner ``m``."""
+    f = facts_of(ctx)
+    leads = f.leads.loc[f.leads["counted"].to_numpy()]
+    w = span.locate(leads["created_at"])
+    new = leads.loc[w >= 0, ["id", "created_at"]].rename(columns={"id": "lead_id"})
+    new["w"] = w[w >= 0]
+    as_of = span.as_of[new["w"].to_numpy()]
+    t1 = lead_calls(ctx)["t1"].reindex(new["lead_id"].to_numpy().astype("float64")).to_numpy()
+    called = t1 <= as_of
+    new["t1"] = np.where(called, t1, np.nan)
+    new["called"] = called
+    new["owner"] = f.owner_at(new["lead_id"], np.where(called, t1, as_of))
+    new["stl"] = np.where(called, business_minutes(ctx, new["created_at"], new["t1"]), np.nan)
+    new = new.loc[np.isin(new["owner"].to_numpy(), ctx.manager_ids)]
+    return new.assign(m=new["owner"].astype("int64"))
+
+
+def compute_first_call(ctx: "Context", span: Span) -> pd.DataFrame:
+    """First-call quality per manager and team per week (kpi-definitions.md §3).
+
+    ``fcr_pct`` (primary): leads whose first connected call fell in the week and was made by
+    the manager, resolved by that call — nobody had to call again (no further connected call
+    and no incoming call) within ``fcr_window_days`` and the lead moved forward in the funnel
+    within that window — over those leads.  ``fcr_final`` is true once the window has closed.
+    ``first_call_connect_pct``: share of leads whose very first call (by the manager, in the
+    week) connected.  Speed to lead: for leads created in the week, business minutes to the
+    first outgoing call or connected incoming call (``stl``), attributed to the lead's owner
+    at that call (or at ``as_of`` when not called yet).  Deleted leads and leads outside the
+    configured pipelines are excluded.
+    """
+    idx = grid_index(span, ctx.managers["user_id"])
+    facts = lead_calls(ctx).reset_index()
+    out = pd.DataFrame(index=idx)
+    eligible = scope(ctx, facts.loc[facts["fc_t"].notna()], span, "fc_t", "fc_caller")
+    out["fcr_eligible"] = tally(idx, eligible, "nunique", "lead_id")
+    out["fcr_resolved"] = tally(idx, eligible.loc[eligible["fc_resolved"].to_numpy(dtype=bool)], "nunique", "lead_id")
+    out["fcr_pct"] = ratio(out["fcr_resolved"], out["fcr_eligible"], 100)
+    window = timedelta(days=ctx.settings.kpi.fcr_window_days)
+    final = np.array([float(ctx.now >= week.end + window) for week in span.weeks])
+    out["fcr_final"] = final[idx.get_level_values("w")]
+    first = scope(ctx, facts, span, "fa_t", "fa_caller")
+    out["first_call_connect_pct"] = ratio(
+        tally(idx, first.loc[first["fa_connected"].to_numpy(dtype=bool)], "nunique", "lead_id"),
+        tally(idx, first, "nunique", "lead_id"), 100)
+    new = speed_to_lead(ctx, span)
+    called = new.loc[new["called"].to_numpy()]
+    out["new_leads"] = tally(idx, new, "nunique", "lead_id")
+    out["uncalled_leads"] = tally(idx, new.loc[~new["called"].to_numpy()], "nunique", "lead_id")
+    out["stl_median_min"] = tally(idx, called, "median", "stl", fill=None)
+    out["stl_within_5_pct"] = ratio(tally(idx, called.loc[called["stl"] <= 5], "nunique", "lead_id"),
+                                    out["new_leads"], 100)
+    return out
+
+
+def detail_first_call(ctx: "Context", span: Span) -> pd.DataFrame:
+    """Leads behind the block: lead_id, manager, fc_at, resolved, stl_min, called.
+
+    One row per lead that is eligible for FCR in the span or was created in it; ``resolved``
+    is NA for a lead that is not eligible, ``stl_min`` NaN for a lead not created in the span.
+    """
+    facts = lead_calls(ctx).reset_index()
+    eligible = scope(ctx, facts.loc[facts["fc_t"].notna()], span, "fc_t", "fc_caller")
+    new = speed_to_lead(ctx, span)
+    left = pd.DataFrame({"lead_id": eligible["lead_id"].to_numpy(), "manager_fc": eligible["m"].to_numpy(),
+                         "fc_t": eligible["fc_t"].to_numpy(),
+                         "resolved": eligible["fc_resolved"].to_numpy(dtype=bool)})
+    right = pd.DataFrame({"lead_id": new["lead_id"].to_numpy(dtype="float64"), "manager_new": new["m"].to_numpy(),
+                          "stl_min": new["stl"].to_numpy(), "called": new["called"].to_numpy()})
+    both = left.merge(right, on="lead_id", how="outer")
+    fc_all = facts.set_index("lead_id")["fc_t"]
+    fc_t = both["fc_t"].fillna(pd.Series(fc_all.reindex(both["lead_id"]).to_numpy(), index=both.index))
+    manager = both["manager_fc"].fillna(both["manager_new"])
+    return pd.DataFrame({
+        "lead_id": both["lead_id"].astype("int64").to_numpy(), "manager": manager.astype("int64").to_numpy(),
+        "fc_at": to_local_times(ctx, fc_t), "resolved": pd.array(both["resolved"], dtype="boolean"),
+        "stl_min": num(both["stl_min"]), "called": np.where(both["called"].isna(), fc_t.notna(), both["called"]).astype(bool),
+    }).sort_values(["manager", "lead_id"], ignore_index=True)

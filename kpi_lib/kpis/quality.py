@@ -1,0 +1,78 @@
+"""Data quality behind the KPIs: shown next to the figures, never hidden (kpi-definitions.md §0–§4)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .common import WON, Span, closed_in, facts_of, grid_index, num, ratio, tally, to_local_times
+from .customer_satisfaction import lead_scores
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import Context
+
+TABLES = ("unpriced_wins", "unmapped_calls", "calls_without_status", "won_without_contact", "survey_coverage")
+
+
+def _calls_in(ctx: "Context", span: Span) -> pd.DataFrame:
+    calls = facts_of(ctx).calls
+    return calls.loc[(calls["t"] >= span.start).to_numpy() & (calls["t"] < span.end).to_numpy()]
+
+
+def compute_quality(ctx: "Context", span: Span) -> dict[str, pd.DataFrame]:
+    """Data-quality tables for the span.
+
+    Returns
+    -------
+    dict of DataFrame
+        ``unpriced_wins`` (won deals of managers without a price: lead_id, name, manager, closed_at);
+        ``unmapped_calls`` (contact calls that found no lead: call_id, contact_id, caller, at, connected);
+        ``calls_without_status`` (calls with no ``call_status``, judged by duration: call_id, caller, at,
+        duration, connected);
+        ``won_without_contact`` (won deals of managers with no linked contact: lead_id, name, manager,
+        closed_at);
+        ``survey_coverage`` (per manager and team: won, responses, coverage_pct).
+    """
+    won = closed_in(ctx, span, WON)
+    unpriced = won.loc[~(np.nan_to_num(won["price"].to_numpy(dtype="float64")) > 0)]
+    links = ctx.frames["lead_contacts"]
+    no_contact = won.loc[~np.isin(won["lead_id"].to_numpy(), num(links["lead_id"]))]
+    calls = _calls_in(ctx, span)
+    unmapped = calls.loc[(calls["kind"] == "contact").to_numpy() & ~calls["mapped"].to_numpy()]
+    silent = calls.loc[np.isnan(calls["call_status"].to_numpy())]
+    idx = grid_index(span, ctx.managers["user_id"])
+    responded = won.loc[np.isin(won["lead_id"].to_numpy(),
+                                lead_scores(ctx, ctx.settings.kpi.csat_field, 1, 5).index.to_numpy())]
+    coverage = pd.DataFrame(index=idx)
+    coverage["won"] = tally(idx, won, "nunique", "lead_id").astype("int64")
+    coverage["responses"] = tally(idx, responded, "nunique", "lead_id").astype("int64")
+    coverage["coverage_pct"] = ratio(coverage["responses"], coverage["won"], 100)
+    coverage = coverage.reset_index()
+    coverage["week"] = [span.weeks[w].label for w in coverage["w"]]
+
+    def deals(frame: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({
+            "lead_id": frame["lead_id"].astype("int64").to_numpy(), "name": frame["name"].to_numpy(dtype=object),
+            "manager": frame["m"].astype("int64").to_numpy(), "price": frame["price"].to_numpy(dtype="float64"),
+            "closed_at": to_local_times(ctx, frame["closed_at"]),
+        }).sort_values(["manager", "closed_at"], ignore_index=True)
+
+    return {
+        "unpriced_wins": deals(unpriced),
+        "unmapped_calls": pd.DataFrame({
+            "call_id": unmapped["id"].astype("int64").to_numpy(),
+            "contact_id": unmapped["entity_id"].astype("int64").to_numpy(),
+            "caller": pd.array(unmapped["caller"].to_numpy(), dtype="Float64").astype("Int64"),
+            "at": to_local_times(ctx, unmapped["t"]), "connected": unmapped["connected"].to_numpy(dtype=bool),
+        }).sort_values(["at", "call_id"], ignore_index=True),
+        "calls_without_status": pd.DataFrame({
+            "call_id": silent["id"].astype("int64").to_numpy(),
+            "caller": pd.array(silent["caller"].to_numpy(), dtype="Float64").astype("Int64"),
+            "at": to_local_times(ctx, silent["t"]), "duration": silent["duration"].astype("int64").to_numpy(),
+            "connected": silent["connected"].to_numpy(dtype=bool),
+        }).sort_values(["at", "call_id"], ignore_index=True),
+        "won_without_contact": deals(no_contact),
+        "survey_coverage": coverage[["week", "manager", "won", "responses", "coverage_pct"]],
+    }

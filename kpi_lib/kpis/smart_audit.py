@@ -1,0 +1,177 @@
+"""SMART task audit (kpi-definitions.md §6): are tasks specific, measurable, achievable, relevant, time-bound?"""
+
+from __future__ import annotations
+
+import re
+import string
+import sys
+import unicodedata
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .common import Span, facts_of, grid_index, local_days, num, ratio, scope, tally, to_local_times
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import Context
+
+KEYS = ("tasks", "smart_index", "smart_complete_pct", "specific_pct", "measurable_pct", "achievable_pct",
+        "relevant_pct", "time_bound_pct", "overdue_pct", "due_today", "due_tomorrow")
+CRITERIA = ("S", "M", "A", "R", "T")
+_URL = re.compile(r"(?:[a-z][a-z0-9+.\-]*://|www\.)\S*")
+_PHONE = re.compile(r"\+?[\s\-().]*(?:\d[\s\-().]*){7,}")
+
+
+@lru_cache(maxsize=1)
+def _punctuation() -> dict[int, None]:
+    """ASCII punctuation and every Unicode punctuation (category P*) character, for deletion."""
+    table = {ord(c): None for c in string.punctuation}
+    table.update({i: None for i in range(sys.maxunicode + 1) if unicodedata.category(chr(i)).startswith("P")})
+    return table
+
+
+def clean_words(text: str | None) -> list[str]:
+    """The words of a text after the §6 cleaning (lower case, no URLs, phones, punctuation or numbers)."""
+    if text is None or (isinstance(text, float) and np.isnan(text)) or text is pd.NA:
+        return []
+    text = str(text).lower()
+    text = _URL.sub(" ", text)
+    text = _PHONE.sub(" ", text)
+    text = text.translate(_punctuation())
+    return [w for w in text.split() if not w.isdigit()]
+
+
+def _words(texts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Word counts and cleaned joined texts of a column, cleaning each distinct text once."""
+    codes, uniques = pd.factorize(texts.astype(object), use_na_sentinel=True)
+    cleaned = [clean_words(u) for u in uniques]
+    counts = np.array([len(w) for w in cleaned] + [0], dtype="int64")
+    joined = np.array([" ".join(w) for w in cleaned] + [""], dtype=object)
+    return counts[codes], joined[codes]
+
+
+def audited_tasks(ctx: "Context", span: Span) -> pd.DataFrame:
+    """Managers' tasks due in the span (not on a deleted lead) with the five criteria checked.
+
+    Criteria columns hold 1.0 (passed), 0.0 (failed) or NaN (not applicable).
+    """
+    kpi = ctx.settings.kpi
+    f = facts_of(ctx)
+    tasks = f.tasks.loc[~f.tasks["lead_deleted"].to_numpy()]
+    tasks = scope(ctx, tasks, span, "complete_till", "responsible")
+    as_of = span.as_of[tasks["w"].to_numpy()] if len(tasks) else np.zeros(0)
+    created_by, done = tasks["created_by"].to_numpy(), tasks["is_completed"].to_numpy(dtype=bool)
+    due, created = tasks["complete_till"].to_numpy(), tasks["created_at"].to_numpy()
+    generic = {" ".join(clean_words(t)) for t in kpi.generic_task_texts}
+    n_words, joined = _words(tasks["text"])
+    specific = (n_words >= kpi.min_task_words) & ~np.isin(joined, list(generic))
+    tasks["S"] = np.where(created_by != 0, specific, np.nan)
+    tasks["M"] = np.where(done, _words(tasks["result_text"])[0] >= kpi.min_result_words, np.nan)
+    due_day = local_days(ctx, due).to_numpy()
+    load = pd.Series(1, index=pd.MultiIndex.from_arrays([tasks["m"].to_numpy(), due_day])).groupby(level=[0, 1]).transform("size")
+    tasks["A"] = ((due >= created - 60) & (load.to_numpy() <= kpi.max_tasks_per_day)).astype(float)
+    tasks["R"] = relevant(ctx, tasks).astype(float)
+    done_day = local_days(ctx, tasks["done_at"]).to_numpy()
+    on_time = np.where(done, done_day <= due_day, due >= as_of)
+    tasks["T"] = (~np.isnan(due) & on_time).astype(float)
+    crit = tasks[list(CRITERIA)].to_numpy(dtype="float64")
+    tasks["passed"] = np.nansum(crit, axis=1)
+    tasks["applicable"] = np.sum(~np.isnan(crit), axis=1)
+    tasks["score"] = tasks["passed"] / tasks["applicable"]
+    tasks["complete"] = (tasks["passed"] == tasks["applicable"]).astype(float)
+    tasks["overdue"] = (~done & (due < as_of)).astype(float)
+    return tasks
+
+
+def relevant(ctx: "Context", tasks: pd.DataFrame) -> np.ndarray:
+    """R: the task's lead, or a lead linked to its contact or company, was open when the task was created."""
+    f = facts_of(ctx)
+    kind, entity, created = tasks["entity_type"].to_numpy(dtype=object), tasks["entity_id"].to_numpy(), tasks[
+        "created_at"].to_numpy()
+    closed = f.lead_attr(entity, "closed_at")
+    alive = f.lead_attr(entity, "id") == entity
+    out = (kind == "leads") & alive & (np.isnan(closed) | (closed > created))
+    for entity_type, table, column in (("contacts", "lead_contacts", "contact_id"),
+                                       ("companies", "lead_companies", "company_id")):
+        rows = np.flatnonzero(kind == entity_type)
+        if not len(rows):
+            continue
+        links = ctx.frames[table]
+        pairs = pd.DataFrame({"row": rows, "entity": entity[rows], "created": created[rows]}).merge(
+            pd.DataFrame({"entity": num(links[column]), "lead": num(links["lead_id"])}), on="entity")
+        lead_closed = f.lead_attr(pairs["lead"], "closed_at")
+        lead_alive = (f.lead_attr(pairs["lead"], "id") == pairs["lead"].to_numpy()) & ~f.lead_attr(pairs["lead"], "deleted")
+        ok = lead_alive & (np.isnan(lead_closed) | (lead_closed > pairs["created"].to_numpy()))
+        out[pairs.loc[ok, "row"].unique()] = True
+    return out
+
+
+def compute_smart_audit(ctx: "Context", span: Span) -> pd.DataFrame:
+    """SMART task audit per manager and team per week (kpi-definitions.md §6).
+
+    Tasks of a manager in a week: tasks the manager is responsible for that are due in the
+    week, except tasks on a deleted lead.  ``smart_index`` (primary): the mean over those tasks
+    of the share of applicable criteria passed (S: a specific, non-generic text; M: a result
+    written for a completed task; A: not born overdue and at most ``max_tasks_per_day`` due
+    that day; R: on a lead that was open; T: done by its due date, not overdue at ``as_of``).
+    ``due_today`` / ``due_tomorrow`` are added by :func:`kpi_lib.kpis.compute_kpis` for the
+    current week only.
+    """
+    idx = grid_index(span, ctx.managers["user_id"])
+    tasks = audited_tasks(ctx, span)
+    out = pd.DataFrame(index=idx)
+    out["tasks"] = tally(idx, tasks)
+    out["smart_index"] = 100 * tally(idx, tasks, "mean", "score", fill=None)
+    out["smart_complete_pct"] = ratio(tally(idx, tasks, "sum", "complete"), out["tasks"], 100)
+    for key, crit in zip(("specific_pct", "measurable_pct", "achievable_pct", "relevant_pct", "time_bound_pct"),
+                         CRITERIA):
+        applies = tasks.loc[tasks[crit].notna()]
+        out[key] = ratio(tally(idx, applies, "sum", crit), tally(idx, applies), 100)
+    out["overdue_pct"] = ratio(tally(idx, tasks, "sum", "overdue"), out["tasks"], 100)
+    return out
+
+
+def detail_smart_audit(ctx: "Context", span: Span) -> pd.DataFrame:
+    """Audited tasks with their criteria (boolean, NA when not applicable), score and overdue flag."""
+    tasks = audited_tasks(ctx, span)
+    out = pd.DataFrame({
+        "task_id": tasks["id"].astype("int64").to_numpy(), "manager": tasks["m"].to_numpy(),
+        "text": tasks["text"].to_numpy(dtype=object), "entity_type": tasks["entity_type"].to_numpy(dtype=object),
+        "entity_id": pd.array(tasks["entity_id"].to_numpy(), dtype="Float64").astype("Int64"),
+        "lead_id": pd.array(tasks["lead_id"].to_numpy(), dtype="Float64").astype("Int64"),
+        "complete_till": to_local_times(ctx, tasks["complete_till"]),
+        "is_completed": tasks["is_completed"].to_numpy(dtype=bool),
+    })
+    for crit in CRITERIA:
+        out[crit] = pd.array(tasks[crit].to_numpy(), dtype="Float64").astype("boolean")
+    out["score"] = tasks["score"].to_numpy(dtype="float64")
+    out["overdue"] = tasks["overdue"].to_numpy(dtype=bool)
+    return out.sort_values(["manager", "complete_till", "task_id"], ignore_index=True)
+
+
+def due_tasks(ctx: "Context") -> pd.DataFrame:
+    """Managers' open tasks due on the local date of ``now`` and the day after (any week).
+
+    Columns: manager, task_id, text, entity_type, entity_id, lead_id, due (local), day
+    ('today' | 'tomorrow').  Tasks on deleted leads are left out.
+    """
+    f = facts_of(ctx)
+    tasks = f.tasks
+    tasks = tasks.loc[~tasks["is_completed"].to_numpy() & ~tasks["lead_deleted"].to_numpy()
+                      & np.isin(tasks["responsible"].to_numpy(), ctx.manager_ids)]
+    today = pd.Timestamp(ctx.now.date())
+    day = local_days(ctx, tasks["complete_till"]).to_numpy()
+    which = np.select([day == today.to_datetime64(), day == (today + pd.Timedelta(days=1)).to_datetime64()],
+                      ["today", "tomorrow"], "")
+    keep = which != ""
+    tasks = tasks.loc[keep]
+    out = pd.DataFrame({
+        "manager": tasks["responsible"].astype("int64").to_numpy(), "task_id": tasks["id"].astype("int64").to_numpy(),
+        "text": tasks["text"].to_numpy(dtype=object), "entity_type": tasks["entity_type"].to_numpy(dtype=object),
+        "entity_id": pd.array(tasks["entity_id"].to_numpy(), dtype="Float64").astype("Int64"),
+        "lead_id": pd.array(tasks["lead_id"].to_numpy(), dtype="Float64").astype("Int64"),
+        "due": to_local_times(ctx, tasks["complete_till"]), "day": which[keep],
+    })
+    return out.sort_values(["manager", "due", "task_id"], ignore_index=True)

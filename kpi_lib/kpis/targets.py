@@ -1,0 +1,81 @@
+"""Targets of the primary figures and whether they were met (kpi-definitions.md §7)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ..config import EXTRA_TARGETS, PRIMARY
+from ..periods import parse_week
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import Context
+
+TRAILING_WEEKS = 12
+
+
+def targeted_figures() -> list[tuple[str, str, str]]:
+    """(block, key, direction) of every figure with a target: each block's primary, then extras."""
+    out = [(block, key, direction) for block, (key, direction, _) in PRIMARY.items()]
+    out += [("first_call", key, direction) for key, (direction, _) in EXTRA_TARGETS.items()]
+    return out
+
+
+def trailing_median(trends: pd.DataFrame, block: str, key: str, labels: list[str]) -> float | None:
+    """The team's median of ``key`` over the weeks ``labels`` (missing weeks ignored)."""
+    rows = trends.loc[(trends["block"] == block) & (trends["key"] == key) & (trends["manager"] == "team")
+                      & trends["week"].isin(labels), "value"].dropna()
+    return float(rows.median()) if len(rows) else None
+
+
+def target_table(ctx: "Context", result: dict, trends: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Targets and met/missed for one week's result (from :func:`compute_kpis`).
+
+    A target comes from params ``targets:`` (``target_source='params'``), else the default
+    (``'default'``); a figure without either (average check and revenue per active day by
+    default) gets the team's median over the 12 weeks before the report week (``'median12'``).
+
+    Parameters
+    ----------
+    result : dict
+        One week's §8 structure.
+    trends : DataFrame, optional
+        Trends covering the 12 weeks before the report week; computed when missing.
+
+    Returns
+    -------
+    DataFrame
+        block, key, manager ('team' or user id string), value, target, direction, met
+        (boolean, NA when value or target is missing), target_source.
+    """
+    from . import compute_trends
+
+    week = parse_week(result["week"], ctx.tz)
+    labels = [week.shift(-i).label for i in range(TRAILING_WEEKS, 0, -1)]
+    explicit = set((ctx.settings.raw_kpi.get("targets") or {}).keys())
+    rows = []
+    for block, key, direction in targeted_figures():
+        target = ctx.settings.kpi.targets.get(key)
+        source = "params" if key in explicit else "default"
+        if target is None:
+            if trends is None or not set(labels) <= set(trends["week"]):
+                trends = compute_trends(ctx, TRAILING_WEEKS, end=week.shift(-1))
+            target, source = trailing_median(trends, block, key, labels), "median12"
+        table = result["kpis"][block]
+        people = [("team", table["team"])] + list(table["by_manager"].items())
+        for manager, figures in people:
+            value = figures.get(key)
+            if value is None or target is None:
+                met = pd.NA
+            else:
+                met = bool(value >= target) if direction == ">=" else bool(value <= target)
+            rows.append({"block": block, "key": key, "manager": manager,
+                         "value": np.nan if value is None else float(value),
+                         "target": np.nan if target is None else float(target), "direction": direction,
+                         "met": met, "target_source": source})
+    out = pd.DataFrame(rows, columns=["block", "key", "manager", "value", "target", "direction", "met",
+                                      "target_source"])
+    out["met"] = out["met"].astype("boolean")
+    return out
