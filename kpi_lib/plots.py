@@ -1,0 +1,190 @@
+"""Charts: one theme, one function per chart kind, PNG bytes out.
+
+Figures are built with the object-oriented API (no pyplot state, nothing to close) and
+returned as PNG bytes at a modest resolution, so a report page stays small.  Names from the
+CRM are drawn as plain text: mathtext parsing of ``$`` is off in the theme.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Callable, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from matplotlib import rc_context  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
+
+DPI = 80
+COLORS = {"line": "#2563eb", "team": "#111827", "target": "#dc2626", "bar": "#60a5fa", "good": "#16a34a",
+          "bad": "#dc2626", "muted": "#9ca3af"}
+PALETTE = ("#2563eb", "#f59e0b", "#10b981", "#8b5cf6", "#ef4444", "#06b6d4", "#84cc16", "#ec4899")
+THEME = {
+    "text.parse_math": False,
+    "text.usetex": False,
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.titleweight": "bold",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": "#e5e7eb",
+    "grid.linewidth": 0.8,
+    "axes.edgecolor": "#9ca3af",
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+    "legend.frameon": False,
+    "figure.facecolor": "white",
+    "svg.fonttype": "none",
+}
+Formatter = Callable[[float], str]
+
+
+def _png(fig: Figure, dpi: int = DPI) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _axis_format(ax, formatter: Formatter | None, axis: str = "y") -> None:
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_locator(MaxNLocator(nbins=5))
+    if formatter is not None:
+        target.set_major_formatter(FuncFormatter(lambda v, _pos: formatter(v)))
+
+
+def _short(label: str, size: int = 28) -> str:
+    return label if len(label) <= size else label[: size - 1] + "…"
+
+
+def plot_trend_grid(weeks: Sequence[str], series: dict[str, Sequence[float]], targets: dict[str, float | None],
+                    *, target_label: str, formatter: Formatter | None = None, team: str | None = None) -> bytes:
+    """Small multiples: one panel per manager (and the team), a line over ``weeks``, the target dashed.
+
+    ``series`` maps a display name to one value per week (NaN for no data); ``targets`` maps
+    the same names to a target or None.  The ``team`` panel is drawn first, in black.
+    """
+    names = list(series)
+    if team in names:
+        names.remove(team)
+        names.insert(0, team)
+    cols = 3 if len(names) > 4 else max(1, min(len(names), 2))
+    rows = max(1, math.ceil(len(names) / cols))
+    with rc_context(THEME):
+        fig = _figure(3.3 * cols, 2.1 * rows)
+        axes = fig.subplots(rows, cols, sharex=True, squeeze=False).ravel()
+        xs = list(range(len(weeks)))
+        short = [w.split("-W")[-1] for w in weeks]
+        for ax, name in zip(axes, names):
+            values = [float("nan") if v is None else float(v) for v in series[name]]
+            color = COLORS["team"] if name == team else COLORS["line"]
+            ax.plot(xs, values, marker="o", markersize=3, linewidth=1.6, color=color)
+            target = targets.get(name)
+            if target is not None and not math.isnan(target):
+                ax.axhline(target, color=COLORS["target"], linestyle="--", linewidth=1, label=target_label)
+            ax.set_title(_short(name), loc="left")
+            ax.set_xticks(xs[::2], short[::2])
+            _axis_format(ax, formatter)
+            if all(math.isnan(v) for v in values):
+                ax.set_yticks([])
+        for ax in axes[len(names):]:
+            ax.set_visible(False)
+        return _png(fig)
+
+
+def plot_team_trend(weeks: Sequence[str], values: Sequence[float], target: float | None, *, title: str,
+                    target_label: str, formatter: Formatter | None = None) -> bytes:
+    """One line: the team's figure over ``weeks`` with the target line (the email's chart)."""
+    with rc_context(THEME):
+        fig = _figure(6.0, 2.6)
+        ax = fig.add_subplot()
+        xs = list(range(len(weeks)))
+        vals = [float("nan") if v is None else float(v) for v in values]
+        ax.plot(xs, vals, marker="o", markersize=4, linewidth=2, color=COLORS["team"])
+        if target is not None and not math.isnan(target):
+            ax.axhline(target, color=COLORS["target"], linestyle="--", linewidth=1.2, label=target_label)
+            ax.legend(loc="best")
+        ax.set_title(title, loc="left")
+        ax.set_xticks(xs, [w.split("-")[-1] for w in weeks])
+        _axis_format(ax, formatter)
+        return _png(fig)
+
+
+def plot_histogram(values: Sequence[float], *, title: str, xlabel: str, ylabel: str,
+                   bins: int | Sequence[float] = 20, marker: float | None = None, marker_label: str = "",
+                   formatter: Formatter | None = None) -> bytes:
+    """A histogram of ``values`` with an optional vertical marker (a median or a target)."""
+    data = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    with rc_context(THEME):
+        fig = _figure(6.0, 2.8)
+        ax = fig.add_subplot()
+        if data:
+            ax.hist(data, bins=bins, color=COLORS["bar"], edgecolor="white")
+        if marker is not None and not math.isnan(marker):
+            ax.axvline(marker, color=COLORS["target"], linestyle="--", linewidth=1.2, label=marker_label)
+            ax.legend(loc="best")
+        ax.set_title(title, loc="left")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        _axis_format(ax, formatter, axis="x")
+        return _png(fig)
+
+
+def plot_bars(labels: Sequence[str], values: Sequence[float], *, title: str, xlabel: str = "",
+              formatter: Formatter | None = None, target: float | None = None, target_label: str = "",
+              value_labels: Sequence[str] | None = None) -> bytes:
+    """Horizontal bars, one per label, with the value written at the end of each bar."""
+    vals = [0.0 if v is None or math.isnan(float(v)) else float(v) for v in values]
+    with rc_context(THEME):
+        fig = _figure(6.0, 0.9 + 0.32 * max(len(labels), 2))
+        ax = fig.add_subplot()
+        ys = list(range(len(labels)))
+        ax.barh(ys, vals, color=COLORS["bar"])
+        ax.set_yticks(ys, [_short(str(x), 32) for x in labels])
+        ax.invert_yaxis()
+        ax.grid(axis="y", visible=False)
+        for y, v, shown in zip(ys, vals, value_labels or [formatter(v) if formatter else f"{v:g}" for v in vals]):
+            ax.annotate(shown, (v, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+        if target is not None and not math.isnan(target):
+            ax.axvline(target, color=COLORS["target"], linestyle="--", linewidth=1.2, label=target_label)
+            ax.legend(loc="lower right")
+        ax.set_title(title, loc="left")
+        ax.set_xlabel(xlabel)
+        ax.margins(x=0.15)
+        _axis_format(ax, formatter, axis="x")
+        return _png(fig)
+
+
+def plot_stacked_bars(labels: Sequence[str], parts: dict[str, Sequence[float]], *, title: str,
+                      xlabel: str = "") -> bytes:
+    """Horizontal stacked bars: one bar per label, one colour per part (with a legend)."""
+    with rc_context(THEME):
+        fig = _figure(6.0, 1.1 + 0.32 * max(len(labels), 2))
+        ax = fig.add_subplot()
+        ys = list(range(len(labels)))
+        left = [0.0] * len(labels)
+        for name, values in parts.items():
+            vals = [float(v or 0) for v in values]
+            ax.barh(ys, vals, left=left, label=name)
+            left = [a + b for a, b in zip(left, vals)]
+        ax.set_yticks(ys, [_short(str(x), 32) for x in labels])
+        ax.invert_yaxis()
+        ax.grid(axis="y", visible=False)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        ax.set_title(title, loc="left")
+        ax.set_xlabel(xlabel)
+        fig.legend(loc="outside upper right", ncols=len(parts))
+        return _png(fig)
