@@ -331,7 +331,7 @@ def deliver(msg: EmailMessage, smtp: SmtpEnv, recipients: list[str], retry: Retr
                 raise MailError(f"email not sent after {attempt} attempts: {reason}; the reports stay on disk; "
                                 "rerun 'kpi-report send' when the server is reachable") from None
             delay = retry.base_delay * 2 ** (attempt - 1)
-            logger.warning("attempt %d of %d failed (%s); retrying in %.1f s", attempt, retry.attempts, reason, delay)
+            logger.warning("attempt %d of %d failed (%s); retrying in %.2f s", attempt, retry.attempts, reason, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -400,6 +400,9 @@ def send_command(settings: Settings, out_dir: str | os.PathLike, dry_run: bool =
         raise ConfigError("SMTP_FROM is not set: export SMTP_FROM='KPI reports <kpi@example.com>'")
     if smtp.user and not smtp.password:
         raise ConfigError(f"SMTP_USER={smtp.user!r} is set but SMTP_PASSWORD is not: export SMTP_PASSWORD")
+    if smtp.password and not smtp.password.isascii():
+        raise ConfigError("SMTP_PASSWORD has non-ASCII characters, which SMTP AUTH cannot carry here: "
+                          "use an ASCII (app) password")
     out_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out_dir / ".sent.lock"), timeout=600):
         ledger = read_ledger(out_dir)
