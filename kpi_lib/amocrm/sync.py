@@ -1,0 +1,281 @@
+"""Incremental, resumable sync of an amoCRM account into the store.
+
+What is fetched (:data:`STREAMS`): the account (with its time zone), users, pipelines with
+statuses and lead custom fields in full every time (a few requests); leads (with their
+contact links), contacts, companies, tasks, call notes on leads and on contacts, and the
+events the KPIs read, incrementally.
+
+How nothing is lost:
+
+* **Cursor.** Each incremental stream keeps a cursor: the server's clock (``Date`` header)
+  when the stream's last complete pass began.  The next pass asks for what changed since
+  the cursor minus :data:`OVERLAP` (10 minutes), which covers late-visible writes; upserts
+  make re-reading the overlap harmless.
+* **Moving data.** Page-based pagination over data that changes underneath skips items
+  (an update moves an item from an early page to the end, shifting the rest forward).  Streams
+  sorted by ``updated_at`` therefore seek instead of paging: after each page the next query
+  starts at the page's greatest ``updated_at`` (inclusive) from page 1, so an update can only
+  move an item forward, into a page still to come.  ``_links.next`` says whether more data
+  exists, and is followed within a run of equal ``updated_at`` longer than a page, or when
+  the server ignores the order.  Tasks (sortable by id only) and events (immutable) follow
+  ``_links.next``: an update does not move a task out of its id position.
+* **Resume.** Every page is applied in one transaction together with the request that comes
+  next, so a sync killed at any moment (``kill -9``) resumes at the first page not applied.
+
+Deleted leads disappear from lists; their ``lead_deleted`` events mark them deleted in the
+store (see :meth:`kpi_lib.store.Store.frame`).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from ..config import Settings, amocrm_env
+from ..errors import ConfigError
+from ..log import logger, progress
+from ..store import Store
+from .auth import require_base_url, token_source
+from .client import AmoClient, next_link
+
+#: Seconds re-read before a stream's cursor on every incremental pass.
+OVERLAP = 600
+
+#: Event types the KPIs read (kpi-definitions.md), fetched from ``/api/v4/events``.
+EVENT_TYPES = ("lead_status_changed", "entity_responsible_changed", "task_completed", "lead_deleted",
+               "lead_restored", "incoming_call", "outgoing_call")
+
+_CALLS = (("filter[note_type][0]", "call_in"), ("filter[note_type][1]", "call_out"))
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One list endpoint and how it is walked.
+
+    ``mode`` is ``full`` (everything, every time), ``seek`` (changed since the cursor, sorted by
+    ``updated_at``, seeking), ``pages`` (changed since the cursor, sorted by id, following
+    ``_links.next``) or ``events`` (created since the cursor, following ``_links.next``).
+    """
+
+    entity: str
+    path: str
+    mode: str
+    params: tuple[tuple[str, str], ...] = ()
+    limit: int = 250
+
+    @property
+    def since_key(self) -> str:
+        return "filter[created_at][from]" if self.mode == "events" else "filter[updated_at][from]"
+
+
+STREAMS: tuple[Stream, ...] = (
+    Stream("users", "/api/v4/users", "full"),
+    Stream("pipelines", "/api/v4/leads/pipelines", "full"),
+    Stream("lead_custom_fields", "/api/v4/leads/custom_fields", "full"),
+    Stream("leads", "/api/v4/leads", "seek", (("with", "contacts"),)),
+    Stream("contacts", "/api/v4/contacts", "seek"),
+    Stream("companies", "/api/v4/companies", "seek"),
+    Stream("tasks", "/api/v4/tasks", "pages", (("order[id]", "asc"),)),
+    Stream("lead_notes", "/api/v4/leads/notes", "seek", _CALLS),
+    Stream("contact_notes", "/api/v4/contacts/notes", "seek", _CALLS),
+    Stream("events", "/api/v4/events", "events", (("filter[type]", ",".join(EVENT_TYPES)),), limit=100),
+)
+
+
+@dataclass
+class SyncReport:
+    """What one sync did."""
+
+    account: str
+    full: bool
+    items: dict[str, int] = field(default_factory=dict)
+    pages: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {entity}" for entity, n in self.items.items() if n)
+        kind = "full" if self.full else "incremental"
+        return (f"synced {self.account} ({kind}): {counts or 'nothing changed'}; "
+                f"{self.requests} requests in {self.seconds:.1f} s")
+
+
+def first_request(stream: Stream, cursor: int | None, full: bool) -> str:
+    """The first request of a pass: everything, or what changed since ``cursor`` minus the overlap."""
+    params = [*stream.params, ("limit", str(stream.limit))]
+    if stream.mode == "seek":
+        params.append(("order[updated_at]", "asc"))
+    if stream.mode != "full" and not full and cursor is not None:
+        params.append((stream.since_key, str(max(0, int(cursor) - OVERLAP))))
+    return f"{stream.path}?{urlencode(params)}"
+
+
+def _items(stream: Stream, payload: dict) -> list[dict]:
+    embedded = payload.get("_embedded") or {}
+    for key in ("notes", "custom_fields", stream.entity):
+        if isinstance(embedded.get(key), list):
+            return embedded[key]
+    return []
+
+
+def next_request(stream: Stream, request: str, payload: dict | None) -> str | None:
+    """The request after ``request`` answered ``payload`` (None when the pass is over)."""
+    link = next_link(payload)
+    if link is None or stream.mode != "seek":
+        return link
+    stamps = [int(it.get("updated_at") or 0) for it in _items(stream, payload)]
+    query = [(k, v) for k, v in parse_qsl(urlsplit(request).query, keep_blank_values=True) if k != "page"]
+    since = next((int(v) for k, v in query if k == stream.since_key), None)
+    top = max(stamps, default=0)
+    ordered = stamps == sorted(stamps) and (since is None or min(stamps, default=since) >= since)
+    if not ordered or (since is not None and top <= since):
+        return link  # a run of equal updated_at longer than a page, or no server-side order: page on
+    query = [(k, v) for k, v in query if k != stream.since_key] + [(stream.since_key, str(top))]
+    return f"{urlsplit(request).path}?{urlencode(query)}"
+
+
+def fetch_pages(client: AmoClient, stream: Stream, request: str) -> Iterator[tuple[dict | None, int, str | None]]:
+    """(payload, server time, next request) for each page from ``request`` on."""
+    while request:
+        payload, now = client.get(request)
+        following = next_request(stream, request, payload) if payload else None
+        yield payload, now, following
+        request = following
+
+
+def prefetch(items: Iterator[Any], depth: int = 3) -> Iterator[Any]:
+    """Run ``items`` in a thread, ``depth`` ahead, so fetching overlaps writing the store."""
+    box: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("done", None))
+        except BaseException as exc:  # handed to the consumer
+            put(("error", exc))
+
+    worker = threading.Thread(target=run, name="amocrm-fetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "error":
+                raise value
+            if kind == "done":
+                return
+            yield value
+    finally:
+        stop.set()
+        worker.join()
+
+
+def sync_stream(store: Store, client: AmoClient, stream: Stream, full: bool, report: SyncReport) -> None:
+    """Bring one stream up to date, one page per transaction."""
+    state = store.get_state(stream.entity) or {}
+    cursor, pending = state.get("cursor"), state.get("pending")
+    if pending and (pending.get("full") or not full) and stream.mode != "full":
+        request, start = pending["next"], pending["start"]
+        logger.info("%s: resuming an interrupted pass", stream.entity)
+    else:
+        request, start = first_request(stream, cursor, full), None
+    bar = progress(desc=stream.entity, unit=" items")
+    pages = items = 0
+    try:
+        for payload, now, following in prefetch(fetch_pages(client, stream, request)):
+            start = now if start is None else start
+            with store.transaction():
+                count = store.ingest_page(stream.entity, payload)
+                if following:
+                    store.set_state(stream.entity, cursor, pending={"next": following, "start": start,
+                                                                    "full": full})
+                else:
+                    store.set_state(stream.entity, None if stream.mode == "full" else start)
+            pages, items = pages + 1, items + count
+            bar.update(count)
+    finally:
+        bar.close()
+    report.items[stream.entity] = items
+    report.pages[stream.entity] = pages
+    logger.info("%s: %d items in %d pages", stream.entity, items, pages)
+
+
+def sync_account(store: Store, client: AmoClient, full: bool = False, account: dict | None = None,
+                 streams: tuple[Stream, ...] = STREAMS) -> SyncReport:
+    """Sync every stream of the account behind ``client`` into ``store``.
+
+    Parameters
+    ----------
+    store : Store
+        Opened for writing.
+    client : AmoClient
+        Connected to the account.
+    full : bool
+        Refetch everything instead of what changed since the last sync.
+    account : dict, optional
+        The ``/api/v4/account?with=datetime_settings`` answer, if already fetched.
+    """
+    began, sent = time.monotonic(), client.requests
+    if account is None:
+        account, _ = client.get("/api/v4/account", {"with": "datetime_settings"})
+    report = SyncReport(account=str(account.get("subdomain") or account.get("name") or ""), full=full)
+    with store.transaction():
+        store.ingest_page("account", account)
+        report.items["account"] = 1
+    for stream in streams:
+        sync_stream(store, client, stream, full, report)
+    store.mark_synced()
+    report.requests = client.requests - sent
+    report.seconds = time.monotonic() - began
+    return report
+
+
+def account_name(base_url: str) -> str | None:
+    """The subdomain of an amoCRM/Kommo base URL (None for other hosts)."""
+    host = urlsplit(base_url).hostname or ""
+    for domain in (".amocrm.ru", ".amocrm.com", ".kommo.com"):
+        sub = host[: -len(domain)] if host.endswith(domain) else ""
+        if sub and "." not in sub:
+            return sub
+    return None
+
+
+def sync_command(settings: Settings, full: bool = False, max_rps: float | None = None) -> int:
+    """``kpi-report sync``: pull the account into ``settings.data_dir``; returns the exit code."""
+    env = amocrm_env(data_dir=settings.data_dir)
+    base_url = require_base_url(env)
+    rps = env.max_rps if max_rps is None else max_rps
+    if not 0 < rps <= 7:
+        raise ConfigError(f"--max-rps {rps} is out of range: amoCRM allows at most 7 requests per second; "
+                          "use a value from 0.5 to 7")
+    client = AmoClient(base_url, max_rps=rps)
+    try:
+        client.tokens = token_source(env, client.post_token)
+        began = time.monotonic()
+        account, _ = client.get("/api/v4/account", {"with": "datetime_settings"})
+        name = settings.account or account_name(base_url) or str(account.get("subdomain") or "") or None
+        if not name:
+            raise ConfigError("the account has no subdomain to name its store: pass --account NAME")
+        with Store.open(settings.data_dir, name, read_only=False, create=True) as store:
+            report = sync_account(store, client, full=full, account=account)
+        report.account, report.requests = name, client.requests
+        report.seconds = time.monotonic() - began
+    finally:
+        client.close()
+    print(report.summary())
+    return 0
