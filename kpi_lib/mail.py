@@ -31,10 +31,10 @@ import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
-from email.utils import format_datetime, getaddresses, make_msgid
+from email.utils import format_datetime as rfc2822_date, getaddresses, make_msgid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -45,24 +45,20 @@ from filelock import FileLock
 
 from .config import Settings, SmtpEnv, smtp_env
 from .errors import ConfigError, KpiError, MailError
+from .i18n import KINDS, format_datetime, format_number, format_value, format_week
 from .log import logger, redact, register_secret
 from .periods import parse_week, report_timezone, resolve_week
 
 #: Attachments above this many bytes are left out (mail servers refuse ~25 MB messages).
 MAX_ATTACHMENTS = 15_000_000
-#: Widest chart in the body, in CSS pixels (the body table is 640 wide).
-CHART_WIDTH = 600
+#: Widest chart in the body, in CSS pixels (the body table is 640 wide, padded 24 each side).
+CHART_WIDTH = 592
 
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
-    trim_blocks=True,
-    lstrip_blocks=True,
-    undefined=jinja2.StrictUndefined,
-)
-#: The email's sentences by language (templates/email_strings.yaml).
-TEXTS: dict[str, dict[str, str]] = yaml.safe_load(
-    (Path(__file__).parent / "templates" / "email_strings.yaml").read_text(encoding="utf-8"))
+_HERE = Path(__file__).parent / "templates"
+_TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(_HERE), autoescape=jinja2.select_autoescape(["html"]),
+                                trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+#: The email's sentences by language.
+TEXTS: dict[str, dict[str, str]] = yaml.safe_load((_HERE / "email_strings.yaml").read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -82,13 +78,13 @@ def targets_headline(met: int, total: int, lang: str) -> str:
     return t["headline"].format(met=met, total=total, goals=goals)
 
 
-def target_phrase(direction: str | None, target: float | None, lang: str) -> str:
-    """"target ≥ 80" for a scorecard column head ("" without a target)."""
+def target_phrase(key: str, direction: str | None, target: float | None, lang: str) -> str:
+    """"target ≥ 80%" for a scorecard column head ("" without a target)."""
     if target is None:
         return ""
     sign = {">=": "≥", "<=": "≤"}.get(direction or "", direction or "")
-    number = f"{target:,.0f}" if float(target).is_integer() else f"{target:,.1f}"
-    return f"{TEXTS[lang]['target']} {sign} {number.replace(',', chr(0xA0))}"
+    shown = format_number(target, lang) if KINDS.get(key) == "money" else format_value(key, target, lang)
+    return f"{TEXTS[lang]['target']} {sign} {shown}"
 
 
 # --- reading a week's reports ---------------------------------------------------------------
@@ -107,14 +103,6 @@ def read_summary(week_dir: Path) -> dict[str, Any]:
     if missing:
         raise MailError(f"{path} lacks {', '.join(missing)}: rerun 'kpi-report run --week {week}'")
     return summary
-
-
-def _instant(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-def _show(moment: datetime | None, lang: str) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M %z") if moment else TEXTS[lang]["unknown"]
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -143,7 +131,7 @@ def _charts(week_dir: Path, summary: dict) -> list[dict[str, Any]]:
 
 
 def _attachments(week_dir: Path, summary: dict, mode: str) -> list[tuple[str, bytes, str]]:
-    """(filename, bytes, subtype) of the pages to attach: every report page, or one zip."""
+    """(filename, bytes, subtype) to attach: every report page, or one zip ([] when too large)."""
     pages = []
     for nb in summary["notebooks"]:
         path = week_dir / (nb.get("html") or f"{nb['name']}.html")
@@ -158,9 +146,12 @@ def _attachments(week_dir: Path, summary: dict, mode: str) -> list[tuple[str, by
         for name, data, _ in pages:
             archive.writestr(f"{summary['week']}/{name}", data)
     zipped = (f"kpi-reports-{summary['week']}.zip", buffer.getvalue(), "zip")
-    if mode == "zip" or (mode == "auto" and len(zipped[1]) < sum(len(p[1]) for p in pages)):
-        return [zipped]
-    return pages
+    chosen = [zipped] if mode == "zip" or (mode == "auto" and len(zipped[1]) < sum(len(p[1]) for p in pages)) else pages
+    size = sum(len(data) for _, data, _ in chosen)
+    if size > MAX_ATTACHMENTS:
+        logger.warning("report pages are %.1f MB together: not attached (links and the server copy remain)", size / 1e6)
+        return []
+    return chosen
 
 
 # --- the message ----------------------------------------------------------------------------
@@ -183,22 +174,23 @@ def _link(base_url: str | None, week: str, page: str) -> str | None:
 def _context(week_dir: Path, summary: dict, settings: Settings, tz: Any) -> dict[str, Any]:
     lang, week = settings.lang, summary["week"]
     t = TEXTS[lang]
-    synced, generated = _instant(summary.get("last_sync_at")), _instant(summary.get("generated_at"))
+    synced, generated = (datetime.fromisoformat(summary[k]) if summary.get(k) else None
+                         for k in ("last_sync_at", "generated_at"))
     period = parse_week(week, tz or (synced.tzinfo if synced else None) or timezone.utc)
     stale = synced is not None and synced < period.end
     failed = [nb for nb in summary["notebooks"] if not nb.get("ok", True)]
-    columns = [dict(col, target_text=target_phrase(col.get("direction"), col.get("target"), lang))
+    columns = [dict(col, target_text=target_phrase(col.get("key", ""), col.get("direction"), col.get("target"), lang))
                for col in summary["scorecard"].get("columns", [])]
     base = settings.email.base_url
     return {
         "t": t, "lang": lang, "week": week, "summary": summary,
         "account": (summary.get("account") or {}).get("name") or (summary.get("account") or {}).get("subdomain") or "",
         "headline": targets_headline(summary["targets_met"], summary["targets_total"], lang),
-        "period": f"{period.start:%Y-%m-%d} – {period.start + timedelta(days=6):%Y-%m-%d}",
+        "title": t["title"].format(week=format_week(period, lang)),
         "failed": failed, "stale": stale,
-        "stale_note": t["stale_note"].format(synced=_show(synced, lang), end=_show(period.end, lang)),
+        "stale_note": t["stale_note"].format(synced=format_datetime(synced, lang), end=format_datetime(period.end, lang)),
         "rerun": f"kpi-report run --week {week} && kpi-report send --week {week} --force",
-        "synced": _show(synced, lang), "generated": _show(generated, lang),
+        "synced": format_datetime(synced, lang), "generated": format_datetime(generated, lang),
         "columns": columns, "rows": summary["scorecard"].get("rows", []),
         "charts": _charts(week_dir, summary),
         "index_url": _link(base, week, "index.html"),
@@ -238,28 +230,23 @@ def build_message(week_dir: str | os.PathLike, settings: Settings, smtp: SmtpEnv
         msg["To"] = ", ".join(settings.email.to)
     if settings.email.cc:
         msg["Cc"] = ", ".join(settings.email.cc)
-    msg["Date"] = format_datetime(datetime.now(timezone.utc))
+    msg["Date"] = rfc2822_date(datetime.now(timezone.utc))
     msg["Message-ID"] = make_msgid("kpi", domain=(_address_list((sender,)) or ["@localhost"])[0].rpartition("@")[2])
     msg["X-KPI-Week"] = summary["week"]
     attachments = _attachments(week_dir, summary, settings.email.attach)
-    total = sum(len(data) for _, data, _ in attachments)
-    ctx["attached"] = "none" if total > MAX_ATTACHMENTS or not attachments else attachments[0][2]
+    ctx["attached"] = attachments[0][2] if attachments else ("none" if summary["notebooks"] else "")
     ctx["zip_name"] = attachments[0][0] if attachments else ""
     msg.set_content(_TEMPLATES.get_template("email.txt").render(ctx), subtype="plain", cte="quoted-printable")
     msg.add_alternative(_TEMPLATES.get_template("email.html").render(ctx), subtype="html", cte="quoted-printable")
     html_part = msg.get_payload()[1]
     for chart in ctx["charts"]:
-        html_part.add_related(chart["data"], "image", "png", cid=chart["cid"],
-                              disposition="inline", filename=chart["file"])
-    if ctx["attached"] == "none" and attachments:
-        logger.warning("report pages are %.1f MB together: not attached (links and the server copy remain)", total / 1e6)
-    else:
-        for name, data, subtype in attachments:
-            maintype = "text" if subtype == "html" else "application"
-            if maintype == "text":
-                msg.add_attachment(data.decode("utf-8"), subtype="html", filename=name, cte="base64")
-            else:
-                msg.add_attachment(data, maintype, subtype, filename=name)
+        html_part.add_related(chart["data"], "image", "png", cid=chart["cid"], disposition="inline",
+                              filename=chart["file"])
+    for name, data, subtype in attachments:
+        if subtype == "html":
+            msg.add_attachment(data.decode("utf-8", "replace"), subtype="html", filename=name, cte="base64")
+        else:
+            msg.add_attachment(data, "application", subtype, filename=name)
     return msg
 
 
@@ -269,13 +256,11 @@ def _temporary(exc: BaseException) -> bool:
     """True for faults worth another try: lost connections and 4xx replies."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return all(400 <= code < 500 for code, _ in exc.recipients.values())
-    if isinstance(exc, (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError)):
+    if isinstance(exc, (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError, ssl.SSLError, socket.gaierror)):
         return False
     if isinstance(exc, smtplib.SMTPResponseException):
         return 400 <= exc.smtp_code < 500
-    if isinstance(exc, (ssl.SSLError, socket.gaierror)):
-        return False
-    return isinstance(exc, (smtplib.SMTPServerDisconnected, OSError))
+    return isinstance(exc, OSError)  # refused, reset, timed out; SMTPServerDisconnected is one too
 
 
 def _explain(exc: BaseException, smtp: SmtpEnv) -> str:
@@ -301,14 +286,12 @@ def _explain(exc: BaseException, smtp: SmtpEnv) -> str:
 
 
 def _deliver_once(msg: EmailMessage, smtp: SmtpEnv, recipients: list[str]) -> dict:
-    timeout = 30
-    if smtp.ssl:
-        client = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=timeout, context=ssl.create_default_context())
-    else:
-        client = smtplib.SMTP(smtp.host, smtp.port, timeout=timeout)
+    context = ssl.create_default_context()
+    client = (smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=30, context=context) if smtp.ssl
+              else smtplib.SMTP(smtp.host, smtp.port, timeout=30))
     with client:
         if smtp.starttls:
-            client.starttls(context=ssl.create_default_context())
+            client.starttls(context=context)
         if smtp.user:
             client.login(smtp.user, smtp.password or "")
         return client.send_message(msg, from_addr=_address_list((smtp.sender,))[0], to_addrs=recipients)
@@ -323,7 +306,7 @@ def deliver(msg: EmailMessage, smtp: SmtpEnv, recipients: list[str], retry: Retr
     for attempt in range(1, retry.attempts + 1):
         try:
             return _deliver_once(msg, smtp, recipients)
-        except (smtplib.SMTPException, OSError) as exc:
+        except OSError as exc:  # smtplib's errors are OSErrors
             reason = redact(_explain(exc, smtp))
             if not _temporary(exc):
                 raise MailError(f"email not sent: {reason}; the reports stay on disk") from None
@@ -391,18 +374,17 @@ def send_command(settings: Settings, out_dir: str | os.PathLike, dry_run: bool =
         path.write_bytes(msg.as_bytes())
         print(f"{week.label}: email written to {path} (not sent): {msg['Subject']}")
         return 0
-    if not recipients:
-        raise ConfigError("no recipients: add 'email: {to: [head@example.com]}' to the params file (--params FILE)")
-    if not smtp.host:
-        raise ConfigError("SMTP_HOST is not set: export SMTP_HOST, SMTP_PORT, SMTP_USER, SMTP_PASSWORD, "
-                          "SMTP_STARTTLS=1 or SMTP_SSL=1 and SMTP_FROM, or use --dry-run")
-    if not smtp.sender:
-        raise ConfigError("SMTP_FROM is not set: export SMTP_FROM='KPI reports <kpi@example.com>'")
-    if smtp.user and not smtp.password:
-        raise ConfigError(f"SMTP_USER={smtp.user!r} is set but SMTP_PASSWORD is not: export SMTP_PASSWORD")
-    if smtp.password and not smtp.password.isascii():
-        raise ConfigError("SMTP_PASSWORD has non-ASCII characters, which SMTP AUTH cannot carry here: "
-                          "use an ASCII (app) password")
+    for wrong, problem in (
+        (not recipients, "no recipients: add 'email: {to: [head@example.com]}' to the params file (--params FILE)"),
+        (not smtp.host, "SMTP_HOST is not set: export SMTP_HOST, SMTP_PORT, SMTP_USER, SMTP_PASSWORD, "
+                        "SMTP_STARTTLS=1 or SMTP_SSL=1 and SMTP_FROM, or use --dry-run"),
+        (not smtp.sender, "SMTP_FROM is not set: export SMTP_FROM='KPI reports <kpi@example.com>'"),
+        (smtp.user and not smtp.password, f"SMTP_USER={smtp.user!r} is set but SMTP_PASSWORD is not: export it"),
+        (smtp.password and not smtp.password.isascii(),
+         "SMTP_PASSWORD has non-ASCII characters, which SMTP AUTH cannot carry: use an ASCII (app) password"),
+    ):
+        if wrong:
+            raise ConfigError(problem)
     out_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out_dir / ".sent.lock"), timeout=600):
         ledger = read_ledger(out_dir)

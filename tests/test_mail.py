@@ -175,7 +175,7 @@ def test_received_message_structure_recipients_and_inline_charts(tmp_path, smtp_
     assert all(a.get_content_type() == "text/html" and a.is_attachment() for a in attachments)
     assert "<h1>Customer satisfaction</h1>" in attachments[0].get_content()
     # the plain-text part carries the same scorecard
-    assert "Анна Смирнова" in text and "CSAT: 51.0 ✓ met (target ≥ 80)" in text
+    assert "Анна Смирнова" in text and "CSAT: 51.0 ✓ met (target ≥ 80.0%)" in text
     assert "Revenue per day: 54.0 (" not in text and "3 of 5 targets met" in text
     # the ledger records the send
     ledger = json.loads((tmp_path / "reports" / "sent.json").read_text(encoding="utf-8"))
@@ -192,7 +192,7 @@ def test_html_body_is_mail_safe_and_escapes_crm_names(tmp_path, chart_png):
     for forbidden in ("<script", "<style", "data:", "href="):
         assert forbidden not in html  # no base_url: no links
     assert 'bgcolor="#e6f4ea"' in html and "✓" in html and "✗" in html  # colour and a text marker
-    assert "ООО «Ромашка»" in html and "2026-11-16 – 2026-11-22" in html
+    assert "ООО «Ромашка»" in html and "Sales KPIs, week 2026-W47 (16–22\xa0Nov 2026)" in html
 
 
 def test_links_to_the_full_reports_when_a_base_url_is_set(tmp_path, chart_png):
@@ -214,7 +214,7 @@ def test_russian_subject_and_body_are_encoded_for_any_mail_server(tmp_path, smtp
     (msg,) = inbox.messages()
     assert msg["Subject"] == "KPI отдела продаж 2026-W47: выполнено 3 из 5 целей"
     text, html, _, _ = parts_of(msg)
-    assert "KPI отдела продаж, неделя 2026-W47" in html and "Ёжиков Пётр" in html
+    assert "KPI отдела продаж, неделя 2026-W47 (16–22\xa0ноября 2026)" in html and "Ёжиков Пётр" in html
     assert "выполнено" in text and "цель ≥ 120\xa0000" in text
 
 
@@ -244,7 +244,7 @@ def test_data_synced_before_the_week_ended_is_marked_stale(tmp_path, chart_png):
     msg = build_message(tmp_path / "reports" / WEEK, settings_for(tmp_path))
     assert msg["Subject"].endswith("— STALE DATA")
     text, _, _, _ = parts_of(email.message_from_bytes(msg.as_bytes(), policy=email.policy.default))
-    assert "last synced on 2026-11-20 18:00 +0300, before the week ended" in text
+    assert "last synced on 20\xa0Nov 2026, 18:00 (UTC+0300), before the week ended" in text
 
 
 def test_zip_attachment_when_it_is_smaller(tmp_path, chart_png):
