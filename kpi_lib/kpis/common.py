@@ -198,10 +198,10 @@ class Facts:
     def lead_attr(self, lead_ids, column: str) -> np.ndarray:
         """A column of :attr:`leads` looked up for ``lead_ids`` (NaN/False when unknown)."""
         pos, known = self.lead_pos(lead_ids)
-        values = self.leads[column].to_numpy()[pos] if len(self.leads) else np.zeros(len(pos))
-        if values.dtype == bool:
-            return values & known
-        return np.where(known, values, np.nan)
+        column = self.leads[column].to_numpy()
+        if column.dtype == bool:
+            return column[pos] & known if len(column) else np.zeros(len(pos), dtype=bool)
+        return np.where(known, column[pos], np.nan) if len(column) else np.full(len(pos), np.nan)
 
     def _build_owner_history(self, events: pd.DataFrame) -> None:
         ev = events.loc[(events["type"] == "entity_responsible_changed") & (events["entity_type"] == "lead")]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..config import Settings
 from ..errors import ConfigError
-from ..periods import Week, parse_instant, report_timezone, resolve_week
+from ..periods import Week, report_timezone, resolve_now, resolve_week
 from ..store import Store
 
 #: Typed tables and the columns the KPIs read (``None``: every column).
@@ -118,11 +118,8 @@ def load_context(settings: Settings, now: datetime | None = None,
             last_sync = store.last_sync_at()
     account = _account(frames["account"])
     tz = report_timezone(settings.kpi.timezone, account["timezone"])
-    now = (now or datetime.now(tz)).astimezone(tz)
-    if settings.as_of:
-        now = parse_instant(settings.as_of, tz).astimezone(tz)
-    week, _ = resolve_week(settings.week, None, tz, now)
-    as_of = min(now, week.end)
+    now = resolve_now(settings.as_of, tz, now)
+    week, as_of = resolve_week(settings.week, settings.as_of, tz, now)
     supervisors, managers = resolve_people(settings, frames["users"])
     _check_pipelines(settings, frames["pipelines"])
     return Context(settings=settings, frames=frames, tz=tz, week=week, as_of=as_of, now=now, managers=managers,

@@ -1,0 +1,198 @@
+"""Common rules of the KPI contract (§0, §9) on hand-built accounts, through the store."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kpi_builders import LOST, NEW, TALK, WON, Account, at
+from kpi_lib.kpis import block_detail, compute_kpis, data_quality
+from kpi_lib.kpis.common import facts_of
+
+
+def team_of(result, block):
+    return result["kpis"][block]["team"]
+
+
+def manager_of(result, block, uid):
+    return result["kpis"][block]["by_manager"][str(uid)]
+
+
+def people(acc: Account) -> None:
+    acc.user(1, "Supervisor", admin=True)
+    acc.user(101, "Anna")
+    acc.user(102, "Boris")
+    acc.user(103, "Vera", active=False)
+
+
+def test_owner_at_close_after_reassignment(tmp_path):
+    acc = Account()
+    people(acc)
+    # lead 1: 101 -> 102 before the close, won under 102, then handed to 103 after the close
+    acc.lead(1, 103, at("2026-11-16 10:00"), status=WON, closed=at("2026-11-18 12:00"), price=100)
+    acc.reassign(1, at("2026-11-17 10:00"), 101, 102)
+    acc.reassign(1, at("2026-11-19 10:00"), 102, 103)
+    # lead 2: two changes at the same second after the close keep the API's order: 101 -> 102, 102 -> 103
+    acc.lead(2, 103, at("2026-11-16 10:00"), status=WON, closed=at("2026-11-18 12:00"), price=50)
+    acc.reassign(2, at("2026-11-20 10:00"), 101, 102)
+    acc.reassign(2, at("2026-11-20 10:00"), 102, 103)
+    # lead 3: a change at the very second of the close is not "after" it: the owner is value_after
+    acc.lead(3, 102, at("2026-11-16 10:00"), status=WON, closed=at("2026-11-18 12:00"), price=10)
+    acc.reassign(3, at("2026-11-18 12:00"), 101, 102)
+    r = compute_kpis(acc.context(tmp_path))
+    assert manager_of(r, "average_check", 102)["won"] == 2  # leads 1 and 3
+    assert manager_of(r, "average_check", 102)["won_revenue"] == 100 + 10
+    assert manager_of(r, "average_check", 101)["won"] == 1  # lead 2
+    assert manager_of(r, "average_check", 103)["won"] == 0  # inactive, still listed
+    assert {m["user_id"]: m["active"] for m in r["managers"]} == {101: True, 102: True, 103: False}
+    assert team_of(r, "average_check")["won"] == 3
+
+
+def test_contact_calls_map_to_leads_with_the_ten_minute_rule(tmp_path):
+    acc = Account()
+    people(acc)
+    acc.contact(501, 101)
+    acc.contact(502, 101)
+    acc.lead(11, 101, at("2026-11-16 10:00"), contacts=[501])
+    acc.lead(12, 102, at("2026-11-17 10:00"), contacts=[501])
+    acc.lead(13, 101, at("2026-11-10 10:00"), status=LOST, closed=at("2026-11-16 09:00"), contacts=[502])
+    c_540 = acc.call(at("2026-11-17 09:51"), 102, contact=501)  # 540 s before lead 12: lead 12 (owner = caller)
+    c_660 = acc.call(at("2026-11-17 09:49"), 102, contact=501)  # 660 s before: only lead 11 is a candidate
+    c_other = acc.call(at("2026-11-17 11:00"), 103, contact=501)  # no owner match: latest created, lead 12
+    c_owner = acc.call(at("2026-11-17 11:00"), 101, contact=501)  # owner match wins over the later lead
+    c_closed = acc.call(at("2026-11-16 10:00"), 101, contact=502)  # its only lead closed at 09:00: unmapped
+    ctx = acc.context(tmp_path)
+    calls = facts_of(ctx).calls.set_index("id")
+    assert calls.loc[c_540, "lead_id"] == 12
+    assert calls.loc[c_660, "lead_id"] == 11
+    assert calls.loc[c_other, "lead_id"] == 12
+    assert calls.loc[c_owner, "lead_id"] == 11
+    assert np.isnan(calls.loc[c_closed, "lead_id"])
+    unmapped = data_quality(ctx)["unmapped_calls"]
+    assert unmapped["call_id"].tolist() == [c_closed]
+    # the call 540 s before lead 12 was created gives it stl = 0 (§9)
+    detail = block_detail(ctx, "first_call").set_index("lead_id")
+    assert detail.loc[12, "stl_min"] == 0.0
+    # the unmapped call still counts for the caller's productivity
+    r = compute_kpis(ctx)
+    assert manager_of(r, "productivity", 101)["connected_calls"] == 2  # c_owner + c_closed
+
+
+def test_duplicate_uniq_is_dropped_across_lead_and_contact_notes(tmp_path):
+    acc = Account()
+    people(acc)
+    acc.contact(501, 101)
+    acc.lead(11, 101, at("2026-11-16 10:00"), contacts=[501])
+    acc.call(at("2026-11-17 10:00"), 101, lead=11, uniq="same", duration=60)
+    acc.call(at("2026-11-17 10:01"), 101, contact=501, uniq="same", duration=600)  # later copy: dropped
+    acc.call(at("2026-11-17 12:00"), 101, lead=11, uniq="tie", duration=120, note_id=70002)
+    acc.call(at("2026-11-17 12:00"), 101, lead=11, uniq="tie", duration=240, note_id=70001)  # lower id kept
+    acc.call(at("2026-11-17 13:00"), 101, lead=11, uniq="", duration=30, note_id=70010)  # empty uniq: kept
+    acc.items["lead_notes"][-1]["params"]["uniq"] = ""
+    acc.call(at("2026-11-17 13:00"), 101, lead=11, duration=30, note_id=70011)
+    acc.items["lead_notes"][-1]["params"].pop("uniq")
+    r = compute_kpis(acc.context(tmp_path))
+    prod = manager_of(r, "productivity", 101)
+    assert prod["connected_calls"] == 4
+    assert prod["talk_minutes"] == (60 + 240 + 30 + 30) / 60
+
+
+def test_connected_rule_when_call_status_is_missing(tmp_path):
+    acc = Account()
+    people(acc)
+    acc.lead(11, 101, at("2026-11-16 10:00"))
+    acc.call(at("2026-11-17 10:00"), 101, lead=11, status=None, duration=19)  # attempt
+    acc.call(at("2026-11-17 11:00"), 101, lead=11, status=None, duration=20)  # connected
+    acc.call(at("2026-11-17 12:00"), 101, lead=11, status=8, duration=20)  # undefined status: by duration
+    acc.call(at("2026-11-17 13:00"), 101, lead=11, status=8, duration=19)  # attempt
+    acc.call(at("2026-11-17 14:00"), 101, lead=11, status=4, duration=0)  # conversation took place
+    acc.call(at("2026-11-17 15:00"), 101, lead=11, status=6, duration=300)  # no answer: attempt
+    acc.call(at("2026-11-17 16:00"), 101, lead=11, status=None, duration=None)  # nothing: attempt
+    ctx = acc.context(tmp_path)
+    r = compute_kpis(ctx)
+    assert manager_of(r, "productivity", 101)["connected_calls"] == 3
+    assert manager_of(r, "productivity", 101)["talk_minutes"] == (20 + 20 + 0) / 60
+    silent = data_quality(ctx)["calls_without_status"]
+    assert silent["duration"].tolist() == [19, 20, 0]
+    assert silent["connected"].tolist() == [False, True, False]
+
+
+def test_caller_falls_back_to_created_by(tmp_path):
+    acc = Account()
+    people(acc)
+    acc.lead(11, 101, at("2026-11-16 10:00"))
+    acc.call(at("2026-11-17 10:00"), 0, lead=11, created_by=102)  # responsible 0: the creator called
+    r = compute_kpis(acc.context(tmp_path))
+    assert manager_of(r, "productivity", 102)["connected_calls"] == 1
+    assert team_of(r, "productivity")["connected_calls"] == 1
+
+
+def test_2024_12_30_is_in_2025_w01(tmp_path):
+    acc = Account()
+    people(acc)
+    acc.lead(1, 101, at("2024-12-20 10:00"), status=WON, closed=at("2024-12-30 10:00"), price=70)
+    acc.lead(2, 101, at("2024-12-20 10:00"), status=WON, closed=at("2024-12-29 23:59"), price=30)
+    ctx = acc.context(tmp_path, week="2025-W01")
+    r = compute_kpis(ctx)
+    assert r["week"] == "2025-W01"
+    assert manager_of(r, "average_check", 101)["won_revenue"] == 70
+    assert compute_kpis(ctx, ctx.week.shift(-1))["week"] == "2024-W52"
+    assert manager_of(compute_kpis(ctx, ctx.week.shift(-1)), "average_check", 101)["won_revenue"] == 30
+
+
+def test_report_timezone_other_than_the_accounts(tmp_path):
+    acc = Account(tz="Europe/Moscow")
+    people(acc)
+    # Sunday 2026-11-22 20:00 in Moscow is Monday 2026-11-23 03:00 in Vladivostok (UTC+10)
+    acc.lead(1, 101, at("2026-11-16 10:00"), status=WON, closed=at("2026-11-22 20:00"), price=100)
+    moscow = compute_kpis(acc.context(tmp_path / "msk"))
+    assert moscow["timezone"] == "Europe/Moscow"
+    assert moscow["as_of"] == "2026-11-23T00:00:00+03:00"
+    assert team_of(moscow, "average_check")["won"] == 1
+    vlad = acc.context(tmp_path / "vvo", timezone="Asia/Vladivostok")
+    r = compute_kpis(vlad)
+    assert r["timezone"] == "Asia/Vladivostok"
+    assert r["as_of"] == "2026-11-23T00:00:00+10:00"
+    assert team_of(r, "average_check")["won"] == 0
+    assert team_of(compute_kpis(vlad, vlad.week.shift(1)), "average_check")["won"] == 1
+    closed = block_detail(vlad, "average_check", vlad.week.shift(1))["closed_at"].iloc[0]
+    assert str(closed) == "2026-11-23 03:00:00"
+
+
+def test_account_without_timezone_reports_in_utc(tmp_path):
+    acc = Account(tz=None)
+    people(acc)
+    r = compute_kpis(acc.context(tmp_path))
+    assert r["timezone"] == "UTC"
+    assert r["as_of"] == "2026-11-23T00:00:00+00:00"
+
+
+def test_deleted_and_other_pipeline_leads_count_only_as_activity(tmp_path):
+    acc = Account()
+    people(acc)
+    acc.lead(1, 101, at("2026-11-16 10:00"), status=WON, closed=at("2026-11-17 10:00"), price=10, deleted=True)
+    acc.lead(2, 101, at("2026-11-16 10:00"), status=WON, closed=at("2026-11-17 10:00"), price=20, pipeline=2)
+    acc.lead(3, 101, at("2026-11-16 10:00"), status=WON, closed=at("2026-11-17 10:00"), price=40)
+    acc.call(at("2026-11-17 10:00"), 101, lead=1)
+    acc.call(at("2026-11-18 10:00"), 101, lead=2)
+    acc.move(2, at("2026-11-19 10:00"), 101, 40, 50, old_pipeline=2)
+    ctx = acc.context(tmp_path, pipelines=[1])
+    r = compute_kpis(ctx)
+    assert manager_of(r, "average_check", 101)["won"] == 1
+    assert manager_of(r, "average_check", 101)["won_revenue"] == 40
+    prod = manager_of(r, "productivity", 101)
+    assert prod["connected_calls"] == 2
+    assert prod["active_days"] == 3  # Tue and Wed calls, Thu status change
+    assert manager_of(r, "cost_of_service", 101)["worked_leads"] == 0
+    assert manager_of(r, "first_call", 101)["fcr_eligible"] == 0
+
+
+def test_lead_deleted_by_event_is_not_counted(tmp_path):
+    acc = Account()
+    people(acc)
+    acc.lead(1, 101, at("2026-11-16 10:00"), status=WON, closed=at("2026-11-17 10:00"), price=10)
+    acc.lead(2, 101, at("2026-11-16 10:00"), status=WON, closed=at("2026-11-17 10:00"), price=20)
+    acc.event("lead_deleted", 1, at("2026-11-20 10:00"), 101)
+    acc.event("lead_deleted", 2, at("2026-11-20 10:00"), 101)
+    acc.event("lead_restored", 2, at("2026-11-21 10:00"), 101)
+    r = compute_kpis(acc.context(tmp_path))
+    assert manager_of(r, "average_check", 101)["won_revenue"] == 20
