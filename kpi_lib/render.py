@@ -1,0 +1,185 @@
+"""The weekly run's pages and files: HTML of an executed notebook (no code), error pages,
+email charts, ``summary.json`` and the index pages.
+
+Every page is rendered through Jinja2 with autoescaping and inlines its stylesheet and
+images, so it opens from disk or as an email attachment without loading anything else.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import i18n, plots
+from .config import PRIMARY, Settings
+from .views import TEMPLATES, render
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .report import WeekRun
+    from .weekdata import WeekData
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def render_notebook_html(nb, lang: str) -> str:
+    """The executed notebook as an HTML page for management: outputs only, no stderr."""
+    from nbconvert import HTMLExporter
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = [o for o in cell.get("outputs", [])
+                               if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    exporter = HTMLExporter(template_name="lab", template_file="nbconvert_report.html.j2",
+                            extra_template_paths=[str(TEMPLATES)], exclude_input=True,
+                            exclude_input_prompt=True, exclude_output_prompt=True, exclude_anchor_links=True,
+                            language_code=lang)
+    body, _ = exporter.from_notebook_node(nb)
+    return body
+
+
+def render_error_page(nb, title: str, message: str, lang: str, notebook: str) -> str:
+    """A page that shows why a notebook failed: the error, the failing step and the traceback."""
+    source, trace = "", ""
+    for cell in nb.cells:
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if errors or cell.get("metadata", {}).get("papermill", {}).get("exception"):
+            source = cell.get("source", "")
+            trace = "\n".join(_ANSI.sub("", line) for e in errors for line in e.get("traceback", []))
+            break
+    t = lambda key, **kw: i18n.text(key, lang, **kw)  # noqa: E731
+    return render("report_failed.html.j2", lang=lang, title=t("failed.title", title=title),
+                  lead=t("failed.lead", week=nb.metadata.get("papermill", {}).get("parameters", {}).get("week", "")),
+                  labels={"cell": t("failed.cell"), "error": t("failed.error")}, message=message, source=source,
+                  trace=trace, notebook_text=t("failed.notebook", path=notebook), notebook=notebook,
+                  back=t("report.back"))
+
+
+def team_series(data: "WeekData", block: str, key: str) -> tuple[list[str], list[float]]:
+    trends = data.trends
+    rows = trends[(trends["block"] == block) & (trends["key"] == key) & (trends["manager"].astype(str) == "team")]
+    rows = rows.sort_values("week_start")
+    return rows["week"].tolist(), rows["value"].astype("float64").tolist()
+
+
+def team_target(data: "WeekData", block: str, key: str) -> float | None:
+    table = data.targets
+    rows = table[(table["block"] == block) & (table["key"] == key) & (table["manager"].astype(str) == "team")]
+    value = rows["target"].iloc[0] if len(rows) else None
+    return None if i18n.is_missing(value) else float(value)
+
+
+def write_charts(data: "WeekData", folder: Path, lang: str) -> list[dict[str, str]]:
+    """``charts/<block>.png``: the team's 12-week trend of each primary figure with its target."""
+    charts = []
+    (folder / "charts").mkdir(exist_ok=True)
+    for block, (key, _, _) in PRIMARY.items():
+        weeks, values = team_series(data, block, key)
+        title = f"{i18n.block_title(block, lang)}: {i18n.label(key, lang)}"
+        kind = i18n.KINDS.get(key, "count")
+        digits = 0 if kind in ("money", "pct") else 1
+        png = plots.plot_team_trend(weeks, values, team_target(data, block, key), title=title,
+                                    target_label=i18n.text("chart.target", lang),
+                                    formatter=lambda v, d=digits: i18n.format_number(v, lang, d))
+        (folder / "charts" / f"{block}.png").write_bytes(png)
+        charts.append({"file": f"charts/{block}.png", "title": title})
+    return charts
+
+
+def scorecard(data: "WeekData", lang: str) -> dict[str, Any]:
+    """Managers × the six primary figures: ``{"columns": [...], "rows": [...]}`` (summary.json)."""
+    currency = data.account.get("currency") or "RUB"
+    table = data.targets
+    columns, rows = [], []
+    for block, (key, direction, _) in PRIMARY.items():
+        columns.append({"block": block, "key": key, "label": i18n.label(key, lang), "direction": direction,
+                        "target": team_target(data, block, key)})
+    names = data.names(i18n.text("team", lang))
+    for manager in [str(int(u)) for u in data.managers["user_id"]] + ["team"]:
+        cells = []
+        for col in columns:
+            match = table[(table["block"] == col["block"]) & (table["key"] == col["key"])
+                          & (table["manager"].astype(str) == manager)]
+            value = match["value"].iloc[0] if len(match) else None
+            met = match["met"].iloc[0] if len(match) else None
+            value = None if i18n.is_missing(value) else float(value)
+            cells.append({"value": value, "display": i18n.format_value(col["key"], value, lang, currency),
+                          "met": None if i18n.is_missing(met) else bool(met)})
+        rows.append({"manager": manager, "name": names.get(manager, manager), "cells": cells})
+    return {"columns": columns, "rows": rows}
+
+
+def write_summary(folder: Path, run: "WeekRun", data: "WeekData | None", settings: Settings,
+                  charts: list[dict[str, str]], generated: datetime) -> dict[str, Any]:
+    """``summary.json``: the contract with the email (see docs and kpi_lib.mail)."""
+    from .report import summary_notebooks
+
+    card = scorecard(data, settings.lang) if data is not None else {"columns": [], "rows": []}
+    team = next((r for r in card["rows"] if r["manager"] == "team"), {"cells": []})
+    with_target = [(c, col) for c, col in zip(team["cells"], card["columns"]) if col["target"] is not None]
+    tz = data.week.tz if data is not None else None
+    summary = {
+        "week": run.week,
+        "generated_at": (generated.astimezone(tz) if tz else generated).isoformat(timespec="seconds"),
+        "last_sync_at": data.last_sync_at.isoformat(timespec="seconds") if data and data.last_sync_at else None,
+        "lang": settings.lang,
+        "account": {"name": (data.account.get("name") if data else None),
+                    "subdomain": (data.account.get("subdomain") if data else None)},
+        "ok": run.ok,
+        "notebooks": summary_notebooks(run),
+        "scorecard": card,
+        "targets_met": sum(1 for c, _ in with_target if c["met"] is True),
+        "targets_total": len(with_target),
+        "charts": charts,
+    }
+    if run.error:
+        summary["error"] = run.error
+    (folder / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+    return summary
+
+
+def write_index(folder: Path, run: "WeekRun", data: "WeekData | None", settings: Settings,
+                generated: datetime) -> None:
+    """The week's ``index.html``: scorecard, links to every report, freshness and failures."""
+    lang = settings.lang
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    t = lambda key, **kw: i18n.text(key, lang, **kw)  # noqa: E731
+    tz = data.week.tz if data is not None else None
+    freshness = t("index.freshness", at=i18n.format_datetime(data.last_sync_at if data else None, lang, tz),
+                  as_of=i18n.format_datetime(data.as_of, lang, tz) if data else t("no_data"),
+                  generated=i18n.format_datetime(generated, lang, tz))
+    page = render("index_week.html.j2", lang=lang, title=t("index.title", week=run.week),
+                  week=i18n.format_week(data.week, lang) if data else run.week,
+                  account=summary["account"]["name"] or "", freshness=freshness, card=summary["scorecard"],
+                  targets=t("index.targets_met", met=summary["targets_met"], total=summary["targets_total"]),
+                  notebooks=run.notebooks, error=t("index.no_scorecard", error=run.error) if run.error else None,
+                  labels={k: t(f"index.{k}") for k in ("scorecard", "reports", "notebooks", "failed", "ok",
+                                                         "failures", "previous_kept", "previous", "error_page",
+                                                         "legend", "all_weeks")}
+                  | {"manager": t("col.manager")})
+    (folder / "index.html").write_text(page, encoding="utf-8")
+
+
+def write_reports_index(out_dir: Path, lang: str) -> None:
+    """``reports/index.html``: every week that has a summary, newest first."""
+    from .report import load_summary, write_atomic
+
+    weeks = []
+    for folder in sorted((p for p in out_dir.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True):
+        summary = load_summary(folder)
+        if summary is None:
+            continue
+        weeks.append({"week": folder.name, "href": f"{folder.name}/index.html", "ok": bool(summary.get("ok")),
+                      "generated": summary.get("generated_at", ""),
+                      "met": f"{summary.get('targets_met', 0)} / {summary.get('targets_total', 0)}",
+                      "account": (summary.get("account") or {}).get("name") or ""})
+    t = lambda key, **kw: i18n.text(key, lang, **kw)  # noqa: E731
+    page = render("index_all.html.j2", lang=lang, title=t("index.all_title"), weeks=weeks,
+                  labels={"week": t("col.week"), "generated": t("col.generated"), "met": t("col.targets_met"),
+                          "state": t("col.state"), "ok": t("index.ok"), "failed": t("index.failed"),
+                          "account": t("report.account")})
+    write_atomic(out_dir / "index.html", page)

@@ -1,0 +1,261 @@
+"""The weekly run: execute the notebooks with papermill, render HTML, write the week's index.
+
+:func:`render_week` reads as a pipeline: resolve the week, compute its figures once (shared
+with the notebooks through a cache file in their working folder), execute every notebook in
+parallel on the pinned kernel, render each to HTML without code, write the email charts,
+``summary.json`` and the index pages into a staging folder, and move them into
+``reports/<week>/`` file by file with ``os.replace`` — the index last.
+
+A failed notebook keeps its executed notebook (``notebooks/<name>.failed.ipynb``) and an
+error page (``<name>.failed.html``); the previous good ``<name>.html`` of that week is left
+in place, the index marks the failure and the run exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from . import i18n
+from .config import Settings, with_overrides
+from .errors import KpiError, ReportError
+from .log import logger, redact
+from .periods import report_timezone, resolve_week
+from .store import Store
+from .weekdata import CACHE_NAME, WeekData, build_week_data, write_week_data
+
+#: The report notebooks, in order, and the KPI block each shows.
+NOTEBOOKS = {
+    "01_customer_satisfaction": "customer_satisfaction",
+    "02_cost_of_service": "cost_of_service",
+    "03_first_call_quality": "first_call",
+    "04_average_check": "average_check",
+    "05_manager_productivity": "productivity",
+    "06_smart_audit": "smart_audit",
+}
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+MAX_JOBS = 6
+
+
+@dataclass
+class NotebookRun:
+    """The outcome of one notebook: ``html`` is relative to the week folder."""
+
+    name: str
+    title: str
+    html: str
+    ok: bool
+    error: str | None = None
+    seconds: float = 0.0
+    previous: str | None = None
+    notebook: str | None = None
+
+
+@dataclass
+class WeekRun:
+    """The outcome of a weekly run."""
+
+    week: str
+    folder: Path
+    notebooks: list[NotebookRun] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(nb.ok for nb in self.notebooks)
+
+
+def pinned_kernel() -> str:
+    """The name of a kernelspec that starts the current interpreter (installed into sys.prefix if needed)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    manager = KernelSpecManager()
+    for name in ("python3", "kpi-report"):
+        try:
+            argv = manager.get_kernel_spec(name).argv
+        except NoSuchKernel:
+            continue
+        exe = argv[0] if argv else ""
+        if exe in ("python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}") or os.path.abspath(exe) == os.path.abspath(sys.executable):
+            return name
+    from ipykernel.kernelspec import install
+
+    install(kernel_name="kpi-report", display_name="Python (kpi-report)", prefix=sys.prefix)
+    return "kpi-report"
+
+
+def resolve_run_settings(settings: Settings, now: datetime | None = None) -> Settings:
+    """Settings with the week label resolved and 'now' pinned, as every notebook will receive them."""
+    with Store.open(settings.data_dir, settings.account, read_only=True) as store:
+        account = store.frame("account")
+    account_tz = account["timezone"].iloc[0] if len(account) else None
+    tz = report_timezone(settings.kpi.timezone, account_tz if isinstance(account_tz, str) else None)
+    now = (now or datetime.now(timezone.utc)).astimezone(tz)
+    week, _ = resolve_week(settings.week, settings.as_of, tz, now)
+    pinned = settings.as_of or now.isoformat(timespec="seconds")
+    return with_overrides(settings, week=week.label, as_of=pinned)
+
+
+def execute_notebook(name: str, source: Path, staging: Path, parameters: dict[str, Any], kernel: str,
+                     timeout: int, lang: str) -> NotebookRun:
+    """Execute one notebook into ``staging`` and render its HTML (or its error page)."""
+    import nbformat
+    import papermill
+
+    from .render import render_error_page, render_notebook_html
+
+    title = i18n.block_title(NOTEBOOKS.get(name, name), lang) if name in NOTEBOOKS else name
+    output = staging / "notebooks" / f"{name}.ipynb"
+    started = time.monotonic()
+    deadline = started + timeout
+    error = None
+    try:
+        papermill.execute_notebook(
+            str(source), str(output), parameters=parameters, kernel_name=kernel, progress_bar=False,
+            log_output=False, start_timeout=min(timeout, 120), timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
+            resources={"metadata": {"path": str(staging)}})
+    except Exception as exc:  # any failure becomes an artefact, never a lost run
+        error = exc
+    seconds = time.monotonic() - started
+    nb = nbformat.read(output, as_version=4) if output.exists() else nbformat.read(source, as_version=4)
+    nb.metadata["title"] = title
+    if error is None:
+        (staging / f"{name}.html").write_text(render_notebook_html(nb, lang), encoding="utf-8")
+        return NotebookRun(name, title, f"{name}.html", True, seconds=seconds, notebook=f"notebooks/{name}.ipynb")
+    failed = output.with_name(f"{name}.failed.ipynb")
+    nbformat.write(nb, failed)
+    output.unlink(missing_ok=True)
+    message = redact(describe_error(error, timeout))
+    page = render_error_page(nb, title, message, lang, notebook=f"notebooks/{failed.name}")
+    (staging / f"{name}.failed.html").write_text(page, encoding="utf-8")
+    logger.error("notebook %s failed: %s", name, message)
+    return NotebookRun(name, title, f"{name}.failed.html", False, error=message, seconds=seconds,
+                       notebook=f"notebooks/{failed.name}")
+
+
+def describe_error(error: BaseException, timeout: int) -> str:
+    """One line for the index and summary: the exception's name and message."""
+    ename = getattr(error, "ename", None) or type(error).__name__
+    evalue = getattr(error, "evalue", None) or str(error).strip().splitlines()[-1:] or [""]
+    evalue = evalue if isinstance(evalue, str) else evalue[0]
+    if "Timeout" in ename or "timed out" in evalue.lower():
+        return f"{ename}: the notebook did not finish within {timeout} s (raise --timeout)"
+    return f"{ename}: {evalue}"[:500]
+
+
+def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | None = None, timeout: int = 600,
+                notebooks_dir: str | os.PathLike | None = None, now: datetime | None = None) -> WeekRun:
+    """Produce ``out_dir/<week>/`` for the settings' week (see the module docstring)."""
+    from .render import write_charts, write_index, write_reports_index, write_summary
+
+    out_dir = Path(out_dir).resolve()
+    notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR).resolve()
+    sources = sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
+    if not sources:
+        raise ReportError(f"no notebooks in {notebooks_dir}: run from the project folder or pass the notebooks folder")
+    run_settings = resolve_run_settings(settings, now)
+    week = run_settings.week
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / week
+    run = WeekRun(week=week, folder=final)
+    with FileLock(str(out_dir / f".{week}.lock")):
+        staging = Path(tempfile.mkdtemp(prefix=f".{week}.staging-", dir=out_dir))
+        try:
+            (staging / "notebooks").mkdir()
+            data: WeekData | None = None
+            try:
+                data = build_week_data(run_settings)
+                write_week_data(data, staging)
+            except KpiError:
+                raise
+            except Exception as exc:  # the notebooks will show the same failure; the index says so
+                run.error = redact(f"{type(exc).__name__}: {exc}")
+                logger.error("could not compute the week's figures: %s", run.error)
+            kernel = pinned_kernel()
+            parameters = run_settings.notebook_parameters()
+            workers = max(1, min(jobs or os.cpu_count() or 1, MAX_JOBS, len(sources)))
+            logger.info("running %d notebooks for %s on %d workers", len(sources), week, workers)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(execute_notebook, src.stem, src, staging, parameters, kernel, timeout,
+                                       settings.lang) for src in sources]
+                charts = write_charts(data, staging, settings.lang) if data is not None else []
+                run.notebooks = [f.result() for f in futures]
+            for nb in run.notebooks:
+                if not nb.ok and (final / f"{nb.name}.html").exists():
+                    nb.previous = f"{nb.name}.html"
+            generated = datetime.now(timezone.utc)
+            write_summary(staging, run, data, run_settings, charts, generated)
+            write_index(staging, run, data, run_settings, generated)
+            publish(staging, final, [nb.name for nb in run.notebooks if nb.ok])
+            write_reports_index(out_dir, settings.lang)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return run
+
+
+def publish(staging: Path, final: Path, succeeded: list[str]) -> None:
+    """Move every staged file into ``final`` with ``os.replace``; the index and summary go last."""
+    last = [staging / "summary.json", staging / "index.html"]
+    files = [p for p in sorted(staging.rglob("*")) if p.is_file() and p.name != CACHE_NAME and p not in last]
+    for path in files + [p for p in last if p.exists()]:
+        dest = final / path.relative_to(staging)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+    for name in succeeded:  # a good run clears the marks of an earlier failure
+        (final / f"{name}.failed.html").unlink(missing_ok=True)
+        (final / "notebooks" / f"{name}.failed.ipynb").unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Write ``content`` to ``path`` through a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content.encode("utf-8") if isinstance(content, str) else content)
+        os.chmod(tmp, 0o644)  # readable like any other report file (mkstemp makes it private)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def run_command(settings: Settings, out_dir: str | os.PathLike, jobs: int | None = None, timeout: int = 600) -> int:
+    """``kpi-report run``: render the week; 0 when every notebook succeeded, 1 otherwise."""
+    started = time.monotonic()
+    run = render_week(settings, out_dir, jobs=jobs, timeout=timeout)
+    for nb in run.notebooks:
+        state = "ok" if nb.ok else f"FAILED ({nb.error})"
+        print(f"{nb.name}: {state} [{nb.seconds:.1f} s]")
+    if run.error:
+        print(f"figures: FAILED ({run.error})", file=sys.stderr)
+    print(f"{run.folder / 'index.html'} written in {time.monotonic() - started:.1f} s")
+    if not run.ok:
+        failed = [nb.name for nb in run.notebooks if not nb.ok]
+        print(f"kpi-report run: {len(failed)} report(s) failed: {', '.join(failed) or 'figures'}; "
+              f"see {run.folder / 'index.html'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def summary_notebooks(run: WeekRun) -> list[dict[str, Any]]:
+    return [{k: v for k, v in asdict(nb).items() if k in ("name", "title", "html", "ok", "error")}
+            for nb in run.notebooks]
+
+
+def load_summary(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,234 @@
+"""The block-specific parts of a report: distribution charts, data-quality notes, method text
+and the SMART audit's task lists.
+
+Each function takes a :class:`kpi_lib.views.BlockReport` and returns plain data (a title
+and PNG bytes, notes, rows) for the views' templates; nothing here builds HTML, so every
+value from the CRM reaches the page through an autoescaping template.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from . import i18n, plots
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .views import BlockReport
+
+#: The denominator shown as ``n`` beside each figure with a target, and whether it is a proportion.
+SAMPLE = {"csat_pct": ("responses", True), "escalation_rate_pct": ("worked_leads", True),
+          "fcr_pct": ("fcr_eligible", True), "avg_check": ("priced_won", False),
+          "revenue_per_active_day": ("active_days", False), "smart_index": ("tasks", False),
+          "stl_median_min": ("new_leads", False)}
+#: Data-quality frames that matter to each block.
+QUALITY = {"customer_satisfaction": ("survey_coverage", "won_without_contact"),
+           "cost_of_service": ("unmapped_calls",),
+           "first_call": ("unmapped_calls", "calls_without_status"),
+           "average_check": ("unpriced_wins",),
+           "productivity": ("unpriced_wins", "unmapped_calls", "calls_without_status"),
+           "smart_audit": ()}
+SMALL_N = 30
+STL_BINS = (0, 5, 15, 30, 60, 120, 240, 480, 960)
+_SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$", re.IGNORECASE)
+_ENTITY_PATHS = {"leads": "leads", "lead": "leads", "contacts": "contacts", "contact": "contacts",
+                 "companies": "companies", "company": "companies"}
+
+
+def crm_link(report: "BlockReport", entity_type: Any, entity_id: Any) -> str | None:
+    """``https://{subdomain}.amocrm.ru/leads/detail/{id}`` (or contacts/companies), if both are sane."""
+    subdomain = str(report.data.account.get("subdomain") or "")
+    path = _ENTITY_PATHS.get(str(entity_type))
+    if not _SUBDOMAIN.match(subdomain) or path is None or i18n.is_missing(entity_id):
+        return None
+    return f"https://{subdomain}.amocrm.ru/{path}/detail/{int(entity_id)}"
+
+
+def _mine(report: "BlockReport", frame: pd.DataFrame, column: str = "manager") -> pd.DataFrame:
+    """Rows of the report's managers only."""
+    ids = {int(m) for m in report.manager_ids()}
+    values = pd.to_numeric(frame[column], errors="coerce")
+    return frame.loc[values.isin(ids).to_numpy()]
+
+
+def distribution(report: "BlockReport") -> tuple[str, bytes | None]:
+    """The block's distribution chart: a title and PNG bytes (None when there is nothing to show)."""
+    t, lang, block = report.t, report.lang, report.block
+    detail = report.data.details.get(block, pd.DataFrame())
+    if block == "customer_satisfaction":
+        scores = pd.to_numeric(_mine(report, detail)["score"], errors="coerce").dropna() if len(detail) else []
+        counts = [int((np.floor(scores) == s).sum()) for s in range(1, 6)] if len(scores) else []
+        title = t("chart.csat_title")
+        png = plots.plot_bars([str(s) for s in range(1, 6)], counts, title=title, xlabel=t("chart.deals"),
+                              formatter=lambda v: i18n.format_number(v, lang)) if sum(counts or [0]) else None
+        return title, png
+    if block == "cost_of_service":
+        title = t("chart.cost_title")
+        if not len(detail):
+            return title, None
+        counts = pd.crosstab(pd.to_numeric(detail["manager"]), detail["kind"])
+        ids = report.manager_ids()
+        parts = {t(f"chart.{kind}"): [int(counts.at[int(m), kind]) if int(m) in counts.index and kind in counts
+                                      else 0 for m in ids] for kind in ("E1", "E2", "E3")}
+        return title, plots.plot_stacked_bars([report.name(m) for m in ids], parts, title=title,
+                                              xlabel=t("chart.cost_x"))
+    if block == "first_call":
+        title = t("chart.stl_title")
+        stl = pd.to_numeric(_mine(report, detail)["stl_min"], errors="coerce").dropna() if len(detail) else []
+        if not len(stl):
+            return title, None
+        top = max(STL_BINS[-1], float(stl.max()) + 1)
+        target = report.target_row("team", "stl_median_min").get("target")
+        return title, plots.plot_histogram(
+            np.minimum(stl, STL_BINS[-1] + 1), bins=list(STL_BINS) + [min(top, STL_BINS[-1] * 2)], title=title,
+            xlabel=t("chart.stl_x"), ylabel=t("chart.leads"),
+            marker=None if i18n.is_missing(target) else float(target), marker_label=t("chart.target"),
+            formatter=lambda v: i18n.format_number(v, lang))
+    if block == "average_check":
+        title = t("chart.check_title")
+        won = _mine(report, detail) if len(detail) else detail
+        prices = pd.to_numeric(won.loc[won["status"] == "won", "price"], errors="coerce") if len(won) else []
+        prices = [p for p in prices if p > 0]
+        if not prices:
+            return title, None
+        return title, plots.plot_histogram(
+            prices, bins=min(20, max(5, len(prices) // 3)), title=title,
+            xlabel=f"{t('chart.check_x')}, {report.currency}", ylabel=t("chart.deals"),
+            marker=float(np.median(prices)), marker_label=t("chart.median"),
+            formatter=lambda v: i18n.format_number(v, lang))
+    if block == "productivity":
+        title = t("chart.calls_title")
+        ids = report.manager_ids()
+        figures = [report.figures(m).get("calls_per_active_day") for m in ids]
+        if all(i18n.is_missing(v) for v in figures):
+            return title, None
+        return title, plots.plot_bars([report.name(m) for m in ids], figures, title=title,
+                                      value_labels=[i18n.format_number(v, lang, 1) for v in figures],
+                                      formatter=lambda v: i18n.format_number(v, lang))
+    title = t("chart.smart_title")
+    keys = ("specific_pct", "measurable_pct", "achievable_pct", "relevant_pct", "time_bound_pct")
+    team = report.figures("team")
+    if not team.get("tasks"):
+        return title, None
+    values = [team.get(k) for k in keys]
+    return title, plots.plot_bars([i18n.label(k, lang) for k in keys], values, title=title,
+                                  value_labels=[i18n.format_pct(v, lang) for v in values],
+                                  formatter=lambda v: i18n.format_number(v, lang, 0) + "%")
+
+
+def quality_notes(report: "BlockReport") -> list[dict[str, Any]]:
+    """Notes: ``{"text", "links": [{"text", "href"}], "table": {"columns", "rows"} | None}``."""
+    notes: list[dict[str, Any]] = []
+    t, lang = report.t, report.lang
+    for key in QUALITY[report.block]:
+        frame = report.data.quality.get(key)
+        if frame is None:
+            continue
+        if key == "survey_coverage":
+            frame = frame[frame["week"] == report.data.week.label] if "week" in frame else frame
+            rows = [[report.name(r["manager"]), i18n.format_number(r["won"], lang),
+                     i18n.format_number(r["responses"], lang), i18n.format_pct(r["coverage_pct"], lang)]
+                    for _, r in frame.iterrows()]
+            if rows:
+                columns = [t("col.manager"), i18n.label("won", lang), i18n.label("responses", lang),
+                           i18n.label("coverage_pct", lang)]
+                notes.append({"text": t("dq.survey_coverage"), "links": [], "table": {"columns": columns, "rows": rows}})
+            continue
+        if not len(frame):
+            continue
+        items = []
+        if "lead_id" in frame:
+            for _, r in frame.head(10).iterrows():
+                label = f"#{int(r['lead_id'])} {r.get('name') or ''}".strip()
+                items.append({"text": f"{label} — {report.name(r.get('manager'))}",
+                              "href": crm_link(report, "leads", r["lead_id"])})
+            if len(frame) > 10:
+                items.append({"text": t("dq.more", n=len(frame) - 10), "href": None})
+        notes.append({"text": t(f"dq.{key}", n=i18n.format_number(len(frame), lang)), "links": items, "table": None})
+    small = []
+    sample, proportion = SAMPLE[report.key]
+    if proportion:
+        for m in report.manager_ids():
+            n = report.figures(m).get(sample)
+            if not i18n.is_missing(n) and 0 < n < SMALL_N:
+                small.append(report.name(m))
+    if small:
+        notes.append({"text": t("dq.small_n", names=", ".join(small)), "links": [], "table": None})
+    if report.target_row("team").get("target_source") == "median12":
+        notes.append({"text": t("dq.median_target", figure=report.key), "links": [], "table": None})
+    return notes
+
+
+def method_text(report: "BlockReport") -> str:
+    """The block's "how this is computed" paragraph with this run's settings filled in."""
+    kpi, lang = report.data.settings.kpi, report.lang
+    target = f"{i18n.label(report.key, lang)} {report.target_text(report.key, report.target_row('team'))}"
+    hours = kpi.business_hours
+    weekdays = i18n.text("weekdays", lang).split()
+    days = ", ".join(weekdays[d - 1] for d in hours.days)
+    values = {
+        "target": target, "field": str(kpi.csat_field), "days": kpi.fcr_window_days,
+        "hours": f"{days} {hours.start}–{hours.end}",
+        "stl_target": report.target_text("stl_median_min", report.target_row("team", "stl_median_min")),
+        "task_min": i18n.format_number(kpi.minutes_per_escalation_task, lang),
+        "takeover_min": i18n.format_number(kpi.minutes_per_takeover, lang),
+        "rate": i18n.format_money(kpi.supervisor_hourly_rate, lang, report.currency),
+        "words": kpi.min_task_words, "result_words": kpi.min_result_words, "max_tasks": kpi.max_tasks_per_day,
+    }
+    return i18n.text(f"method.{report.block}", lang, **values)
+
+
+def _mark(value: Any) -> str:
+    if i18n.is_missing(value):
+        return "–"
+    return "✓" if bool(value) else "✗"
+
+
+def worst_task_rows(report: "BlockReport", limit: int) -> list[dict[str, Any]]:
+    """The lowest-scoring audited tasks (overdue first among equals), with amoCRM links."""
+    detail = report.data.details.get("smart_audit", pd.DataFrame())
+    if not len(detail):
+        return []
+    frame = _mine(report, detail).sort_values(["score", "overdue", "complete_till"], ascending=[True, False, True])
+    rows = []
+    for _, r in frame.head(limit).iterrows():
+        text = r.get("text")
+        text = report.t("smart.no_text") if i18n.is_missing(text) or not str(text).strip() else str(text)
+        rows.append({
+            "manager": report.name(r["manager"]), "text": text if len(text) <= 140 else text[:139] + "…",
+            "due": _when(r.get("complete_till"), lang=report.lang),
+            "marks": [_mark(r.get(c)) for c in "SMART"], "score": i18n.format_pct(100 * float(r["score"]), report.lang, 0),
+            "overdue": bool(r.get("overdue")) if not i18n.is_missing(r.get("overdue")) else False,
+            "href": crm_link(report, r.get("entity_type"), r.get("entity_id")),
+        })
+    return rows
+
+
+def _when(value: Any, lang: str, with_day: bool = True) -> str:
+    if i18n.is_missing(value):
+        return "—"
+    moment = pd.Timestamp(value)
+    return f"{i18n.format_day(moment, lang)}, {moment:%H:%M}" if with_day else f"{moment:%H:%M}"
+
+
+def due_task_groups(report: "BlockReport") -> list[dict[str, Any]] | None:
+    """Per manager, the open tasks due today and tomorrow; None outside the current week."""
+    due = report.data.due
+    if due is None:
+        return None
+    groups = []
+    for m in report.manager_ids():
+        rows = due[pd.to_numeric(due["manager"], errors="coerce") == int(m)] if len(due) else due
+        tasks = []
+        for _, r in rows.sort_values("due").iterrows():
+            text = r.get("text")
+            tasks.append({
+                "day": report.t(f"smart.{r['day']}"), "when": _when(r.get("due"), report.lang, with_day=False),
+                "text": report.t("smart.no_text") if i18n.is_missing(text) or not str(text).strip() else str(text),
+                "href": crm_link(report, r.get("entity_type"), r.get("entity_id")),
+            })
+        groups.append({"manager": report.name(m), "tasks": tasks})
+    return groups

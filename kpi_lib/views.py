@@ -1,0 +1,309 @@
+"""What a report notebook shows: :func:`open_report` and the sections of one KPI block.
+
+A notebook calls ``report = open_report(block=..., week=week, ...)`` and then one method per
+section (``headline``, ``manager_table``, ``trend_chart``, ``distribution_chart``,
+``supporting``, ``data_quality``, ``method``; the SMART audit adds ``worst_tasks`` and
+``due_tasks``).  Each returns an :class:`Html` fragment rendered by a Jinja2 template with
+autoescaping, so names and texts from the CRM always show as text.  Charts are PNG images
+inlined in the fragment.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader
+
+from . import i18n, plots, sections
+from .config import EXTRA_TARGETS, PRIMARY, load_settings
+from .sections import SAMPLE, SMALL_N
+from .weekdata import WeekData, load_week_data
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=RuntimeWarning)
+warnings.filterwarnings("ignore", category=UserWarning, module="matplotlib")
+
+TEMPLATES = Path(__file__).with_name("templates")
+ARROWS = {"↑": "trend.up", "↓": "trend.down", "→": "trend.flat", "·": "trend.none"}
+
+
+class Html:
+    """An HTML fragment that Jupyter displays as such (``_repr_html_``)."""
+
+    def __init__(self, markup: str, summary: str = ""):
+        self.markup = markup
+        self.summary = summary
+
+    def _repr_html_(self) -> str:
+        return self.markup
+
+    def __repr__(self) -> str:
+        return f"<{self.summary or 'report section'}>"
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    """The Jinja2 environment of report and index templates (autoescape on)."""
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    env.globals["css"] = (TEMPLATES / "report.css").read_text(encoding="utf-8")
+    return env
+
+
+def render(template: str, **values: Any) -> str:
+    return environment().get_template(template).render(**values)
+
+
+def image_src(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def wilson(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a proportion, in percent."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return 100 * max(centre - half, 0.0), 100 * min(centre + half, 1.0)
+
+
+def trend_arrow(values: list[float], direction: str) -> tuple[str, str]:
+    """An arrow and a class (good/bad/flat) from the slope of the last four weekly values."""
+    points = [(i, v) for i, v in enumerate(values[-4:]) if not i18n.is_missing(v)]
+    if len(points) < 2:
+        return "·", "none"
+    xs, ys = zip(*points)
+    slope = float(np.polyfit(xs, ys, 1)[0])
+    scale = max(abs(float(np.mean(ys))), 1e-9)
+    if abs(slope) < 0.02 * scale:
+        return "→", "flat"
+    rising = slope > 0
+    good = rising if direction == ">=" else not rising
+    return ("↑" if rising else "↓"), ("good" if good else "bad")
+
+
+class BlockReport:
+    """The sections of one KPI block's report, in one language."""
+
+    def __init__(self, data: WeekData, block: str, lang: str):
+        if block not in PRIMARY:
+            raise ValueError(f"unknown block {block!r}: use one of {', '.join(PRIMARY)}")
+        self.data, self.block, self.lang = data, block, i18n.check_lang(lang)
+        self.key, self.direction, _ = PRIMARY[block]
+        self.currency = data.account.get("currency") or "RUB"
+        self.names = data.names(self.t("team"))
+        self.kpis = data.result["kpis"][block]
+
+    # -- helpers -----------------------------------------------------------------------------
+    def t(self, key: str, **values: Any) -> str:
+        return i18n.text(key, self.lang, **values)
+
+    def fmt(self, key: str, value: Any) -> str:
+        return i18n.format_value(key, value, self.lang, self.currency)
+
+    def name(self, manager: Any) -> str:
+        if i18n.is_missing(manager):
+            return "—"
+        text = str(manager)
+        try:
+            text = str(int(float(text)))
+        except ValueError:
+            pass
+        return self.names.get(text, text)
+
+    def manager_ids(self) -> list[str]:
+        return [str(int(u)) for u in self.data.managers["user_id"]]
+
+    def figures(self, manager: str) -> dict[str, Any]:
+        return self.kpis["team"] if manager == "team" else self.kpis["by_manager"].get(manager, {})
+
+    def target_row(self, manager: str, key: str | None = None) -> dict[str, Any]:
+        table = self.data.targets
+        rows = table[(table["block"] == self.block) & (table["key"] == (key or self.key))
+                     & (table["manager"].astype(str) == manager)]
+        return rows.iloc[0].to_dict() if len(rows) else {}
+
+    def series(self, manager: str, key: str | None = None) -> pd.Series:
+        """The figure ``key`` of ``manager`` by week label, over the trend weeks."""
+        trends = self.data.trends
+        rows = trends[(trends["block"] == self.block) & (trends["key"] == (key or self.key))
+                      & (trends["manager"].astype(str) == manager)]
+        return rows.sort_values("week_start").set_index("week")["value"].astype("float64")
+
+    def weeks(self) -> list[str]:
+        trends = self.data.trends
+        return trends.drop_duplicates("week").sort_values("week_start")["week"].tolist()
+
+    def status(self, row: dict[str, Any]) -> tuple[str, str]:
+        met = row.get("met")
+        if i18n.is_missing(row.get("value")):
+            return "none", self.t("status.no_data")
+        if i18n.is_missing(row.get("target")) or i18n.is_missing(met):
+            return "none", self.t("status.no_target")
+        return ("met", self.t("status.met")) if bool(met) else ("missed", self.t("status.missed"))
+
+    def target_text(self, key: str, row: dict[str, Any]) -> str:
+        if i18n.is_missing(row.get("target")):
+            return self.t("status.no_target")
+        sign = "≥" if row.get("direction", ">=") == ">=" else "≤"
+        return f"{sign} {self.fmt(key, row['target'])}"
+
+    def interval(self, key: str, figures: dict[str, Any], short: bool = False) -> str | None:
+        sample, proportion = SAMPLE.get(key, (None, False))
+        n, value = figures.get(sample), figures.get(key)
+        if not proportion or i18n.is_missing(n) or i18n.is_missing(value) or not 0 < n < SMALL_N:
+            return None
+        low, high = wilson(float(value) * float(n) / 100.0, float(n))
+        return self.t("headline.ci_short" if short else "headline.ci", low=i18n.format_pct(low, self.lang), high=i18n.format_pct(high, self.lang))
+
+    def chart(self, title: str, png: bytes | None, alt: str) -> Html:
+        src = image_src(png) if png else None
+        return Html(render("report_chart.html.j2", title=title, src=src, alt=alt, empty=self.t("chart.none")),
+                    title)
+
+    # -- sections ----------------------------------------------------------------------------
+    def title(self) -> Html:
+        """The page heading: block, account, week, as-of time and data freshness."""
+        data = self.data
+        return Html(render(
+            "report_title.html.j2", title=i18n.block_title(self.block, self.lang),
+            account=data.account.get("name") or data.account.get("subdomain") or "",
+            week=i18n.format_week(data.week, self.lang),
+            as_of=self.t("report.as_of", at=i18n.format_datetime(data.as_of, self.lang, data.week.tz)),
+            synced=self.t("report.synced", at=i18n.format_datetime(data.last_sync_at, self.lang, data.week.tz)),
+            back=self.t("report.back"), labels={"account": self.t("report.account")}), "title")
+
+    def headline(self) -> Html:
+        """The team's primary figure against its target and the previous week, with n."""
+        items = []
+        keys = [self.key] + [k for k in EXTRA_TARGETS if k in self.kpis["team"]]
+        for key in keys:
+            figures, row = self.kpis["team"], self.target_row("team", key)
+            value = figures.get(key)
+            series = self.series("team", key)
+            prev_label = self.data.week.shift(-1).label
+            prev = series.get(prev_label, float("nan"))
+            if i18n.is_missing(prev) or i18n.is_missing(value):
+                delta, delta_class = self.t("headline.no_prev"), "none"
+            else:
+                change = float(value) - float(prev)
+                unit = i18n.format_number(change, self.lang, 1) + "\u00a0" + self.t("unit_pp") \
+                    if i18n.KINDS.get(key) == "pct" else self.fmt(key, change)
+                sign = "+" if change > 0 else ""
+                better = change >= 0 if row.get("direction", PRIMARY[self.block][1]) == ">=" else change <= 0
+                delta = self.t("headline.vs_prev", delta=f"{sign}{unit}", prev=self.fmt(key, prev))
+                delta_class = "flat" if change == 0 else ("good" if better else "bad")
+            status_class, status_text = self.status(row)
+            sample = SAMPLE.get(key, (None, False))[0]
+            items.append({
+                "label": i18n.label(key, self.lang), "value": self.fmt(key, value),
+                "n": self.t("headline.n", n=i18n.format_number(figures.get(sample), self.lang)) if sample else "",
+                "target": self.target_text(key, row), "status_class": status_class, "status": status_text,
+                "median": self.t("headline.median12") if row.get("target_source") == "median12" else "",
+                "delta": delta, "delta_class": delta_class, "interval": self.interval(key, figures),
+            })
+        provisional = None
+        if self.block == "first_call" and self.kpis["team"].get("fcr_final") is False:
+            provisional = self.t("headline.provisional", days=self.data.settings.kpi.fcr_window_days)
+        heading = self.t("headline.team", week=self.data.week.label)
+        return Html(render("report_headline.html.j2", heading=heading, items=items, provisional=provisional),
+                    "headline")
+
+    def manager_table(self) -> Html:
+        """Per manager: value, n, target status and the 4-week trend arrow; the team last."""
+        sample = SAMPLE[self.key][0]
+        rows = []
+        inactive = dict(zip((str(int(u)) for u in self.data.managers["user_id"]),
+                            ~self.data.managers["active"].astype(bool)))
+        for manager in self.manager_ids() + ["team"]:
+            figures, row = self.figures(manager), self.target_row(manager)
+            status_class, status_text = self.status(row)
+            arrow, arrow_class = trend_arrow(self.series(manager).tolist(), self.direction)
+            rows.append({
+                "name": self.name(manager), "team": manager == "team", "inactive": inactive.get(manager, False),
+                "value": self.fmt(self.key, figures.get(self.key)), "interval": self.interval(self.key, figures, short=True),
+                "n": i18n.format_number(figures.get(sample), self.lang), "target": self.target_text(self.key, row),
+                "status": status_text, "status_class": status_class, "arrow": arrow, "arrow_class": arrow_class,
+                "arrow_text": self.t(ARROWS[arrow]),
+            })
+        columns = {k: self.t(f"col.{k}") for k in ("manager", "value", "n", "target", "status", "trend")}
+        return Html(render("report_managers.html.j2", heading=self.t("sec.managers"), label=i18n.label(self.key, self.lang),
+                           columns=columns, rows=rows, inactive=self.t("inactive")), "manager table")
+
+    def trend_chart(self) -> Html:
+        """Twelve weeks of the primary figure, one panel per manager and one for the team, target dashed."""
+        weeks = self.weeks()
+        series, targets = {}, {}
+        for manager in ["team"] + self.manager_ids():
+            values = self.series(manager).reindex(weeks)
+            series[self.name(manager)] = values.tolist()
+            target = self.target_row(manager).get("target")
+            targets[self.name(manager)] = None if i18n.is_missing(target) else float(target)
+        label = i18n.label(self.key, self.lang)
+        png = plots.plot_trend_grid(weeks, series, targets, target_label=self.t("chart.target"),
+                                    formatter=self.axis_formatter(self.key), team=self.name("team")) if weeks else None
+        return self.chart(f"{self.t('sec.trend')}: {label}", png, self.t("chart.trend_title", label=label))
+
+    def axis_formatter(self, key: str):
+        kind = i18n.KINDS.get(key, "count")
+        if kind == "money":
+            return lambda v: i18n.format_number(v, self.lang, 0)
+        if kind == "pct":
+            return lambda v: i18n.format_number(v, self.lang, 0) + "%"
+        return lambda v: i18n.format_number(v, self.lang, 0 if abs(v) >= 10 or float(v).is_integer() else 1)
+
+    def distribution_chart(self) -> Html:
+        """The distribution behind the figure (scores, signals, speed to lead, deal sizes, calls, criteria)."""
+        title, png = sections.distribution(self)
+        return self.chart(f"{self.t('sec.distribution')}: {title}", png, title)
+
+    def supporting(self) -> Html:
+        """Every figure of the block (kpi-definitions.md), one row per figure, one column per manager."""
+        managers = self.manager_ids() + ["team"]
+        keys = list(self.kpis["team"].keys())
+        rows = [{"label": i18n.label(key, self.lang),
+                 "cells": [self.fmt(key, self.figures(m).get(key)) for m in managers]} for key in keys]
+        return Html(render("report_supporting.html.j2", heading=self.t("sec.supporting"), figure=self.t("col.figure"),
+                           managers=[self.name(m) for m in managers], rows=rows), "supporting figures")
+
+    def data_quality(self) -> Html:
+        """Data-quality notes: the store's gaps for this block, small samples and missing plans."""
+        return Html(render("report_quality.html.j2", heading=self.t("sec.quality"), notes=sections.quality_notes(self),
+                           none=self.t("dq.none")), "data quality")
+
+    def method(self) -> Html:
+        """How the figure is computed, in plain words, with this run's settings filled in."""
+        return Html(render("report_method.html.j2", heading=self.t("sec.method"), text=sections.method_text(self),
+                           definitions=self.t("method.definitions")), "method")
+
+    def worst_tasks(self, limit: int = 15) -> Html:
+        """The SMART audit's lowest-scoring tasks, with links into amoCRM."""
+        columns = {k: self.t(f"col.{k}") for k in ("manager", "task", "due", "score", "link")}
+        return Html(render("report_tasks.html.j2", heading=self.t("sec.worst_tasks"), columns=columns,
+                           rows=sections.worst_task_rows(self, limit), open=self.t("smart.open_lead"),
+                           overdue=self.t("smart.overdue"), empty=self.t("smart.no_tasks")), "worst tasks")
+
+    def due_tasks(self) -> Html:
+        """Each manager's open tasks for today and tomorrow (current week only)."""
+        columns = {k: self.t(f"col.{k}") for k in ("day", "due", "task", "link")}
+        return Html(render("report_due.html.j2", heading=self.t("sec.due_tasks"), columns=columns,
+                           groups=sections.due_task_groups(self), open=self.t("smart.open_lead"),
+                           only_current=self.t("smart.due_only_current"), empty=self.t("smart.no_due")), "due tasks")
+
+
+def open_report(block: str, week: str = "last", as_of: str | None = None, lang: str = "en",
+                account: str | None = None, data_dir: str | None = None, kpi: dict | None = None,
+                email: dict | None = None) -> BlockReport:
+    """Open one block's report for the notebook parameters (``email`` is accepted and unused).
+
+    The week's figures come from the weekly run's cache in the working folder when it
+    matches these parameters, else they are computed from the store.
+    """
+    settings = load_settings(overrides={"week": week, "as_of": as_of, "lang": lang, "account": account,
+                                        "data_dir": data_dir, "kpi": kpi or {}})
+    return BlockReport(load_week_data(settings), block, lang)
