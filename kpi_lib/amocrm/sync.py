@@ -18,7 +18,8 @@ How nothing is lost:
   move an item forward, into a page still to come.  ``_links.next`` says whether more data
   exists, and is followed within a run of equal ``updated_at`` longer than a page, or when
   the server ignores the order.  Tasks (sortable by id only) and events (immutable) follow
-  ``_links.next``: an update does not move a task out of its id position.
+  ``_links.next``: an update does not move a task out of its id position, and a task pass
+  longer than a page ends with a catch-up pass over what changed since it began.
 * **Resume.** Every page is applied in one transaction together with the request that comes
   next, so a sync killed at any moment (``kill -9``) resumes at the first page not applied.
 
@@ -138,12 +139,22 @@ def next_request(stream: Stream, request: str, payload: dict | None) -> str | No
     return f"{urlsplit(request).path}?{urlencode(query)}"
 
 
-def fetch_pages(client: AmoClient, stream: Stream, request: str) -> Iterator[tuple[dict | None, int, str | None]]:
-    """(payload, server time, next request) for each page from ``request`` on."""
+def fetch_pages(client: AmoClient, stream: Stream, request: str, start: int | None = None,
+                catch_up: str | None = None) -> Iterator[tuple[dict | None, int, str | None, str | None]]:
+    """(payload, start, next request, catch-up phase) for each page from ``request`` on.
+
+    A ``pages`` stream (sorted by id) does not see an item changed on a page already read, so
+    a pass longer than one page owes a catch-up pass over what changed since it began.
+    """
     while request:
         payload, now = client.get(request)
+        start = now if start is None else start
         following = next_request(stream, request, payload) if payload else None
-        yield payload, now, following
+        if following and stream.mode == "pages" and catch_up is None:
+            catch_up = "owed"
+        elif following is None and catch_up == "owed":
+            following, catch_up = first_request(stream, start, False), "running"
+        yield payload, start, following, catch_up
         request = following
 
 
@@ -190,20 +201,19 @@ def sync_stream(store: Store, client: AmoClient, stream: Stream, full: bool, rep
     state = store.get_state(stream.entity) or {}
     cursor, pending = state.get("cursor"), state.get("pending")
     if pending and (pending.get("full") or not full) and stream.mode != "full":
-        request, start = pending["next"], pending["start"]
+        request, start, phase = pending["next"], pending["start"], pending.get("catch_up")
         logger.info("%s: resuming an interrupted pass", stream.entity)
     else:
-        request, start = first_request(stream, cursor, full), None
+        request, start, phase = first_request(stream, cursor, full), None, None
     bar = progress(desc=stream.entity, unit=" items")
     pages = items = 0
     try:
-        for payload, now, following in prefetch(fetch_pages(client, stream, request)):
-            start = now if start is None else start
+        for payload, start, following, catch_up in prefetch(fetch_pages(client, stream, request, start, phase)):
             with store.transaction():
                 count = store.ingest_page(stream.entity, payload)
                 if following:
                     store.set_state(stream.entity, cursor, pending={"next": following, "start": start,
-                                                                    "full": full})
+                                                                    "full": full, "catch_up": catch_up})
                 else:
                     store.set_state(stream.entity, None if stream.mode == "full" else start)
             pages, items = pages + 1, items + count
