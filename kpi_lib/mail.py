@@ -161,7 +161,8 @@ def _subject(summary: dict, lang: str, failed: list[str], stale: bool) -> str:
     subject = t["subject"].format(week=summary["week"], headline=targets_headline(
         summary["targets_met"], summary["targets_total"], lang))
     if failed or not summary["ok"]:
-        subject += " — " + t["failed"].format(names=", ".join(failed) or "?")
+        names = ", ".join(failed) if 0 < len(failed) <= 3 else t["failed_count"].format(count=len(failed) or "?")
+        subject += " — " + t["failed"].format(names=names)
     if stale:
         subject += " — " + t["stale"]
     return subject
@@ -220,6 +221,10 @@ def build_message(week_dir: str | os.PathLike, settings: Settings, smtp: SmtpEnv
     """
     week_dir = Path(week_dir)
     summary = read_summary(week_dir)
+    if summary.get("lang", settings.lang) != settings.lang:
+        raise MailError(f"the reports of {summary['week']} are in {summary['lang']!r} but the email is asked in "
+                        f"{settings.lang!r}: rebuild them with 'kpi-report run --week {summary['week']}' and the same "
+                        "params file (or send with the params they were built with)")
     ctx = _context(week_dir, summary, settings, tz)
     failed_names = [nb["name"] for nb in ctx["failed"]]
     msg = EmailMessage(policy=SMTP_POLICY)

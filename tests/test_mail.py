@@ -332,3 +332,18 @@ def test_received_html_opens_in_headless_chromium(tmp_path, smtp_server, chart_p
     assert report.images == len(images) and report.broken_images == []
     assert "3 of 5 targets met" in report.text and "<b>Evil</b> & Co" in report.text
     assert report.external_requests == []
+
+
+def test_many_failures_are_counted_in_the_subject(tmp_path, chart_png):
+    make_week(tmp_path / "reports", chart_png, failed=tuple(name for name, _ in NOTEBOOKS[:4]), lang="ru")
+    msg = build_message(tmp_path / "reports" / WEEK, settings_for(tmp_path, lang="ru"))
+    assert msg["Subject"] == "KPI отдела продаж 2026-W47: выполнено 3 из 5 целей — СБОЙ: отчётов с ошибкой — 4"
+    text, _, _, _ = parts_of(email.message_from_bytes(msg.as_bytes(), policy=email.policy.default))
+    assert all(name in text for name, _ in NOTEBOOKS[:4])  # the body still names every one
+
+
+def test_reports_in_another_language_than_the_email_are_refused(tmp_path, chart_png):
+    make_week(tmp_path / "reports", chart_png, lang="en")
+    with pytest.raises(MailError, match=r"are in 'en' but the email is asked in 'ru': rebuild them with "
+                                        r"'kpi-report run --week 2026-W47'"):
+        build_message(tmp_path / "reports" / WEEK, settings_for(tmp_path, lang="ru"))
