@@ -27,7 +27,6 @@ import smtplib
 import socket
 import ssl
 import struct
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -48,6 +47,8 @@ from .errors import ConfigError, KpiError, MailError
 from .i18n import KINDS, format_datetime, format_number, format_value, format_week
 from .log import logger, redact, register_secret
 from .periods import parse_week, report_timezone, resolve_week
+from .report import write_atomic
+from .store import Store
 
 #: Attachments above this many bytes are left out (mail servers refuse ~25 MB messages).
 MAX_ATTACHMENTS = 15_000_000
@@ -188,7 +189,7 @@ def _context(week_dir: Path, summary: dict, settings: Settings, tz: Any) -> dict
         "account": (summary.get("account") or {}).get("name") or (summary.get("account") or {}).get("subdomain") or "",
         "headline": targets_headline(summary["targets_met"], summary["targets_total"], lang),
         "title": t["title"].format(week=format_week(period, lang)),
-        "failed": failed, "stale": stale,
+        "failed": failed, "stale": stale, "subject": _subject(summary, lang, [nb["name"] for nb in failed], stale),
         "stale_note": t["stale_note"].format(synced=format_datetime(synced, lang), end=format_datetime(period.end, lang)),
         "rerun": f"kpi-report run --week {week} && kpi-report send --week {week} --force",
         "synced": format_datetime(synced, lang), "generated": format_datetime(generated, lang),
@@ -226,9 +227,8 @@ def build_message(week_dir: str | os.PathLike, settings: Settings, smtp: SmtpEnv
                         f"{settings.lang!r}: rebuild them with 'kpi-report run --week {summary['week']}' and the same "
                         "params file (or send with the params they were built with)")
     ctx = _context(week_dir, summary, settings, tz)
-    failed_names = [nb["name"] for nb in ctx["failed"]]
     msg = EmailMessage(policy=SMTP_POLICY)
-    msg["Subject"] = ctx["subject"] = _subject(summary, settings.lang, failed_names, ctx["stale"])
+    msg["Subject"] = ctx["subject"]
     sender = (smtp.sender if smtp else None) or "kpi-report@localhost"
     msg["From"] = sender
     if settings.email.to:
@@ -317,7 +317,7 @@ def deliver(msg: EmailMessage, smtp: SmtpEnv, recipients: list[str], retry: Retr
                 raise MailError(f"email not sent: {reason}; the reports stay on disk") from None
             if attempt == retry.attempts:
                 raise MailError(f"email not sent after {attempt} attempts: {reason}; the reports stay on disk; "
-                                "rerun 'kpi-report send' when the server is reachable") from None
+                                f"rerun 'kpi-report send --week {msg['X-KPI-Week']}' when the server is reachable") from None
             delay = retry.base_delay * 2 ** (attempt - 1)
             logger.warning("attempt %d of %d failed (%s); retrying in %.2f s", attempt, retry.attempts, reason, delay)
             time.sleep(delay)
@@ -337,23 +337,14 @@ def read_ledger(out_dir: Path) -> dict[str, list[dict]]:
         raise MailError(f"{path} is not valid JSON ({exc}): repair or remove it (it records sent weeks)") from exc
 
 
-def _write_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, ensure_ascii=False, indent=2)
-    os.replace(tmp, path)
-
-
 def _report_tz(settings: Settings):
     """The report timezone: params, else the account's (from the store), else UTC."""
     account_tz = None
     if not settings.kpi.timezone:
         try:
-            from .store import Store
-
             with Store.open(settings.data_dir, settings.account, read_only=True) as store:
-                frame = store.frame("account")
-            account_tz = frame["timezone"].dropna().iloc[0] if len(frame["timezone"].dropna()) else None
+                zones = store.frame("account")["timezone"].dropna()
+            account_tz = zones.iloc[0] if len(zones) else None
         except KpiError as exc:
             logger.debug("account timezone unknown (%s); using UTC", exc)
     return report_timezone(settings.kpi.timezone, account_tz)
@@ -376,7 +367,7 @@ def send_command(settings: Settings, out_dir: str | os.PathLike, dry_run: bool =
     if dry_run:
         msg = build_message(week_dir, settings, smtp, tz=tz)
         path = week_dir / "email.eml"
-        path.write_bytes(msg.as_bytes())
+        write_atomic(path, msg.as_bytes())
         print(f"{week.label}: email written to {path} (not sent): {msg['Subject']}")
         return 0
     for wrong, problem in (
@@ -411,7 +402,7 @@ def send_command(settings: Settings, out_dir: str | os.PathLike, dry_run: bool =
             "ok": bool(summary["ok"]), "refused": {addr: code for addr, (code, _) in refused.items()},
         }
         ledger.setdefault(week.label, []).append(record)
-        _write_json(out_dir / "sent.json", ledger)
+        write_atomic(out_dir / "sent.json", json.dumps(ledger, ensure_ascii=False, indent=2))
     for addr, (code, _) in refused.items():
         logger.warning("the server refused %s (%s); the others received the email", addr, code)
     print(f"{week.label}: sent to {', '.join(recipients)}: {msg['Subject']}")
