@@ -8,11 +8,12 @@ from an Airflow connection exported as environment variables; never put them in
 
 Each run covers the ISO week before its logical date, so clearing an old run in the UI
 rebuilds that very week with "now" pinned to the run's Monday morning. The papermill tasks
-give a log, a retry and an executed notebook per report in Airflow; the last task renders
-the reports (executing the notebooks once more, in the order that builds the index, the
-charts and summary.json) and sends the email. It runs even when a notebook task failed,
-and the email then names the failed report in its subject. A week already emailed is not
-sent again: to resend one, run ``kpi-report send --week 2026-W47 --force`` on the worker.
+give a log, a retry and an executed notebook per report in Airflow (under
+``KPI_HOME/airflow/<week>/``). The last task renders the reports (executing the notebooks
+once more, as it builds the HTML pages, the charts, summary.json and the index together)
+and sends the email. It runs even when a notebook task failed, and the email then names
+the failed report in its subject. A week already emailed is not sent again: to resend
+one, run ``kpi-report send --week 2026-W47 --force`` on the worker.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from airflow.utils.trigger_rule import TriggerRule
 KPI_HOME = "/opt/kpi-report"
 PARAMS_FILE = "/etc/kpi-report/params.yaml"
 TIMEZONE = "Europe/Moscow"
+KERNEL = "python3"  # a Jupyter kernel whose Python has kpi-report installed
 NOTEBOOKS = (
     "01_customer_satisfaction", "02_cost_of_service", "03_first_call_quality",
     "04_average_check", "05_manager_productivity", "06_smart_audit",
@@ -68,7 +70,8 @@ with DAG(
         PapermillOperator(
             task_id=f"notebook_{name}",
             input_nb=f"{KPI_HOME}/notebooks/{name}.ipynb",
-            output_nb=f"{KPI_HOME}/reports/airflow/{WEEK}/{name}.ipynb",
+            output_nb=f"{KPI_HOME}/airflow/{WEEK}/{name}.ipynb",
+            kernel_name=KERNEL,
             parameters={**read_params(), "week": WEEK, "as_of": AS_OF, "email": {}},
             execution_timeout=timedelta(minutes=15),
         )
