@@ -22,6 +22,7 @@ million leads without holding them in memory.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import tempfile
 from datetime import date, datetime, timezone
@@ -41,7 +42,7 @@ SUBDOMAIN = "demo-sales"
 BASE = f"https://{SUBDOMAIN}.amocrm.ru"
 PAGE_LIMIT, EVENTS_LIMIT = 250, 100
 PHONE_FIELD, EMAIL_FIELD, SITE_FIELD = 1511001, 1511003, 1511005
-#: Stories are kept between entity passes up to this many leads, and replayed above it.
+#: Story parts are kept in memory up to this many leads, and spooled to temporary files above it.
 CACHE_LEADS = 20000
 _CALLS = (("filter[note_type][0]", "call_in"), ("filter[note_type][1]", "call_out"))
 _EVENT_TYPES = ("lead_status_changed,entity_responsible_changed,task_completed,lead_deleted,lead_restored,"
@@ -109,37 +110,68 @@ def generate_account(seed: int = 7, today: date | None = None, scale: float = 1.
 
 def _generate(seed: int, today: date, scale: float) -> Iterator[tuple[str, dict | None]]:
     plan = make_plan(seed, today, scale)
-    stories = _story_source(plan)
+    stories = _Stories(plan)
     yield "account", account_item(plan)
     yield from _pages("users", [user_item(plan, u) for u in plan.users], total=True)
     yield "pipelines", pipelines_page()
     yield from _pages("lead_custom_fields", custom_fields(), total=True)
-    yield from _pages("leads", (s for s in stories() if s.lead), lambda s, q: lead_item(plan, s, q))
+    yield from _pages("leads", (s for s in stories.tell() if s.lead), lambda s, q: lead_item(plan, s, q))
     yield from _pages("contacts", _contacts(plan), lambda c, q: contact_item(plan, c, q))
     yield from _pages("companies", _companies(plan), lambda c, q: company_item(plan, c, q))
-    yield from _pages("tasks", (t for s in stories() for t in s.tasks), task_item)
-    yield from _pages("lead_notes", (c for s in stories() for c in s.calls if c[1] == "lead"), note_item)
-    yield from _pages("contact_notes", sorted_contact_calls(stories), note_item)
-    yield from _pages("events", (e for s in stories() for e in _story_events(plan, s)))
+    yield from _pages("tasks", stories.part("tasks"), task_item)
+    yield from _pages("lead_notes", stories.part("lead_calls"), note_item)
+    yield from _pages("contact_notes", stories.part("contact_calls"), note_item)
+    yield from _pages("events", stories.part("events"), event_item)
 
 
-def _story_source(plan: Plan) -> Callable[[], Iterable[Story]]:
-    """Stories in lead order: kept after the first pass for small plans, replayed for big ones."""
-    if len(plan) <= CACHE_LEADS:
-        cache: list[Story] = []
+class _Stories:
+    """Every lead's story told once; its tasks, calls and events kept for the later passes.
 
-        def cached() -> Iterable[Story]:
-            if not cache:
-                cache.extend(tell_story(plan, i) for i in range(len(plan)))
-            return cache
-        return cached
-    return lambda: (tell_story(plan, i) for i in range(len(plan)))
+    Small plans keep them in memory; big ones spool them to temporary files in chunks, so
+    memory stays flat however many leads there are.
+    """
 
+    PARTS = ("tasks", "lead_calls", "contact_calls", "events")
 
-def sorted_contact_calls(stories: Callable[[], Iterable[Story]]) -> Iterator[tuple]:
-    """Contact call notes by id (a story's notes are numbered in its own id block)."""
-    for s in stories():
-        yield from sorted(c for c in s.calls if c[1] == "contact")
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.keep = len(plan) <= CACHE_LEADS
+        self.parts: dict[str, list] = {name: [] for name in self.PARTS}
+        self.spools: dict[str, Any] = {}
+
+    def tell(self) -> Iterator[Story]:
+        """Yield each story in lead order while keeping its parts."""
+        if not self.keep:
+            self.spools = {name: tempfile.TemporaryFile(prefix="kpi-demo-") for name in self.PARTS}
+        for i in range(len(self.plan)):
+            story = tell_story(self.plan, i)
+            self.parts["tasks"].extend(story.tasks)
+            self.parts["lead_calls"].extend(c for c in story.calls if c[1] == "lead")
+            self.parts["contact_calls"].extend(sorted(c for c in story.calls if c[1] == "contact"))
+            self.parts["events"].extend(_story_events(self.plan, story))
+            if not self.keep and i % 1000 == 999:
+                self._flush()
+            yield story
+        if not self.keep:
+            self._flush()
+
+    def _flush(self) -> None:
+        for name, items in self.parts.items():
+            pickle.dump(items, self.spools[name], protocol=pickle.HIGHEST_PROTOCOL)
+            items.clear()
+
+    def part(self, name: str) -> Iterator[tuple]:
+        """The kept items of one kind, in lead order (each spool is read once, then closed)."""
+        if self.keep:
+            yield from self.parts.pop(name)
+            return
+        with self.spools.pop(name) as spool:
+            spool.seek(0)
+            while True:
+                try:
+                    yield from pickle.load(spool)
+                except EOFError:
+                    return
 
 
 def _pages(entity: str, records: Iterable[Any], build: Callable[[Any, str], dict] | None = None,
@@ -189,7 +221,11 @@ def account_item(plan: Plan) -> dict:
         "uuid": "a3c2f1e4-7b6d-4c5e-8f9a-1b2c3d4e5f60", "drive_url": "https://drive-b.amocrm.ru", "version": 16,
         "currency": "RUB", "currency_symbol": "₽", "created_at": plan.start - 400 * ds.DAY,
         "entity_names": {"leads": {
-            "ru": {"gender": "f", "plural_form": {"default": "сделки"}, "singular_form": {"default": "сделка"}},
+            "ru": {"gender": "f",
+                   "plural_form": {"dative": "сделкам", "default": "сделки", "genitive": "сделок",
+                                   "accusative": "сделки", "instrumental": "сделками", "prepositional": "сделках"},
+                   "singular_form": {"dative": "сделке", "default": "сделка", "genitive": "сделки",
+                                     "accusative": "сделку", "instrumental": "сделкой", "prepositional": "сделке"}},
             "en": {"singular_form": {"default": "lead"}, "plural_form": {"default": "leads"}, "gender": "f"},
             "es": {"singular_form": {"default": "acuerdo"}, "plural_form": {"default": "acuerdos"}, "gender": "m"}}},
         "_links": _link("/api/v4/account"),
@@ -387,15 +423,19 @@ def event_id(seed: int, n: int) -> str:
     return "01" + "".join(out)
 
 
-def _story_events(plan: Plan, story: Story) -> Iterator[dict]:
-    for k, (t, _, kind, entity_type, entity_id, by, before, after) in enumerate(sorted(story.events,
-                                                                                         key=lambda e: e[:2])):
-        eid = event_id(plan.seed, story.i * ds.NOTE_SLOTS + k)
-        path = f"/api/v4/{'tasks' if entity_type == 'task' else 'leads'}/{entity_id}"
-        yield {"id": eid, "type": kind, "entity_id": entity_id, "entity_type": entity_type, "created_by": by,
-               "created_at": t, "value_after": after, "value_before": before, "account_id": ACCOUNT_ID,
-               "_links": _link(f"/api/v4/events/{eid}"),
-               "_embedded": {"entity": {"id": entity_id, "_links": _link(path)}}}
+def _story_events(plan: Plan, story: Story) -> Iterator[tuple]:
+    """The story's events in time order, with their ids."""
+    for k, event in enumerate(sorted(story.events, key=lambda e: e[:2])):
+        yield (event_id(plan.seed, story.i * ds.NOTE_SLOTS + k),) + event[2:] + event[:1]
+
+
+def event_item(event: tuple, query: str) -> dict:
+    eid, kind, entity_type, entity_id, by, before, after, t = event
+    path = f"/api/v4/{'tasks' if entity_type == 'task' else 'leads'}/{entity_id}"
+    return {"id": eid, "type": kind, "entity_id": entity_id, "entity_type": entity_type, "created_by": by,
+            "created_at": t, "value_after": after, "value_before": before, "account_id": ACCOUNT_ID,
+            "_links": _link(f"/api/v4/events/{eid}"),
+            "_embedded": {"entity": {"id": entity_id, "_links": _link(path)}}}
 
 
 # -- building the store ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ pass of the generator can rebuild a story cheaply instead of keeping every item 
 from __future__ import annotations
 
 import heapq
+from array import array
 import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -70,7 +71,7 @@ STYLES = (
     Style("Андрей Соколов", 12, 125000, .46, .40, 12, 9, .30, .66, 0.8, 0.0, .85, .80, .80, .10, .05, .06, .02, .05,
           (2, 3, 10, 40, 45)),
     # the second archetype: a lower check at many calls a day
-    Style("Марина Кузнецова", 20, 72000, .38, .45, 6, 4, .35, .60, 2.5, 1.6, .70, .70, .70, .12, .06, .06, .02, .05,
+    Style("Марина Кузнецова", 20, 72000, .38, .45, 6, 4, .35, .60, 5.5, 3.0, .70, .70, .70, .12, .06, .06, .02, .05,
           (4, 6, 16, 40, 34)),
     Style("Дмитрий Волков", 16, 86000, .42, .40, 7, 1.2, .15, .88, 1.5, 0.4, .80, .80, .80, .08, .04, .05, .01, .04,
           (2, 3, 9, 38, 48)),
@@ -156,22 +157,22 @@ class Plan:
     users: list[User]
     managers: list[User]
     departure: int             # when the departing manager left
-    created: list[int] = field(default_factory=list)
-    manager: list[int] = field(default_factory=list)     # index into managers
-    pipeline: list[int] = field(default_factory=list)
-    outcome: list[int] = field(default_factory=list)
-    closed: list[int] = field(default_factory=list)      # 0 while open
-    lead_id: list[int] = field(default_factory=list)
-    contact: list[int] = field(default_factory=list)     # main contact id, 0 for none
-    own_contact: list[bool] = field(default_factory=list)
-    second: list[int] = field(default_factory=list)      # second contact id, 0 for none
-    company: list[int] = field(default_factory=list)     # 0 for none
-    repeat: list[bool] = field(default_factory=list)
-    robot: list[bool] = field(default_factory=list)      # created by the site form (created_by 0)
-    pre_call: list[int] = field(default_factory=list)    # seconds before creation of a contact call, 0 none
-    reassign_at: list[int] = field(default_factory=list)
-    reassign_to: list[int] = field(default_factory=list)
-    deleted: list[int] = field(default_factory=list)     # 0, 1 gone from lists, 2 kept with event, 3 restored
+    created: array = field(default_factory=lambda: array("q"))
+    manager: array = field(default_factory=lambda: array("q"))     # index into managers
+    pipeline: array = field(default_factory=lambda: array("q"))
+    outcome: array = field(default_factory=lambda: array("b"))
+    closed: array = field(default_factory=lambda: array("q"))      # 0 while open
+    lead_id: array = field(default_factory=lambda: array("q"))
+    contact: array = field(default_factory=lambda: array("q"))     # main contact id, 0 for none
+    own_contact: array = field(default_factory=lambda: array("b"))
+    second: array = field(default_factory=lambda: array("q"))      # second contact id, 0 for none
+    company: array = field(default_factory=lambda: array("q"))     # 0 for none
+    repeat: array = field(default_factory=lambda: array("b"))
+    robot: array = field(default_factory=lambda: array("b"))      # created by the site form (created_by 0)
+    pre_call: array = field(default_factory=lambda: array("q"))    # seconds before creation of a contact call, 0 none
+    reassign_at: array = field(default_factory=lambda: array("q"))
+    reassign_to: array = field(default_factory=lambda: array("q"))
+    deleted: array = field(default_factory=lambda: array("b"))     # 0, 1 gone from lists, 2 kept with event, 3 restored
 
     @property
     def supervisor(self) -> User:
@@ -250,7 +251,7 @@ def _plan_leads(plan: Plan, r: random.Random, volume: float) -> None:
         plan.lead_id.append(lead_id)
         plan.robot.append(r.random() < 0.35)
         deleted = 0
-        if outcome == OPEN and r.random() < 0.012:
+        if outcome == OPEN and r.random() < 0.03:
             deleted = r.choice((1, 2, 2, 3))
         plan.deleted.append(deleted)
         # contacts: repeat buyers reuse the contact of an earlier won lead that closed before
