@@ -52,15 +52,24 @@ def _png(fig: Figure, dpi: int = DPI) -> bytes:
     return buffer.getvalue()
 
 
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
+def _figure(width: float, height: float, left: float = 0.75, bottom: float = 0.45, top: float = 0.3,
+            right: float = 0.15, hspace: float = 0.45, wspace: float = 0.35) -> Figure:
+    """A figure with fixed margins in inches (a layout engine would draw everything twice)."""
+    fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
+                        hspace=hspace, wspace=wspace)
     return fig
+
+
+def _label_width(labels: Sequence[str]) -> float:
+    """Inches needed left of the axes for horizontal-bar labels."""
+    return 0.3 + 0.065 * max((len(str(x)) for x in labels), default=4)
 
 
 def _axis_format(ax, formatter: Formatter | None, axis: str = "y") -> None:
     target = ax.yaxis if axis == "y" else ax.xaxis
-    target.set_major_locator(MaxNLocator(nbins=5))
+    target.set_major_locator(MaxNLocator(nbins=3))
     if formatter is not None:
         target.set_major_formatter(FuncFormatter(lambda v, _pos: formatter(v)))
 
@@ -70,35 +79,32 @@ def _short(label: str, size: int = 28) -> str:
 
 
 def plot_trend_grid(weeks: Sequence[str], series: dict[str, Sequence[float]], targets: dict[str, float | None],
-                    *, target_label: str, formatter: Formatter | None = None, team: str | None = None) -> bytes:
-    """Small multiples: one panel per manager (and the team), a line over ``weeks``, the target dashed.
+                    *, target_label: str, formatter: Formatter | None = None, empty: str = "") -> bytes:
+    """Small multiples: one panel per manager, a line over ``weeks``, the target dashed.
 
     ``series`` maps a display name to one value per week (NaN for no data); ``targets`` maps
-    the same names to a target or None.  The ``team`` panel is drawn first, in black.
+    the same names to a target or None; a panel without data says ``empty``.
     """
     names = list(series)
-    if team in names:
-        names.remove(team)
-        names.insert(0, team)
     cols = 3 if len(names) > 4 else max(1, min(len(names), 2))
     rows = max(1, math.ceil(len(names) / cols))
     with rc_context(THEME):
-        fig = _figure(3.3 * cols, 2.1 * rows)
+        fig = _figure(3.3 * cols, 2.0 * rows + 0.3, left=0.65, top=0.35, bottom=0.35, hspace=0.55)
         axes = fig.subplots(rows, cols, sharex=True, squeeze=False).ravel()
         xs = list(range(len(weeks)))
         short = [w.split("-W")[-1] for w in weeks]
         for ax, name in zip(axes, names):
             values = [float("nan") if v is None else float(v) for v in series[name]]
-            color = COLORS["team"] if name == team else COLORS["line"]
-            ax.plot(xs, values, marker="o", markersize=3, linewidth=1.6, color=color)
+            ax.plot(xs, values, marker="o", markersize=3, linewidth=1.6, color=COLORS["line"])
             target = targets.get(name)
             if target is not None and not math.isnan(target):
                 ax.axhline(target, color=COLORS["target"], linestyle="--", linewidth=1, label=target_label)
             ax.set_title(_short(name), loc="left")
-            ax.set_xticks(xs[::2], short[::2])
+            ax.set_xticks(xs[::3], short[::3])
             _axis_format(ax, formatter)
             if all(math.isnan(v) for v in values):
                 ax.set_yticks([])
+                ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", color=COLORS["muted"])
         for ax in axes[len(names):]:
             ax.set_visible(False)
         return _png(fig)
@@ -108,7 +114,7 @@ def plot_team_trend(weeks: Sequence[str], values: Sequence[float], target: float
                     target_label: str, formatter: Formatter | None = None) -> bytes:
     """One line: the team's figure over ``weeks`` with the target line (the email's chart)."""
     with rc_context(THEME):
-        fig = _figure(6.0, 2.6)
+        fig = _figure(6.0, 2.6, top=0.35)
         ax = fig.add_subplot()
         xs = list(range(len(weeks)))
         vals = [float("nan") if v is None else float(v) for v in values]
@@ -117,7 +123,7 @@ def plot_team_trend(weeks: Sequence[str], values: Sequence[float], target: float
             ax.axhline(target, color=COLORS["target"], linestyle="--", linewidth=1.2, label=target_label)
             ax.legend(loc="best")
         ax.set_title(title, loc="left")
-        ax.set_xticks(xs, [w.split("-")[-1] for w in weeks])
+        ax.set_xticks(xs[::2], [w.split("-")[-1] for w in weeks][::2])
         _axis_format(ax, formatter)
         return _png(fig)
 
@@ -128,7 +134,7 @@ def plot_histogram(values: Sequence[float], *, title: str, xlabel: str, ylabel: 
     """A histogram of ``values`` with an optional vertical marker (a median or a target)."""
     data = [float(v) for v in values if v is not None and not math.isnan(float(v))]
     with rc_context(THEME):
-        fig = _figure(6.0, 2.8)
+        fig = _figure(6.0, 2.8, bottom=0.6)
         ax = fig.add_subplot()
         if data:
             ax.hist(data, bins=bins, color=COLORS["bar"], edgecolor="white")
@@ -149,11 +155,12 @@ def plot_bars(labels: Sequence[str], values: Sequence[float], *, title: str, xla
     """Horizontal bars, one per label, with the value written at the end of each bar."""
     vals = [0.0 if v is None or math.isnan(float(v)) else float(v) for v in values]
     with rc_context(THEME):
-        fig = _figure(6.0, 0.9 + 0.32 * max(len(labels), 2))
+        short = [_short(str(x), 32) for x in labels]
+        fig = _figure(6.0, 0.9 + 0.32 * max(len(labels), 2), left=_label_width(short), bottom=0.5 if xlabel else 0.35)
         ax = fig.add_subplot()
         ys = list(range(len(labels)))
         ax.barh(ys, vals, color=COLORS["bar"])
-        ax.set_yticks(ys, [_short(str(x), 32) for x in labels])
+        ax.set_yticks(ys, short)
         ax.invert_yaxis()
         ax.grid(axis="y", visible=False)
         for y, v, shown in zip(ys, vals, value_labels or [formatter(v) if formatter else f"{v:g}" for v in vals]):
@@ -172,7 +179,9 @@ def plot_stacked_bars(labels: Sequence[str], parts: dict[str, Sequence[float]], 
                       xlabel: str = "") -> bytes:
     """Horizontal stacked bars: one bar per label, one colour per part (with a legend)."""
     with rc_context(THEME):
-        fig = _figure(6.0, 1.1 + 0.32 * max(len(labels), 2))
+        short = [_short(str(x), 32) for x in labels]
+        fig = _figure(6.0, 1.3 + 0.32 * max(len(labels), 2), left=_label_width(short), top=0.65,
+                      bottom=0.5 if xlabel else 0.35)
         ax = fig.add_subplot()
         ys = list(range(len(labels)))
         left = [0.0] * len(labels)
@@ -180,11 +189,11 @@ def plot_stacked_bars(labels: Sequence[str], parts: dict[str, Sequence[float]], 
             vals = [float(v or 0) for v in values]
             ax.barh(ys, vals, left=left, label=name)
             left = [a + b for a, b in zip(left, vals)]
-        ax.set_yticks(ys, [_short(str(x), 32) for x in labels])
+        ax.set_yticks(ys, short)
         ax.invert_yaxis()
         ax.grid(axis="y", visible=False)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
         ax.set_title(title, loc="left")
         ax.set_xlabel(xlabel)
-        fig.legend(loc="outside upper right", ncols=len(parts))
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.08), ncols=len(parts), fontsize=8, borderaxespad=0)
         return _png(fig)

@@ -7,6 +7,7 @@ images, so it opens from disk or as an email attachment without loading anything
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -14,15 +15,33 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import i18n, plots
+from functools import lru_cache
+
+from jinja2 import Environment, FileSystemLoader
+
+from . import i18n
 from .config import PRIMARY, Settings
-from .views import TEMPLATES, render
 
 if TYPE_CHECKING:  # pragma: no cover
     from .report import WeekRun
     from .weekdata import WeekData
 
+TEMPLATES = Path(__file__).with_name("templates")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_CHART = re.compile(r'<img data-kpi-chart="(?P<block>[a-z_]+)" src="data:image/png;base64,(?P<data>[A-Za-z0-9+/=]+)"')
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    """The Jinja2 environment of report and index templates (autoescape on)."""
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    env.globals["css"] = (TEMPLATES / "report.css").read_text(encoding="utf-8")
+    return env
+
+
+def render(template: str, **values: Any) -> str:
+    """Render a template of ``kpi_lib/templates`` (every value escaped unless marked safe)."""
+    return environment().get_template(template).render(**values)
 
 
 def render_notebook_html(nb, lang: str) -> str:
@@ -59,11 +78,21 @@ def render_error_page(nb, title: str, message: str, lang: str, notebook: str) ->
                   back=t("report.back"))
 
 
-def team_series(data: "WeekData", block: str, key: str) -> tuple[list[str], list[float]]:
-    trends = data.trends
-    rows = trends[(trends["block"] == block) & (trends["key"] == key) & (trends["manager"].astype(str) == "team")]
-    rows = rows.sort_values("week_start")
-    return rows["week"].tolist(), rows["value"].astype("float64").tolist()
+def save_team_chart(nb, folder: Path, lang: str) -> dict[str, str] | None:
+    """Write the team trend chart that the notebook's headline shows to ``charts/<block>.png``."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            match = _CHART.search(output.get("data", {}).get("text/html", "") if "data" in output else "")
+            if match is None:
+                continue
+            block = match["block"]
+            if block not in PRIMARY:
+                return None
+            (folder / "charts").mkdir(exist_ok=True)
+            (folder / "charts" / f"{block}.png").write_bytes(base64.b64decode(match["data"]))
+            title = f"{i18n.block_title(block, lang)}: {i18n.label(PRIMARY[block][0], lang)}"
+            return {"file": f"charts/{block}.png", "title": title}
+    return None
 
 
 def team_target(data: "WeekData", block: str, key: str) -> float | None:
@@ -71,23 +100,6 @@ def team_target(data: "WeekData", block: str, key: str) -> float | None:
     rows = table[(table["block"] == block) & (table["key"] == key) & (table["manager"].astype(str) == "team")]
     value = rows["target"].iloc[0] if len(rows) else None
     return None if i18n.is_missing(value) else float(value)
-
-
-def write_charts(data: "WeekData", folder: Path, lang: str) -> list[dict[str, str]]:
-    """``charts/<block>.png``: the team's 12-week trend of each primary figure with its target."""
-    charts = []
-    (folder / "charts").mkdir(exist_ok=True)
-    for block, (key, _, _) in PRIMARY.items():
-        weeks, values = team_series(data, block, key)
-        title = f"{i18n.block_title(block, lang)}: {i18n.label(key, lang)}"
-        kind = i18n.KINDS.get(key, "count")
-        digits = 0 if kind in ("money", "pct") else 1
-        png = plots.plot_team_trend(weeks, values, team_target(data, block, key), title=title,
-                                    target_label=i18n.text("chart.target", lang),
-                                    formatter=lambda v, d=digits: i18n.format_number(v, lang, d))
-        (folder / "charts" / f"{block}.png").write_bytes(png)
-        charts.append({"file": f"charts/{block}.png", "title": title})
-    return charts
 
 
 def scorecard(data: "WeekData", lang: str) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from .errors import KpiError, ReportError
 from .log import logger, redact
 from .periods import report_timezone, resolve_week
 from .store import Store
-from .weekdata import CACHE_NAME, WeekData, build_week_data, write_week_data
+from .weekdata import CACHE_NAME, PENDING_NAME, WeekData, build_week_data, write_week_data
 
 #: The report notebooks, in order, and the KPI block each shows.
 NOTEBOOKS = {
@@ -46,6 +46,9 @@ NOTEBOOKS = {
 }
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 MAX_JOBS = 6
+# jsonschema builds an IRI grammar at import when rfc3987_syntax is installed (seconds of CPU);
+# nbformat never checks IRIs, so the run does without that optional checker.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 
 @dataclass
@@ -60,6 +63,7 @@ class NotebookRun:
     seconds: float = 0.0
     previous: str | None = None
     notebook: str | None = None
+    chart: dict[str, str] | None = None
 
 
 @dataclass
@@ -113,7 +117,7 @@ def execute_notebook(name: str, source: Path, staging: Path, parameters: dict[st
     import nbformat
     import papermill
 
-    from .render import render_error_page, render_notebook_html
+    from .render import render_error_page, render_notebook_html, save_team_chart
 
     title = i18n.block_title(NOTEBOOKS.get(name, name), lang) if name in NOTEBOOKS else name
     output = staging / "notebooks" / f"{name}.ipynb"
@@ -132,7 +136,8 @@ def execute_notebook(name: str, source: Path, staging: Path, parameters: dict[st
     nb.metadata["title"] = title
     if error is None:
         (staging / f"{name}.html").write_text(render_notebook_html(nb, lang), encoding="utf-8")
-        return NotebookRun(name, title, f"{name}.html", True, seconds=seconds, notebook=f"notebooks/{name}.ipynb")
+        return NotebookRun(name, title, f"{name}.html", True, seconds=seconds, notebook=f"notebooks/{name}.ipynb",
+                           chart=save_team_chart(nb, staging, lang))
     failed = output.with_name(f"{name}.failed.ipynb")
     nbformat.write(nb, failed)
     output.unlink(missing_ok=True)
@@ -157,13 +162,14 @@ def describe_error(error: BaseException, timeout: int) -> str:
 def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | None = None, timeout: int = 600,
                 notebooks_dir: str | os.PathLike | None = None, now: datetime | None = None) -> WeekRun:
     """Produce ``out_dir/<week>/`` for the settings' week (see the module docstring)."""
-    from .render import write_charts, write_index, write_reports_index, write_summary
+    from .render import write_index, write_reports_index, write_summary
 
     out_dir = Path(out_dir).resolve()
     notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR).resolve()
     sources = sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
     if not sources:
         raise ReportError(f"no notebooks in {notebooks_dir}: run from the project folder or pass the notebooks folder")
+    clock = time.monotonic()
     run_settings = resolve_run_settings(settings, now)
     week = run_settings.week
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -173,24 +179,28 @@ def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | N
         staging = Path(tempfile.mkdtemp(prefix=f".{week}.staging-", dir=out_dir))
         try:
             (staging / "notebooks").mkdir()
-            data: WeekData | None = None
-            try:
-                data = build_week_data(run_settings)
-                write_week_data(data, staging)
-            except KpiError:
-                raise
-            except Exception as exc:  # the notebooks will show the same failure; the index says so
-                run.error = redact(f"{type(exc).__name__}: {exc}")
-                logger.error("could not compute the week's figures: %s", run.error)
             kernel = pinned_kernel()
             parameters = run_settings.notebook_parameters()
             workers = max(1, min(jobs or os.cpu_count() or 1, MAX_JOBS, len(sources)))
             logger.info("running %d notebooks for %s on %d workers", len(sources), week, workers)
+            pending = staging / PENDING_NAME
+            pending.touch()  # the kernels start while the figures are computed, then read them
+            data: WeekData | None = None
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 futures = [pool.submit(execute_notebook, src.stem, src, staging, parameters, kernel, timeout,
                                        settings.lang) for src in sources]
-                charts = write_charts(data, staging, settings.lang) if data is not None else []
+                try:
+                    data = build_week_data(run_settings)
+                    write_week_data(data, staging)
+                    logger.debug("figures ready after %.2f s", time.monotonic() - clock)
+                except Exception as exc:  # the notebooks show the same failure; the index says so
+                    run.error = redact(f"{type(exc).__name__}: {exc}")
+                    logger.error("could not compute the week's figures: %s", run.error)
+                finally:
+                    pending.unlink(missing_ok=True)
                 run.notebooks = [f.result() for f in futures]
+            logger.debug("notebooks done after %.2f s", time.monotonic() - clock)
+            charts = [nb.chart for nb in run.notebooks if nb.chart]
             for nb in run.notebooks:
                 if not nb.ok and (final / f"{nb.name}.html").exists():
                     nb.previous = f"{nb.name}.html"
@@ -199,6 +209,7 @@ def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | N
             write_index(staging, run, data, run_settings, generated)
             publish(staging, final, [nb.name for nb in run.notebooks if nb.ok])
             write_reports_index(out_dir, settings.lang)
+            logger.debug("published after %.2f s", time.monotonic() - clock)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return run

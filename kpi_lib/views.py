@@ -13,16 +13,14 @@ from __future__ import annotations
 import base64
 import math
 import warnings
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from jinja2 import Environment, FileSystemLoader
 
 from . import i18n, plots, sections
 from .config import EXTRA_TARGETS, PRIMARY, load_settings
+from .render import render
 from .sections import SAMPLE, SMALL_N
 from .weekdata import WeekData, load_week_data
 
@@ -30,8 +28,11 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=RuntimeWarning)
 warnings.filterwarnings("ignore", category=UserWarning, module="matplotlib")
 
-TEMPLATES = Path(__file__).with_name("templates")
 ARROWS = {"↑": "trend.up", "↓": "trend.down", "→": "trend.flat", "·": "trend.none"}
+
+
+def _number(value: Any) -> float | None:
+    return None if i18n.is_missing(value) else float(value)
 
 
 class Html:
@@ -46,18 +47,6 @@ class Html:
 
     def __repr__(self) -> str:
         return f"<{self.summary or 'report section'}>"
-
-
-@lru_cache(maxsize=1)
-def environment() -> Environment:
-    """The Jinja2 environment of report and index templates (autoescape on)."""
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    env.globals["css"] = (TEMPLATES / "report.css").read_text(encoding="utf-8")
-    return env
-
-
-def render(template: str, **values: Any) -> str:
-    return environment().get_template(template).render(**values)
 
 
 def image_src(png: bytes) -> str:
@@ -98,6 +87,7 @@ class BlockReport:
         self.currency = data.account.get("currency") or "RUB"
         self.names = data.names(self.t("team"))
         self.kpis = data.result["kpis"][block]
+        self._index()
 
     # -- helpers -----------------------------------------------------------------------------
     def t(self, key: str, **values: Any) -> str:
@@ -123,21 +113,26 @@ class BlockReport:
         return self.kpis["team"] if manager == "team" else self.kpis["by_manager"].get(manager, {})
 
     def target_row(self, manager: str, key: str | None = None) -> dict[str, Any]:
-        table = self.data.targets
-        rows = table[(table["block"] == self.block) & (table["key"] == (key or self.key))
-                     & (table["manager"].astype(str) == manager)]
-        return rows.iloc[0].to_dict() if len(rows) else {}
+        """The target-table row of ``manager`` for ``key`` (default: the primary figure)."""
+        return self._targets.get((key or self.key, manager), {})
 
     def series(self, manager: str, key: str | None = None) -> pd.Series:
         """The figure ``key`` of ``manager`` by week label, over the trend weeks."""
-        trends = self.data.trends
-        rows = trends[(trends["block"] == self.block) & (trends["key"] == (key or self.key))
-                      & (trends["manager"].astype(str) == manager)]
-        return rows.sort_values("week_start").set_index("week")["value"].astype("float64")
+        return self._series.get((key or self.key, manager), pd.Series(dtype="float64"))
 
     def weeks(self) -> list[str]:
+        return self._weeks
+
+    def _index(self) -> None:
+        """Split the block's trends and targets by (key, manager) once."""
         trends = self.data.trends
-        return trends.drop_duplicates("week").sort_values("week_start")["week"].tolist()
+        trends = trends[trends["block"] == self.block].sort_values("week_start")
+        self._weeks = self.data.trends.drop_duplicates("week").sort_values("week_start")["week"].tolist()
+        self._series = {(key, str(manager)): rows.set_index("week")["value"].astype("float64")
+                        for (key, manager), rows in trends.groupby(["key", "manager"], sort=False)}
+        targets = self.data.targets
+        targets = targets[targets["block"] == self.block]
+        self._targets = {(row["key"], str(row["manager"])): row for row in targets.to_dict("records")}
 
     def status(self, row: dict[str, Any]) -> tuple[str, str]:
         met = row.get("met")
@@ -211,8 +206,16 @@ class BlockReport:
         if self.block == "first_call" and self.kpis["team"].get("fcr_final") is False:
             provisional = self.t("headline.provisional", days=self.data.settings.kpi.fcr_window_days)
         heading = self.t("headline.team", week=self.data.week.label)
-        return Html(render("report_headline.html.j2", heading=heading, items=items, provisional=provisional),
-                    "headline")
+        weeks = self.weeks()
+        label = i18n.label(self.key, self.lang)
+        title = self.t("chart.team_trend", label=label)
+        png = plots.plot_team_trend(weeks, self.series("team").reindex(weeks).tolist(),
+                                    _number(self.target_row("team").get("target")), title=title,
+                                    target_label=self.t("chart.target"),
+                                    formatter=self.axis_formatter(self.key)) if weeks else None
+        chart = {"src": image_src(png), "alt": title, "block": self.block} if png else None
+        return Html(render("report_headline.html.j2", heading=heading, items=items, provisional=provisional,
+                           chart=chart), "headline")
 
     def manager_table(self) -> Html:
         """Per manager: value, n, target status and the 4-week trend arrow; the team last."""
@@ -239,14 +242,13 @@ class BlockReport:
         """Twelve weeks of the primary figure, one panel per manager and one for the team, target dashed."""
         weeks = self.weeks()
         series, targets = {}, {}
-        for manager in ["team"] + self.manager_ids():
-            values = self.series(manager).reindex(weeks)
-            series[self.name(manager)] = values.tolist()
-            target = self.target_row(manager).get("target")
-            targets[self.name(manager)] = None if i18n.is_missing(target) else float(target)
+        for manager in self.manager_ids():
+            series[self.name(manager)] = self.series(manager).reindex(weeks).tolist()
+            targets[self.name(manager)] = _number(self.target_row(manager).get("target"))
         label = i18n.label(self.key, self.lang)
         png = plots.plot_trend_grid(weeks, series, targets, target_label=self.t("chart.target"),
-                                    formatter=self.axis_formatter(self.key), team=self.name("team")) if weeks else None
+                                    formatter=self.axis_formatter(self.key),
+                                    empty=self.t("no_data")) if weeks and series else None
         return self.chart(f"{self.t('sec.trend')}: {label}", png, self.t("chart.trend_title", label=label))
 
     def axis_formatter(self, key: str):

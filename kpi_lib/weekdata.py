@@ -3,8 +3,8 @@
 :func:`build_week_data` asks :mod:`kpi_lib.kpis` for everything the six reports show (the
 §8 result, the 12-week trends, the target table, the item-level rows of every block, the
 data-quality frames and, in the current week, the tasks due today and tomorrow).  The weekly
-run writes it to ``.week-data.pkl`` in the notebooks' working folder; :func:`load_week_data`
-reads that file when its key matches the same parameters and the same store file, and
+run writes it to ``.week-data.pkl`` in the notebooks' working folder (while it computes, a
+``.week-data.pending`` file there tells the notebooks to wait); :func:`load_week_data` reads that file when its key matches the same parameters and the same store file, and
 computes afresh otherwise, so a notebook opened in JupyterLab works on its own.
 """
 
@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,9 @@ from .periods import Week
 from .store import resolve_account, store_path
 
 CACHE_NAME = ".week-data.pkl"
+#: Present while the weekly run is still computing the cache: readers wait for it.
+PENDING_NAME = ".week-data.pending"
+PENDING_WAIT = 300
 #: Bumped whenever WeekData changes shape, so an old cache file is never read.
 CACHE_VERSION = 1
 
@@ -106,7 +110,11 @@ def build_week_data(settings: Settings, now: datetime | None = None) -> WeekData
 def load_week_data(settings: Settings, folder: str | os.PathLike | None = None,
                    now: datetime | None = None) -> WeekData:
     """The cached figures in ``folder`` (default: the working folder) if they match, else fresh ones."""
-    path = Path(folder or Path.cwd()) / CACHE_NAME
+    folder = Path(folder or Path.cwd())
+    path, pending = folder / CACHE_NAME, folder / PENDING_NAME
+    deadline = time.monotonic() + PENDING_WAIT
+    while pending.exists() and not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     if path.is_file():
         try:
             with path.open("rb") as fh:
