@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import LOST, WON, Span, closed_in, grid_index, ratio, tally, to_local_times
+from .common import LOST, WON, Span, closed_in, facts_of, grid_index, ratio, tally, to_local_times
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
@@ -46,7 +46,7 @@ def detail_average_check(ctx: "Context", span: Span) -> pd.DataFrame:
     won, lost = closed_in(ctx, span, WON), closed_in(ctx, span, LOST)
     rows = pd.concat([won.assign(status="won"), lost.assign(status="lost")], ignore_index=True)
     return pd.DataFrame({
-        "lead_id": rows["lead_id"].astype("int64").to_numpy(), "name": rows["name"].to_numpy(dtype=object),
+        "lead_id": rows["lead_id"].astype("int64").to_numpy(), "name": facts_of(ctx).lead_names(rows["lead_id"]),
         "manager": rows["m"].astype("int64").to_numpy(), "price": rows["price"].to_numpy(dtype="float64"),
         "status": rows["status"].to_numpy(dtype=object), "closed_at": to_local_times(ctx, rows["closed_at"]),
     }).sort_values(["manager", "closed_at"], ignore_index=True)

@@ -24,6 +24,8 @@ WON, LOST = 142, 143
 MAP_SLACK_S = 600  # a contact call may precede its lead's creation by up to 10 minutes
 _SHIFT = np.int64(1 << 33)  # int64 key = position * 2**33 + unix seconds
 TEAM = "team"
+#: Task ``entity_type`` codes (index = code): none or other, leads, contacts, companies.
+ENTITY_TYPES = (None, "leads", "contacts", "companies")
 
 
 def num(values) -> np.ndarray:
@@ -31,6 +33,16 @@ def num(values) -> np.ndarray:
     if isinstance(values, pd.Series):
         return values.to_numpy(dtype="float64", na_value=np.nan)
     return np.asarray(values, dtype="float64")
+
+
+def member(values, ids) -> np.ndarray:
+    """Whether each value is one of ``ids`` (a fast ``isin`` for a few ids against many values)."""
+    ids = np.unique(num(ids))
+    values = num(values)
+    if len(ids) == 0:
+        return np.zeros(len(values), dtype=bool)
+    pos = np.clip(np.searchsorted(ids, values), 0, len(ids) - 1)
+    return ids[pos] == values
 
 
 def flag(values) -> np.ndarray:
@@ -97,23 +109,50 @@ def tally(index: pd.MultiIndex, items: pd.DataFrame, how: str = "size", col: str
           fill: float | None = 0.0) -> pd.Series:
     """Aggregate ``items`` (columns ``w`` and ``m``: week index and manager) per manager and team.
 
-    The team figure aggregates the union of the managers' items (distinct values for
-    ``nunique``), never an average of the managers' figures.  Missing cells get ``fill``.
+    ``how`` is ``size``, ``sum``, ``mean``, ``nunique`` (distinct values of ``col``) or
+    ``median``.  The team figure aggregates the union of the managers' items (distinct values
+    for ``nunique``), never an average of the managers' figures.  Empty cells get ``fill``
+    (counts and sums) or NaN (``fill=None``).
     """
-    if items.empty:
-        out = pd.Series(np.nan, index=index, dtype="float64")
-        return out.fillna(fill) if fill is not None else out
-    if how == "size":
-        per, team = items.groupby(["w", "m"]).size(), items.groupby("w").size()
-    else:
-        per, team = items.groupby(["w", "m"])[col].agg(how), items.groupby("w")[col].agg(how)
-    per.index = pd.MultiIndex.from_arrays(
-        [per.index.get_level_values(0), per.index.get_level_values(1).astype("int64").astype(str)])
-    team.index = pd.MultiIndex.from_arrays([team.index, [TEAM] * len(team)])
-    out = pd.concat([per, team]).astype("float64")
-    out.index = out.index.set_names(["w", "manager"])
-    out = out.reindex(index)
-    return out.fillna(fill) if fill is not None else out
+    people = index.get_level_values("manager")
+    n_people = int(np.flatnonzero(people == TEAM)[0])
+    ids = np.asarray([float(p) for p in people[:n_people]])
+    n_weeks = len(index) // (n_people + 1)
+    w = items["w"].to_numpy(dtype="int64")
+    pos = np.searchsorted(ids, items["m"].to_numpy(dtype="float64")).astype("int64")
+    cell = w * n_people + pos
+    values = None if col is None else num(items[col])
+    if values is not None and how != "nunique":
+        keep = ~np.isnan(values)
+        w, cell, values = w[keep], cell[keep], values[keep]
+    per_n, team_n = n_weeks * n_people, n_weeks
+    if how in ("size", "sum", "mean"):
+        weights = values if how != "size" else None
+        per = np.bincount(cell, weights, minlength=per_n).astype("float64")
+        team = np.bincount(w, weights, minlength=team_n).astype("float64")
+        if how == "mean":
+            per = per / np.where(np.bincount(cell, minlength=per_n) > 0, np.bincount(cell, minlength=per_n), np.nan)
+            team = team / np.where(np.bincount(w, minlength=team_n) > 0, np.bincount(w, minlength=team_n), np.nan)
+        empty = (np.bincount(cell, minlength=per_n) == 0), (np.bincount(w, minlength=team_n) == 0)
+    elif how == "nunique":
+        ok = ~np.isnan(values)
+        per_keys = np.unique(cell[ok] * _SHIFT + values[ok].astype("int64"))
+        team_keys = np.unique(w[ok] * _SHIFT + values[ok].astype("int64"))
+        per = np.bincount(per_keys // _SHIFT, minlength=per_n).astype("float64")
+        team = np.bincount(team_keys // _SHIFT, minlength=team_n).astype("float64")
+        empty = per == 0, team == 0
+    elif how == "median":
+        frame = pd.DataFrame({"cell": cell, "w": w, "v": values})
+        per = frame.groupby("cell")["v"].median().reindex(range(per_n)).to_numpy(dtype="float64")
+        team = frame.groupby("w")["v"].median().reindex(range(team_n)).to_numpy(dtype="float64")
+        empty = np.isnan(per), np.isnan(team)
+    else:  # pragma: no cover - a programming error
+        raise ValueError(f"unknown aggregation {how!r}")
+    per = np.where(empty[0], np.nan, per)
+    team = np.where(empty[1], np.nan, team)
+    out = np.concatenate([per.reshape(n_weeks, n_people), team.reshape(n_weeks, 1)], axis=1).ravel()
+    series = pd.Series(out, index=index, dtype="float64")
+    return series.fillna(fill) if fill is not None else series
 
 
 def ratio(numerator: pd.Series, denominator: pd.Series, scale: float = 1.0) -> pd.Series:
@@ -126,8 +165,8 @@ def scope(ctx: "Context", frame: pd.DataFrame, span: Span, when: str, who: str) 
     """Rows of ``frame`` with ``when`` inside the span and ``who`` a manager, with ``w`` and ``m``."""
     w = span.locate(frame[when])
     m = num(frame[who])
-    keep = (w >= 0) & np.isin(m, ctx.manager_ids)
-    out = frame.loc[keep].copy()
+    keep = (w >= 0) & member(m, ctx.manager_ids)
+    out = frame.loc[keep]
     out["w"] = w[keep]
     out["m"] = m[keep].astype("int64")
     return out
@@ -141,18 +180,20 @@ class Facts:
     Attributes
     ----------
     leads : DataFrame
-        ``id, name, price, owner, status_id, pipeline_id, created_at, closed_at, deleted, counted``
+        ``id, price, owner, status_id, pipeline_id, created_at, closed_at, deleted, counted``
         sorted by id; ``owner`` is the current ``responsible_user_id``.
     calls : DataFrame
-        De-duplicated call notes: ``id, kind, entity_id, note_type, t, caller, connected,
-        duration, call_status, lead_id`` (own or mapped lead, NaN when unmapped), ``mapped``
-        (a contact call that found a lead), ``lead_counted``.
+        De-duplicated call notes: ``id, on_contact, entity_id, call_in, call_out, t, caller,
+        connected, duration, call_status, lead_id`` (own or mapped lead, NaN when unmapped),
+        ``mapped`` (a contact call that found a lead), ``lead_counted``.
     status : DataFrame
         ``lead_status_changed`` events on leads: ``lead_id, t, actor, advances``.
     tasks : DataFrame
-        Tasks with ``done_at`` (completion time of completed tasks, else NaN).
+        Tasks with ``done_at`` (completion time of completed tasks, else NaN), ``etype`` (see
+        :data:`ENTITY_TYPES`), ``row`` (position in the tasks frame) and ``text_code`` /
+        ``result_code`` (positions in :attr:`task_texts` / :attr:`result_texts`, -1 for none).
     closed : DataFrame
-        Counted won and lost leads: ``lead_id, name, price, status_id, closed_at, owner``
+        Counted won and lost leads: ``lead_id, price, status_id, closed_at, owner``
         (``owner_at(lead, closed_at)``).
     """
 
@@ -169,13 +210,13 @@ class Facts:
     # leads and their owners ---------------------------------------------------------------
     def _build_leads(self, leads: pd.DataFrame, pipelines) -> None:
         leads = leads.sort_values("id", kind="stable")
+        self._names = leads["name"].reset_index(drop=True)
         deleted = flag(leads["is_deleted"])
         counted = ~deleted
         if pipelines:
             counted &= np.isin(num(leads["pipeline_id"]), np.asarray(pipelines, dtype="float64"))
         self.leads = pd.DataFrame({
             "id": leads["id"].to_numpy(dtype="int64"),
-            "name": leads["name"].to_numpy(dtype=object),
             "price": num(leads["price"]),
             "owner": num(leads["responsible_user_id"]),
             "status_id": num(leads["status_id"]),
@@ -194,6 +235,12 @@ class Facts:
             return np.zeros(len(ids), dtype="int64"), np.zeros(len(ids), dtype=bool)
         pos = np.clip(np.searchsorted(self.lead_ids, ids), 0, len(self.lead_ids) - 1)
         return pos, self.lead_ids[pos] == ids
+
+    def lead_names(self, lead_ids) -> np.ndarray:
+        """Lead names for ``lead_ids`` (None when unknown)."""
+        pos, known = self.lead_pos(lead_ids)
+        names = self._names.take(pos).to_numpy(dtype=object) if len(self._names) else np.full(len(pos), None)
+        return np.where(known, names, None)
 
     def lead_attr(self, lead_ids, column: str) -> np.ndarray:
         """A column of :attr:`leads` looked up for ``lead_ids`` (NaN/False when unknown)."""
@@ -256,34 +303,38 @@ class Facts:
     def _build_calls(self, calls: pd.DataFrame, links: pd.DataFrame) -> None:
         t, ids = num(calls["created_at"]), num(calls["id"])
         order = np.lexsort((ids, t))
-        calls = calls.iloc[order]
-        uniq = calls["uniq"]
-        has_uniq = uniq.notna().to_numpy() & (uniq.fillna("").astype(str).str.strip() != "").to_numpy()
-        dup = has_uniq & uniq.duplicated().to_numpy()
-        calls = calls.loc[~dup]
-        resp = num(calls["responsible_user_id"])
-        caller = np.where(np.isnan(resp) | (resp == 0), num(calls["created_by"]), resp)
-        status = num(calls["call_status"])
-        duration = np.nan_to_num(num(calls["duration"]))
+        uniq = calls["uniq"].take(order)
+        has_uniq = (uniq.notna() & (uniq != "")).to_numpy(dtype=bool)
+        order = order[~(has_uniq & uniq.duplicated().to_numpy())]
+
+        def col(name: str) -> np.ndarray:
+            return num(calls[name])[order]
+
+        resp = col("responsible_user_id")
+        caller = np.where(np.isnan(resp) | (resp == 0), col("created_by"), resp)
+        status = col("call_status")
+        duration = np.nan_to_num(col("duration"))
         no_status = np.isnan(status) | (status == 8)
-        connected = (status == 4) | (no_status & (duration >= 20))
-        kind = calls["entity_type"].to_numpy(dtype=object)
-        entity = num(calls["entity_id"])
+        on_contact = (calls["entity_type"] == "contact").to_numpy(dtype=bool)[order]
+        note = calls["note_type"]
+        entity = col("entity_id")
         out = pd.DataFrame({
-            "id": num(calls["id"]), "kind": kind, "entity_id": entity,
-            "note_type": calls["note_type"].to_numpy(dtype=object), "t": num(calls["created_at"]),
-            "caller": caller, "connected": connected, "duration": duration, "call_status": status,
+            "id": ids[order], "on_contact": on_contact, "entity_id": entity,
+            "call_in": (note == "call_in").to_numpy(dtype=bool)[order],
+            "call_out": (note == "call_out").to_numpy(dtype=bool)[order], "t": t[order],
+            "caller": caller, "connected": (status == 4) | (no_status & (duration >= 20)), "duration": duration,
+            "call_status": status,
         })
-        on_lead = kind == "lead"
-        out["lead_id"] = np.where(on_lead, entity, np.nan)
-        out["mapped"] = False
-        contact = np.flatnonzero(kind == "contact")
+        lead_id = np.where(on_contact, np.nan, entity)
+        mapped = np.zeros(len(out), dtype=bool)
+        contact = np.flatnonzero(on_contact)
         if len(contact):
-            lead_id = self._map_contact_calls(out.iloc[contact], links)
-            out.loc[out.index[contact], "lead_id"] = lead_id
-            out.loc[out.index[contact], "mapped"] = ~np.isnan(lead_id)
-        out["lead_counted"] = self.lead_attr(out["lead_id"], "counted")
-        self.calls = out.reset_index(drop=True)
+            lead_id[contact] = self._map_contact_calls(out.iloc[contact], links)
+            mapped[contact] = ~np.isnan(lead_id[contact])
+        out["lead_id"] = lead_id
+        out["mapped"] = mapped
+        out["lead_counted"] = self.lead_attr(lead_id, "counted")
+        self.calls = out
 
     def _map_contact_calls(self, cc: pd.DataFrame, links: pd.DataFrame) -> np.ndarray:
         """Map contact calls to one of the contact's non-deleted leads (§0, the 600 s rule)."""
@@ -317,27 +368,34 @@ class Facts:
         done = flag(tasks["is_completed"])
         event_t = last.reindex(ids).to_numpy(dtype="float64")
         done_at = np.where(np.isnan(event_t), num(tasks["updated_at"]), event_t)
-        entity_type = tasks["entity_type"].to_numpy(dtype=object)
+        kind = tasks["entity_type"]
+        etype = np.zeros(len(tasks), dtype="int8")
+        for code, name in enumerate(ENTITY_TYPES[1:], start=1):
+            etype[(kind == name).to_numpy(dtype=bool)] = code
         entity = num(tasks["entity_id"])
-        on_lead = entity_type == "leads"
+        text_code, self.task_texts = pd.factorize(tasks["text"], use_na_sentinel=True)
+        result_code, self.result_texts = pd.factorize(tasks["result_text"], use_na_sentinel=True)
         out = pd.DataFrame({
-            "id": ids, "created_by": num(tasks["created_by"]), "created_at": num(tasks["created_at"]),
-            "responsible": num(tasks["responsible_user_id"]), "entity_id": entity, "entity_type": entity_type,
-            "is_completed": done, "done_at": np.where(done, done_at, np.nan),
-            "text": tasks["text"].to_numpy(dtype=object), "result_text": tasks["result_text"].to_numpy(dtype=object),
-            "complete_till": num(tasks["complete_till"]),
+            "id": ids, "row": np.arange(len(tasks)), "created_by": num(tasks["created_by"]),
+            "created_at": num(tasks["created_at"]), "responsible": num(tasks["responsible_user_id"]),
+            "entity_id": entity, "etype": etype, "is_completed": done, "done_at": np.where(done, done_at, np.nan),
+            "text_code": text_code, "result_code": result_code, "complete_till": num(tasks["complete_till"]),
         })
-        out["lead_id"] = np.where(on_lead, entity, np.nan)
+        out["lead_id"] = np.where(etype == 1, entity, np.nan)
         out["lead_counted"] = self.lead_attr(out["lead_id"], "counted")
         out["lead_deleted"] = self.lead_attr(out["lead_id"], "deleted")
         self.tasks = out
+
+    def task_column(self, rows, column: str) -> np.ndarray:
+        """A column of the original tasks frame (``text``, ``entity_type``…) at ``rows``."""
+        return self.ctx.frames["tasks"][column].take(np.asarray(rows, dtype="int64")).to_numpy(dtype=object)
 
     # won and lost ----------------------------------------------------------------------------
     def _build_closed(self) -> None:
         leads = self.leads
         keep = leads["counted"].to_numpy() & np.isin(leads["status_id"].to_numpy(), [WON, LOST]) & ~np.isnan(
             leads["closed_at"].to_numpy())
-        closed = leads.loc[keep, ["id", "name", "price", "status_id", "closed_at"]].rename(columns={"id": "lead_id"})
+        closed = leads.loc[keep, ["id", "price", "status_id", "closed_at"]].rename(columns={"id": "lead_id"})
         closed["owner"] = self.owner_at(closed["lead_id"], closed["closed_at"])
         self.closed = closed.reset_index(drop=True)
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import WON, Span, closed_in, facts_of, grid_index, ratio, scope, tally, to_local_times
+from .common import WON, Span, closed_in, facts_of, grid_index, member, ratio, scope, tally, to_local_times
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
@@ -25,14 +25,14 @@ def escalations(ctx: "Context", span: Span) -> pd.DataFrame:
     f = facts_of(ctx)
     sup = ctx.supervisor_ids
     tasks = f.tasks
-    e1 = tasks.loc[(tasks["entity_type"] == "leads").to_numpy() & np.isin(tasks["responsible"].to_numpy(), sup)
+    e1 = tasks.loc[(tasks["etype"] == 1).to_numpy() & member(tasks["responsible"], sup)
                    & tasks["lead_counted"].to_numpy()]
     e1 = scope(ctx, e1, span, "created_at", "created_by").assign(kind="E1", t=lambda d: d["created_at"], minutes=0.0)
     ev = f.responsible_events
-    ev = ev.loc[np.isin(ev["after"].to_numpy(), sup) & f.lead_attr(ev["lead_id"], "counted")]
+    ev = ev.loc[member(ev["after"], sup) & f.lead_attr(ev["lead_id"], "counted")]
     e2 = scope(ctx, ev, span, "t", "before").assign(kind="E2", minutes=0.0)
     calls = f.calls
-    calls = calls.loc[calls["connected"].to_numpy() & np.isin(calls["caller"].to_numpy(), sup)
+    calls = calls.loc[calls["connected"].to_numpy() & member(calls["caller"], sup)
                       & calls["lead_counted"].to_numpy()]
     calls = calls.loc[(calls["t"] >= span.start) & (calls["t"] < span.end)]
     calls = calls.assign(owner=f.owner_at(calls["lead_id"], calls["t"]))
@@ -47,7 +47,7 @@ def worked_leads(ctx: "Context", span: Span) -> pd.DataFrame:
     calls = f.calls.loc[f.calls["lead_counted"].to_numpy()]
     status = f.status.loc[f.status["lead_counted"].to_numpy()]
     tasks = f.tasks
-    tasks = tasks.loc[tasks["is_completed"].to_numpy() & (tasks["entity_type"] == "leads").to_numpy()
+    tasks = tasks.loc[tasks["is_completed"].to_numpy() & (tasks["etype"] == 1).to_numpy()
                       & tasks["lead_counted"].to_numpy()]
     cols = ["w", "m", "lead_id"]
     return pd.concat([scope(ctx, calls, span, "t", "caller")[cols], scope(ctx, status, span, "t", "actor")[cols],

@@ -113,7 +113,7 @@ def detail_customer_satisfaction(ctx: "Context", span: Span) -> pd.DataFrame:
     won = closed_in(ctx, span, WON)
     score = lead_scores(ctx, ctx.settings.kpi.csat_field, 1, 5).reindex(won["lead_id"].to_numpy()).to_numpy()
     return pd.DataFrame({
-        "lead_id": won["lead_id"].astype("int64").to_numpy(), "name": won["name"].to_numpy(),
+        "lead_id": won["lead_id"].astype("int64").to_numpy(), "name": facts_of(ctx).lead_names(won["lead_id"]),
         "manager": won["m"].to_numpy(), "price": won["price"].to_numpy(), "score": score,
         "closed_at": to_local_times(ctx, won["closed_at"]),
     }).sort_values(["manager", "closed_at"], ignore_index=True)

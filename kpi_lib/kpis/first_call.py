@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import (Span, business_minutes, count_sorted, facts_of, grid_index, num, ratio, scope, sort_key,
-                     tally, to_local_times)
+from .common import (Span, business_minutes, count_sorted, facts_of, grid_index, member, num, ratio, scope,
+                     sort_key, tally, to_local_times)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
@@ -35,7 +35,7 @@ def lead_calls(ctx: "Context") -> pd.DataFrame:
     out["fc_caller"] = connected["caller"].reindex(out.index)
     pos, _ = f.lead_pos(out.index.to_numpy())
     fc = out["fc_t"].to_numpy()
-    again = calls.loc[calls["connected"].to_numpy() | (calls["note_type"] == "call_in").to_numpy()]
+    again = calls.loc[calls["connected"].to_numpy() | calls["call_in"].to_numpy()]
     again_keys = np.sort(sort_key(f.lead_pos(again["lead_id"])[0], again["t"]))
     moves = f.status.loc[f.status["advances"].to_numpy() & f.status["lead_counted"].to_numpy()]
     move_keys = np.sort(sort_key(f.lead_pos(moves["lead_id"])[0], moves["t"]))
@@ -43,8 +43,7 @@ def lead_calls(ctx: "Context") -> pd.DataFrame:
     called_back = count_sorted(again_keys, lo, hi) > 0
     advanced = count_sorted(move_keys, lo, hi) > 0
     out["fc_resolved"] = np.where(np.isnan(fc), False, ~called_back & advanced)
-    reach = calls.loc[(calls["note_type"] == "call_out").to_numpy()
-                      | ((calls["note_type"] == "call_in").to_numpy() & calls["connected"].to_numpy())]
+    reach = calls.loc[calls["call_out"].to_numpy() | (calls["call_in"].to_numpy() & calls["connected"].to_numpy())]
     out["t1"] = reach.drop_duplicates("lead_id").set_index("lead_id")["t"].reindex(out.index)
     ctx.cache["lead_calls"] = out
     return out
@@ -64,7 +63,7 @@ def speed_to_lead(ctx: "Context", span: Span) -> pd.DataFrame:
     new["called"] = called
     new["owner"] = f.owner_at(new["lead_id"], np.where(called, t1, as_of))
     new["stl"] = np.where(called, business_minutes(ctx, new["created_at"], new["t1"]), np.nan)
-    new = new.loc[np.isin(new["owner"].to_numpy(), ctx.manager_ids)]
+    new = new.loc[member(new["owner"], ctx.manager_ids)]
     return new.assign(m=new["owner"].astype("int64"))
 
 

@@ -40,7 +40,7 @@ def compute_quality(ctx: "Context", span: Span) -> dict[str, pd.DataFrame]:
     links = ctx.frames["lead_contacts"]
     no_contact = won.loc[~np.isin(won["lead_id"].to_numpy(), num(links["lead_id"]))]
     calls = _calls_in(ctx, span)
-    unmapped = calls.loc[(calls["kind"] == "contact").to_numpy() & ~calls["mapped"].to_numpy()]
+    unmapped = calls.loc[calls["on_contact"].to_numpy() & ~calls["mapped"].to_numpy()]
     silent = calls.loc[np.isnan(calls["call_status"].to_numpy())]
     idx = grid_index(span, ctx.managers["user_id"])
     responded = won.loc[np.isin(won["lead_id"].to_numpy(),
@@ -54,7 +54,7 @@ def compute_quality(ctx: "Context", span: Span) -> dict[str, pd.DataFrame]:
 
     def deals(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({
-            "lead_id": frame["lead_id"].astype("int64").to_numpy(), "name": frame["name"].to_numpy(dtype=object),
+            "lead_id": frame["lead_id"].astype("int64").to_numpy(), "name": facts_of(ctx).lead_names(frame["lead_id"]),
             "manager": frame["m"].astype("int64").to_numpy(), "price": frame["price"].to_numpy(dtype="float64"),
             "closed_at": to_local_times(ctx, frame["closed_at"]),
         }).sort_values(["manager", "closed_at"], ignore_index=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import string
-import sys
 import unicodedata
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import Span, facts_of, grid_index, local_days, num, ratio, scope, tally, to_local_times
+from .common import Span, facts_of, grid_index, local_days, member, num, ratio, scope, tally, to_local_times
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
@@ -24,12 +23,10 @@ _URL = re.compile(r"(?:[a-z][a-z0-9+.\-]*://|www\.)\S*")
 _PHONE = re.compile(r"\+?[\s\-().]*(?:\d[\s\-().]*){7,}")
 
 
-@lru_cache(maxsize=1)
-def _punctuation() -> dict[int, None]:
-    """ASCII punctuation and every Unicode punctuation (category P*) character, for deletion."""
-    table = {ord(c): None for c in string.punctuation}
-    table.update({i: None for i in range(sys.maxunicode + 1) if unicodedata.category(chr(i)).startswith("P")})
-    return table
+@lru_cache(maxsize=None)
+def _is_punctuation(char: str) -> bool:
+    """ASCII punctuation or a Unicode punctuation character (category P*)."""
+    return char in string.punctuation or unicodedata.category(char).startswith("P")
 
 
 def clean_words(text: str | None) -> list[str]:
@@ -39,17 +36,25 @@ def clean_words(text: str | None) -> list[str]:
     text = str(text).lower()
     text = _URL.sub(" ", text)
     text = _PHONE.sub(" ", text)
-    text = text.translate(_punctuation())
+    text = "".join(c for c in text if not _is_punctuation(c))
     return [w for w in text.split() if not w.isdigit()]
 
 
-def _words(texts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Word counts and cleaned joined texts of a column, cleaning each distinct text once."""
-    codes, uniques = pd.factorize(texts.astype(object), use_na_sentinel=True)
-    cleaned = [clean_words(u) for u in uniques]
-    counts = np.array([len(w) for w in cleaned] + [0], dtype="int64")
-    joined = np.array([" ".join(w) for w in cleaned] + [""], dtype=object)
-    return counts[codes], joined[codes]
+def text_facts(ctx: "Context") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per distinct task text: word count and whether it is generic; per distinct result: word count.
+
+    Each array has one extra last entry (0 words, not generic) for a missing text, so that a
+    code of -1 indexes it.
+    """
+    if "text_facts" not in ctx.cache:
+        f = facts_of(ctx)
+        generic = {" ".join(clean_words(t)) for t in ctx.settings.kpi.generic_task_texts}
+        cleaned = [clean_words(t) for t in f.task_texts]
+        words = np.array([len(w) for w in cleaned] + [0], dtype="int64")
+        is_generic = np.array([" ".join(w) in generic for w in cleaned] + [False], dtype=bool)
+        results = np.array([len(clean_words(t)) for t in f.result_texts] + [0], dtype="int64")
+        ctx.cache["text_facts"] = (words, is_generic, results)
+    return ctx.cache["text_facts"]
 
 
 def audited_tasks(ctx: "Context", span: Span) -> pd.DataFrame:
@@ -64,11 +69,11 @@ def audited_tasks(ctx: "Context", span: Span) -> pd.DataFrame:
     as_of = span.as_of[tasks["w"].to_numpy()] if len(tasks) else np.zeros(0)
     created_by, done = tasks["created_by"].to_numpy(), tasks["is_completed"].to_numpy(dtype=bool)
     due, created = tasks["complete_till"].to_numpy(), tasks["created_at"].to_numpy()
-    generic = {" ".join(clean_words(t)) for t in kpi.generic_task_texts}
-    n_words, joined = _words(tasks["text"])
-    specific = (n_words >= kpi.min_task_words) & ~np.isin(joined, list(generic))
+    words, generic, results = text_facts(ctx)
+    text, result = tasks["text_code"].to_numpy(), tasks["result_code"].to_numpy()
+    specific = (words[text] >= kpi.min_task_words) & ~generic[text]
     tasks["S"] = np.where(created_by != 0, specific, np.nan)
-    tasks["M"] = np.where(done, _words(tasks["result_text"])[0] >= kpi.min_result_words, np.nan)
+    tasks["M"] = np.where(done, results[result] >= kpi.min_result_words, np.nan)
     due_day = local_days(ctx, due).to_numpy()
     load = pd.Series(1, index=pd.MultiIndex.from_arrays([tasks["m"].to_numpy(), due_day])).groupby(level=[0, 1]).transform("size")
     tasks["A"] = ((due >= created - 60) & (load.to_numpy() <= kpi.max_tasks_per_day)).astype(float)
@@ -88,14 +93,12 @@ def audited_tasks(ctx: "Context", span: Span) -> pd.DataFrame:
 def relevant(ctx: "Context", tasks: pd.DataFrame) -> np.ndarray:
     """R: the task's lead, or a lead linked to its contact or company, was open when the task was created."""
     f = facts_of(ctx)
-    kind, entity, created = tasks["entity_type"].to_numpy(dtype=object), tasks["entity_id"].to_numpy(), tasks[
-        "created_at"].to_numpy()
+    kind, entity, created = tasks["etype"].to_numpy(), tasks["entity_id"].to_numpy(), tasks["created_at"].to_numpy()
     closed = f.lead_attr(entity, "closed_at")
     alive = f.lead_attr(entity, "id") == entity
-    out = (kind == "leads") & alive & (np.isnan(closed) | (closed > created))
-    for entity_type, table, column in (("contacts", "lead_contacts", "contact_id"),
-                                       ("companies", "lead_companies", "company_id")):
-        rows = np.flatnonzero(kind == entity_type)
+    out = (kind == 1) & alive & (np.isnan(closed) | (closed > created))
+    for code, table, column in ((2, "lead_contacts", "contact_id"), (3, "lead_companies", "company_id")):
+        rows = np.flatnonzero(kind == code)
         if not len(rows):
             continue
         links = ctx.frames[table]
@@ -136,9 +139,10 @@ def compute_smart_audit(ctx: "Context", span: Span) -> pd.DataFrame:
 def detail_smart_audit(ctx: "Context", span: Span) -> pd.DataFrame:
     """Audited tasks with their criteria (boolean, NA when not applicable), score and overdue flag."""
     tasks = audited_tasks(ctx, span)
+    f = facts_of(ctx)
     out = pd.DataFrame({
         "task_id": tasks["id"].astype("int64").to_numpy(), "manager": tasks["m"].to_numpy(),
-        "text": tasks["text"].to_numpy(dtype=object), "entity_type": tasks["entity_type"].to_numpy(dtype=object),
+        "text": f.task_column(tasks["row"], "text"), "entity_type": f.task_column(tasks["row"], "entity_type"),
         "entity_id": pd.array(tasks["entity_id"].to_numpy(), dtype="Float64").astype("Int64"),
         "lead_id": pd.array(tasks["lead_id"].to_numpy(), dtype="Float64").astype("Int64"),
         "complete_till": to_local_times(ctx, tasks["complete_till"]),
@@ -160,7 +164,7 @@ def due_tasks(ctx: "Context") -> pd.DataFrame:
     f = facts_of(ctx)
     tasks = f.tasks
     tasks = tasks.loc[~tasks["is_completed"].to_numpy() & ~tasks["lead_deleted"].to_numpy()
-                      & np.isin(tasks["responsible"].to_numpy(), ctx.manager_ids)]
+                      & member(tasks["responsible"], ctx.manager_ids)]
     today = pd.Timestamp(ctx.now.date())
     day = local_days(ctx, tasks["complete_till"]).to_numpy()
     which = np.select([day == today.to_datetime64(), day == (today + pd.Timedelta(days=1)).to_datetime64()],
@@ -169,7 +173,7 @@ def due_tasks(ctx: "Context") -> pd.DataFrame:
     tasks = tasks.loc[keep]
     out = pd.DataFrame({
         "manager": tasks["responsible"].astype("int64").to_numpy(), "task_id": tasks["id"].astype("int64").to_numpy(),
-        "text": tasks["text"].to_numpy(dtype=object), "entity_type": tasks["entity_type"].to_numpy(dtype=object),
+        "text": f.task_column(tasks["row"], "text"), "entity_type": f.task_column(tasks["row"], "entity_type"),
         "entity_id": pd.array(tasks["entity_id"].to_numpy(), dtype="Float64").astype("Int64"),
         "lead_id": pd.array(tasks["lead_id"].to_numpy(), dtype="Float64").astype("Int64"),
         "due": to_local_times(ctx, tasks["complete_till"]), "day": which[keep],
