@@ -40,7 +40,7 @@ def test_a_missing_store_names_the_fix(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, fix", [
     (["kpis", "--week", "2026-47"], "use YYYY-Www"),
-    (["kpis", "--week", "2026-W53"], "has no week 53"),
+    (["kpis", "--week", "2025-W53"], "has no week 53"),
     (["kpis", "--as-of", "yesterday"], "ISO 8601"),
 ])
 def test_bad_flags_name_the_fix(tmp_path, capsys, args, fix):
