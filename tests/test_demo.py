@@ -25,6 +25,7 @@ import pytest
 
 from conftest import DEMO_AS_OF, DEMO_TODAY
 from kpi_lib import demo
+from kpi_lib.demo.plan import FIRST_MANAGER_ID
 from kpi_lib.errors import ConfigError
 from kpi_lib.store import Store, load_frames
 
@@ -117,8 +118,11 @@ def test_spooled_generation_equals_the_in_memory_one(monkeypatch):
 
 
 def test_bad_arguments_name_the_fix():
-    with pytest.raises(ConfigError, match="date"):
-        demo.generate_account(today="2026-11-25")
+    with pytest.raises(ConfigError, match="YYYY-MM-DD"):
+        demo.generate_account(today="2026-13-01")
+    with pytest.raises(ConfigError, match="not a date"):
+        demo.generate_account(today=datetime(2026, 11, 25, 12))
+    assert demo.generate_account(today="2026-11-25") is not None
     with pytest.raises(ConfigError, match="seed"):
         demo.generate_account(seed="7")
     with pytest.raises(ConfigError, match="scale"):
@@ -307,7 +311,7 @@ def test_people_supervisor_archetypes_and_a_manager_who_left(frames, items):
     caller = calls["responsible_user_id"].where(calls["responsible_user_id"] > 0, calls["created_by"])
     connected = (calls["call_status"] == 4) | (calls["call_status"].isna() & (calls["duration"] >= 20))
     talks = caller[connected.fillna(False)].value_counts()
-    high, low = demo.ds.FIRST_MANAGER_ID, demo.ds.FIRST_MANAGER_ID + 1
+    high, low = FIRST_MANAGER_ID, FIRST_MANAGER_ID + 1
     assert check[high] > 1.3 * check[low]
     assert talks[low] > 3 * talks[high]
     assert check[low] * talks[low] > check[high] * talks[high]
@@ -415,8 +419,8 @@ def test_a_killed_or_failed_build_leaves_the_previous_store_intact(demo_store, t
     proc.wait(timeout=30)
     assert _sha(target) == before
     assert len(load_frames(tmp_path, "demo")["leads"]) > 1000
-    with pytest.raises(ConfigError, match="date"):
-        demo.build_demo(tmp_path, today="2026-11-25")
+    with pytest.raises(ConfigError, match="YYYY-MM-DD"):
+        demo.build_demo(tmp_path, today="2026-02-30")
     assert _sha(target) == before
     # a later build replaces the store, drops a stale write-ahead log and the dead build's folder
     (tmp_path / "demo.duckdb.wal").write_bytes(b"stale")
