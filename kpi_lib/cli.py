@@ -115,13 +115,10 @@ def reports_dir(args: argparse.Namespace, settings: Settings) -> Path:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from datetime import date
-
     from .demo import build_demo
 
     settings = settings_from_args(args)
-    today = date.fromisoformat(args.today) if args.today else None
-    path = build_demo(settings.data_dir, account=settings.account or "demo", seed=args.seed, today=today)
+    path = build_demo(settings.data_dir, account=settings.account or "demo", seed=args.seed, today=args.today)
     print(f"demo account written to {path}")
     return 0
 
