@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from kpi_builders import LOST, NEW, TALK, WON, Account, at
+from kpi_builders import LOST, WON, Account, at
 from kpi_lib.kpis import block_detail, compute_kpis, data_quality
-from kpi_lib.kpis.common import facts_of
+from kpi_lib.kpis.facts import facts_of
 
 
 def team_of(result, block):

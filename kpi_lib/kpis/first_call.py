@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import (Span, business_minutes, count_sorted, facts_of, grid_index, member, num, ratio, scope,
-                     sort_key, tally, to_local_times)
+from .common import (Span, business_minutes, count_sorted, grid_index, member, num, ratio, scope, sort_key, tally,
+                     to_local_times)
+from .facts import facts_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .average_check import compute_average_check
-from .common import Span, facts_of, grid_index, local_days, ratio, scope, tally
+from .common import Span, grid_index, local_days, ratio, scope, tally
+from .facts import facts_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context

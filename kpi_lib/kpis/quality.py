@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import WON, Span, closed_in, facts_of, grid_index, num, ratio, tally, to_local_times
+from .common import WON, Span, grid_index, num, ratio, tally, to_local_times
+from .facts import closed_in, facts_of
 from .customer_satisfaction import lead_scores
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import Span, facts_of, grid_index, local_days, member, num, ratio, scope, tally, to_local_times
+from .common import Span, grid_index, local_days, member, num, ratio, scope, tally, to_local_times
+from .facts import facts_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
