@@ -242,10 +242,11 @@ def write_atomic(path: Path, content: str | bytes) -> None:
             os.unlink(tmp)
 
 
-def run_command(settings: Settings, out_dir: str | os.PathLike, jobs: int | None = None, timeout: int = 600) -> int:
+def run_command(settings: Settings, out_dir: str | os.PathLike, jobs: int | None = None, timeout: int = 600,
+                notebooks_dir: str | os.PathLike | None = None) -> int:
     """``kpi-report run``: render the week; 0 when every notebook succeeded, 1 otherwise."""
     started = time.monotonic()
-    run = render_week(settings, out_dir, jobs=jobs, timeout=timeout)
+    run = render_week(settings, out_dir, jobs=jobs, timeout=timeout, notebooks_dir=notebooks_dir)
     for nb in run.notebooks:
         state = "ok" if nb.ok else f"FAILED ({nb.error})"
         print(f"{nb.name}: {state} [{nb.seconds:.1f} s]")
