@@ -24,8 +24,10 @@ import socket
 import struct
 import threading
 import time
+from bisect import bisect_left
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import islice
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -56,10 +58,25 @@ class FakeAccount:
         self.lock = threading.RLock()
         self._event_no = 0
         self._ids = 10_000_000
+        self.version = 0  # bumped by every change, invalidating the sorted views
+        self._views: dict[tuple, list[dict]] = {}
+
+    @classmethod
+    def from_pages(cls, pages: Any) -> "FakeAccount":
+        """An account from ``(entity, page)`` pairs such as :func:`kpi_lib.demo.generate_account` yields."""
+        account = None
+        for entity, page in pages:
+            if entity == "account":
+                account = cls({k: v for k, v in page.items() if k != "_links"})
+            elif page:
+                for item in next(iter(page["_embedded"].values())):
+                    account.put(entity, {k: v for k, v in item.items() if k != "_links"})
+        return account
 
     def put(self, collection: str, item: dict) -> dict:
         with self.lock:
             self.data[collection][item["id"]] = item
+            self.version += 1
             return item
 
     def new_id(self) -> int:
@@ -86,11 +103,13 @@ class FakeAccount:
                                before=[{"lead_status": {"id": item["status_id"], "pipeline_id": item["pipeline_id"]}}],
                                after=[{"lead_status": {"id": changes["status_id"], "pipeline_id": item["pipeline_id"]}}])
             item.update(changes, updated_at=int(time.time()))
+            self.version += 1
             return item
 
     def delete_lead(self, lead_id: int) -> None:
         with self.lock:
             self.deleted.add(lead_id)
+            self.version += 1
             self.add_event("lead_deleted", "lead", lead_id)
 
     def add_call(self, collection: str, entity_id: int, note_type: str = "call_in", user: int = 0,
@@ -105,6 +124,20 @@ class FakeAccount:
         self.add_event(CALL_EVENTS[note_type], "lead" if collection == "lead_notes" else "contact", entity_id,
                        created_at=at, after=[{"note": {"id": note["id"]}}], created_by=user)
         return note
+
+    def sorted_view(self, collection: str, field_name: str, descending: bool = False) -> list[dict]:
+        """The listing sorted by ``field_name`` then id (stable for events), cached until a change."""
+        with self.lock:
+            stamp = (collection, field_name, descending, self.version, len(self.deleted))
+            if stamp not in self._views:
+                items = self.listing(collection)
+                if collection == "events":
+                    items.sort(key=lambda it: it.get(field_name) or 0, reverse=descending)
+                else:
+                    items.sort(key=lambda it: (it.get(field_name) or 0, it["id"]), reverse=descending)
+                self._views = {k: v for k, v in self._views.items() if k[3] == self.version}
+                self._views[stamp] = items
+            return self._views[stamp]
 
     def listing(self, collection: str) -> list[dict]:
         with self.lock:
@@ -450,53 +483,53 @@ class FakeAmoCRM:
     def _api(self, path: str, query: list[tuple[str, str]]) -> tuple[int, Any]:
         acc = self.account
         if path == "/api/v4/account":
-            body = dict(acc.account)
+            body = {k: v for k, v in acc.account.items() if k != "_embedded"}
             if "datetime_settings" in _values(query, "with"):
-                body["_embedded"] = {"datetime_settings": {"timezone": "Europe/Moscow", "timezone_offset": "+03:00"}}
+                settings = (acc.account.get("_embedded") or {}).get("datetime_settings")
+                body["_embedded"] = {"datetime_settings": settings or {"timezone": "Europe/Moscow",
+                                                                       "timezone_offset": "+03:00"}}
             return 200, body
         if path not in LISTS:
             return 404, self._problem(404, f"No route for {path}")
         collection, key, orderable = LISTS[path]
-        items = acc.listing(collection)
+        order = [(k[6:-1], v) for k, v in query if k.startswith("order[")]
+        if order and order[0][0] not in orderable:
+            return 400, self._problem(400, f"order[{order[0][0]}] is not supported here")
+        field_name, direction = order[0] if order else ("created_at" if collection == "events" else "id", "asc")
+        items = acc.sorted_view(collection, field_name, direction == "desc")
+        checks = []
         for name in ("updated_at", "created_at"):
             low, high = _values(query, f"filter[{name}][from]"), _values(query, f"filter[{name}][to]")
             if low:
-                items = [it for it in items if it.get(name, 0) >= int(low[0])]
+                if name == field_name and direction != "desc":  # sorted on it: skip ahead
+                    items = items[bisect_left(items, int(low[0]), key=lambda it: it.get(name) or 0):]
+                checks.append(lambda it, n=name, v=int(low[0]): (it.get(n) or 0) >= v)
             if high:
-                items = [it for it in items if it.get(name, 0) <= int(high[0])]
+                checks.append(lambda it, n=name, v=int(high[0]): (it.get(n) or 0) <= v)
         note_types = _values(query, "filter[note_type]")
         if note_types:
-            items = [it for it in items if it["note_type"] in note_types]
+            checks.append(lambda it: it["note_type"] in note_types)
         types = _values(query, "filter[type]")
         if types and collection == "events":
-            items = [it for it in items if it["type"] in types]
-        order = [(k[6:-1], v) for k, v in query if k.startswith("order[")]
-        if order:
-            field_name, direction = order[0]
-            if field_name not in orderable:
-                return 400, self._problem(400, f"order[{field_name}] is not supported here")
-            items.sort(key=lambda it: (it.get(field_name) or 0, it["id"]), reverse=direction == "desc")
-        elif collection == "events":
-            items.sort(key=lambda it: (it["created_at"], it["id"]))
-        else:
-            items.sort(key=lambda it: it["id"])
+            checks.append(lambda it: it["type"] in types)
         cap = 100 if collection == "events" else self.page_cap
         limit = min(int((_values(query, "limit") or ["50"])[0]), cap)
         page = int((_values(query, "page") or ["1"])[0])
-        chunk = items[(page - 1) * limit: page * limit]
+        wanted = [it for it in islice((it for it in items if all(c(it) for c in checks)), page * limit + 1)]
+        chunk = wanted[(page - 1) * limit: page * limit]
         if not chunk:
             return 204, None
         base = [(k, v) for k, v in query if k != "page"]
         link = lambda p: {"href": f"{self.public_host}{path}?{urlencode(base + [('page', str(p))])}"}
         links = {"self": link(page)}
-        if page * limit < len(items):
+        if len(wanted) > page * limit:
             links["next"] = link(page + 1)
         with_contacts = "contacts" in _values(query, "with")
         out = []
         for it in chunk:
-            it = json.loads(json.dumps(it))
+            it = dict(it)
             if collection == "leads" and not with_contacts:
-                it["_embedded"].pop("contacts", None)
+                it["_embedded"] = {k: v for k, v in it["_embedded"].items() if k != "contacts"}
             it["_links"] = {"self": {"href": f"{self.public_host}{path}/{it['id']}?{urlencode(query)}"}}
             out.append(it)
         return 200, {"_page": page, "_links": links, "_embedded": {key: out}}

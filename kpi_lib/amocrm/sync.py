@@ -20,8 +20,9 @@ How nothing is lost:
   the server ignores the order.  Tasks (sortable by id only) and events (immutable) follow
   ``_links.next``: an update does not move a task out of its id position, and a task pass
   longer than a page ends with a catch-up pass over what changed since it began.
-* **Resume.** Every page is applied in one transaction together with the request that comes
-  next, so a sync killed at any moment (``kill -9``) resumes at the first page not applied.
+* **Resume.** Pages are applied whole, in one transaction together with the request that
+  comes next (several pages at once when the writer falls behind the fetcher), so a sync
+  killed at any moment (``kill -9``) resumes at the first page not applied.
 
 Deleted leads disappear from lists; their ``lead_deleted`` events mark them deleted in the
 store (see :meth:`kpi_lib.store.Store.frame`).
@@ -158,8 +159,12 @@ def fetch_pages(client: AmoClient, stream: Stream, request: str, start: int | No
         request = following
 
 
-def prefetch(items: Iterator[Any], depth: int = 3) -> Iterator[Any]:
-    """Run ``items`` in a thread, ``depth`` ahead, so fetching overlaps writing the store."""
+def prefetch(items: Iterator[Any], depth: int = 16) -> Iterator[list[Any]]:
+    """Run ``items`` in a thread, up to ``depth`` ahead, so fetching overlaps writing the store.
+
+    Yields lists: everything fetched since the last yield (at least one item), so that a
+    writer falling behind catches up by writing several pages in one transaction.
+    """
     box: queue.Queue = queue.Queue(depth)
     stop = threading.Event()
 
@@ -184,16 +189,35 @@ def prefetch(items: Iterator[Any], depth: int = 3) -> Iterator[Any]:
     worker = threading.Thread(target=run, name="amocrm-fetch", daemon=True)
     worker.start()
     try:
-        while True:
-            kind, value = box.get()
-            if kind == "error":
-                raise value
-            if kind == "done":
-                return
-            yield value
+        finished = False
+        while not finished:
+            batch, entry = [], box.get()
+            while True:
+                kind, value = entry
+                if kind == "error":
+                    raise value
+                if kind == "done":
+                    finished = True
+                    break
+                batch.append(value)
+                try:
+                    entry = box.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                yield batch
     finally:
         stop.set()
         worker.join()
+
+
+def merge_pages(pages: list[dict | None]) -> dict | None:
+    """One HAL payload holding the items of several pages of one list, in order."""
+    pages = [p for p in pages if p]
+    if len(pages) <= 1:
+        return pages[0] if pages else None
+    key = next(iter(pages[0].get("_embedded") or {"items": None}))
+    return {"_embedded": {key: [it for p in pages for it in (p.get("_embedded") or {}).get(key) or []]}}
 
 
 def sync_stream(store: Store, client: AmoClient, stream: Stream, full: bool, report: SyncReport) -> None:
@@ -208,15 +232,16 @@ def sync_stream(store: Store, client: AmoClient, stream: Stream, full: bool, rep
     bar = progress(desc=stream.entity, unit=" items")
     pages = items = 0
     try:
-        for payload, start, following, catch_up in prefetch(fetch_pages(client, stream, request, start, phase)):
-            with store.transaction():
-                count = store.ingest_page(stream.entity, payload)
+        for batch in prefetch(fetch_pages(client, stream, request, start, phase)):
+            _, start, following, catch_up = batch[-1]
+            with store.transaction():  # whole pages only: the batch and the request after it
+                count = store.ingest_page(stream.entity, merge_pages([payload for payload, *_ in batch]))
                 if following:
                     store.set_state(stream.entity, cursor, pending={"next": following, "start": start,
                                                                     "full": full, "catch_up": catch_up})
                 else:
                     store.set_state(stream.entity, None if stream.mode == "full" else start)
-            pages, items = pages + 1, items + count
+            pages, items = pages + len(batch), items + count
             bar.update(count)
     finally:
         bar.close()

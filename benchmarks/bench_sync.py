@@ -1,0 +1,115 @@
+"""Sync throughput at amoCRM's rate limit, and the cost of an incremental sync.
+
+    python -m benchmarks.bench_sync [--scale 2] [--rps 7]
+
+Serves the demo account (:func:`kpi_lib.demo.generate_account` at ``--scale``) from the fake
+amoCRM of the tests (``tests/fake_amocrm.py``, real HTTP on 127.0.0.1) with the server's
+rate limit at ``--rps``, then measures:
+
+* **full**: a first sync at ``--rps``; entities per second against the ceiling of
+  ``rps`` × page size (250, events 100) per second, as a ratio (target ≥ 0.90);
+* **incremental**: after 1 % of leads, contacts and tasks changed (plus new calls and
+  events), the requests of an incremental sync against those of the full sync (target ≤ 0.03).
+
+The server counts 429 answers and the most requests it saw in any 1-second window; both
+show the client stayed polite.  Nothing here asserts a time: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from kpi_lib.amocrm.auth import StaticToken  # noqa: E402
+from kpi_lib.amocrm.client import AmoClient  # noqa: E402
+from kpi_lib.amocrm.sync import EVENT_TYPES, STREAMS, sync_account  # noqa: E402
+from kpi_lib.demo import generate_account  # noqa: E402
+from kpi_lib.store import Store  # noqa: E402
+from tests.fake_amocrm import FakeAccount, FakeAmoCRM  # noqa: E402
+
+
+def change_one_percent(account: FakeAccount, seed: int = 1) -> int:
+    """Change 1 % of leads, contacts and tasks, and add calls on 1 % of leads; returns the count."""
+    rng = random.Random(seed)
+    changed = 0
+    for name in ("leads", "contacts", "tasks"):
+        ids = sorted(account.data[name])
+        for item_id in rng.sample(ids, max(1, len(ids) // 100)):
+            if name == "leads":
+                account.update(name, item_id, price=rng.randrange(1000, 99000))
+            elif name == "contacts":
+                account.update(name, item_id, name=f"Changed {item_id}")
+            else:
+                account.update(name, item_id, is_completed=True)
+                account.add_event("task_completed", "task", item_id)
+            changed += 1
+    for lead_id in rng.sample(sorted(account.data["leads"]), max(1, len(account.data["leads"]) // 100)):
+        account.add_call("lead_notes", lead_id, "call_out", 0, 4, 90)
+        changed += 1
+    return changed
+
+
+def ceiling_seconds(account: FakeAccount, rps: float) -> float:
+    """Seconds a sync of every entity would take at ``rps`` full pages per second."""
+    sizes = {"events": 100}
+    total = 0.0
+    for stream in STREAMS:
+        items = account.listing(stream.entity)
+        if stream.entity == "events":
+            items = [e for e in items if e["type"] in EVENT_TYPES]
+        elif stream.entity.endswith("_notes"):
+            items = [n for n in items if n["note_type"] in ("call_in", "call_out")]
+        total += len(items) / (rps * sizes.get(stream.entity, 250))
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=2.0, help="demo account scale (default 2: ~6,500 leads)")
+    parser.add_argument("--rps", type=float, default=7.0, help="rate limit, client and server (default 7)")
+    args = parser.parse_args(argv)
+
+    account = FakeAccount.from_pages(generate_account(seed=7, scale=args.scale))
+    counts = {s.entity: len(account.listing(s.entity)) for s in STREAMS}
+    with FakeAmoCRM(account, rate_limit=args.rps) as amo, tempfile.TemporaryDirectory() as tmp:
+        client = AmoClient(amo.url, StaticToken(amo.token), max_rps=args.rps)
+        with Store.open(tmp, "bench", read_only=False, create=True) as store:
+            began = time.monotonic()
+            full = sync_account(store, client)
+            full_seconds = time.monotonic() - began
+            entities = sum(store.counts()[t] for t in ("leads", "contacts", "companies", "tasks", "calls", "events"))
+            ideal = ceiling_seconds(account, args.rps)
+            changed = change_one_percent(account)
+            incremental = sync_account(store, client)
+        too_many = sum(1 for r in amo.requests if r[3] == 429)
+        busiest = amo.max_in_window(1.0)
+
+    leads = counts["leads"]
+    throughput = ideal / full_seconds
+    cost = incremental.requests / full.requests
+    print(f"account: {leads} leads, {counts['contacts']} contacts, {counts['tasks']} tasks, "
+          f"{counts['lead_notes'] + counts['contact_notes']} notes, {counts['events']} events")
+    print(f"{'figure':<44}{'measured':>12}{'target':>10}{'ratio':>9}")
+    print(f"{'full sync: seconds at the ceiling / seconds':<44}{full_seconds:>11.1f}s{ideal:>9.1f}s"
+          f"{throughput:>9.3f}   (target >= 0.90)")
+    print(f"{'full sync: entities per second':<44}{entities / full_seconds:>12.0f}{entities / ideal:>10.0f}"
+          f"{throughput:>9.3f}")
+    print(f"{'incremental after 1% changed: requests':<44}{incremental.requests:>12}{full.requests:>10}"
+          f"{cost:>9.3f}   (target <= 0.03; {changed} changes)")
+    print(f"{'most requests in any 1 s (server clock)':<44}{busiest:>12}{int(args.rps):>10}"
+          f"{busiest / args.rps:>9.3f}   (429 answers: {too_many})")
+    print(f"first sync: {full.requests} requests, {full.requests / leads * 1000:.0f} per 1,000 leads, "
+          f"{full_seconds / leads * 1000:.0f} s per 1,000 leads of this mix at {args.rps:g} requests/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
