@@ -61,6 +61,19 @@ DOC_TASKS = [
      "_links": {"self": {"href": "https://example.amocrm.ru/api/v4/tasks/7087"}}},
 ]
 DOC_TASKS.append({**DOC_TASKS[0], "result": {"text": "Клиент записан на тренировку"}})  # "result object {text}"
+#: The contacts-api documentation example (amocrm-api.md §3.5) as a list answer without ``with=``:
+#: multitext values carry ``enum_code`` (what the official library reads; the doc prints the older
+#: ``enum``) and ``is_deleted`` from the doc's field table.
+DOC_CONTACT = {
+    "id": 3, "name": "Иван Иванов", "first_name": "Иван", "last_name": "Иванов", "responsible_user_id": 504141,
+    "group_id": 0, "created_by": 504141, "updated_by": 504141, "created_at": 1582117331, "updated_at": 1590943929,
+    "closest_task_at": None, "is_deleted": False,
+    "custom_fields_values": [{"field_id": 3, "field_name": "Телефон", "field_code": "PHONE", "field_type": "multitext",
+                              "values": [{"value": "+79123", "enum_id": 1, "enum_code": "WORK"}]}],
+    "account_id": 28805383, "_links": {"self": {"href": "https://example.amocrm.ru/api/v4/contacts/3"}},
+    "_embedded": {"tags": [], "companies": [{"id": 1, "_links": {"self": {
+        "href": "https://example.amocrm.ru/api/v4/companies/1"}}}]},
+}
 #: Call-note params known to the official library (amocrm-api.md §3.7).
 CALL_PARAMS = {"uniq": str, "duration": int, "source": str, "link": (str, type(None)), "phone": str,
                "call_status": (int, type(None)), "call_result": str}
@@ -230,6 +243,17 @@ def test_leads_have_the_shape_of_the_real_capture(pages, items):
     lead = items["leads"][0]
     assert lead["_links"]["self"]["href"].endswith(f"/api/v4/leads/{lead['id']}?with=contacts&page=1&limit=250")
     assert all(set(lead["_embedded"]) == {"tags", "companies", "contacts"} for lead in items["leads"])
+
+
+def test_contacts_and_companies_have_the_documented_shape(items):
+    assert_shapes([DOC_CONTACT], items["contacts"], "contact")
+    company = {k: v for k, v in DOC_CONTACT.items() if k not in ("first_name", "last_name")}
+    company["_embedded"] = {"tags": []}
+    company["custom_fields_values"] = [{"field_id": 5, "field_name": "Web", "field_code": "WEB", "field_type": "url",
+                                        "values": [{"value": "https://example.ru"}]}]
+    assert_shapes([company], items["companies"], "company")
+    assert all(v["enum_code"] in ("WORK", "MOB") for c in items["contacts"] for f in c["custom_fields_values"]
+               for v in f["values"])
 
 
 def test_tasks_notes_and_events_have_the_documented_shapes(items):

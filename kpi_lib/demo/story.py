@@ -129,7 +129,7 @@ class Story:
         if r.random() >= style.good_text:
             return r.choice(tx.VAGUE_TASKS)
         text = r.choice(tx.MEETING_TASKS if meeting else tx.GOOD_TASKS)
-        return text.format(n=r.randint(3, 40), h=r.randint(10, 17), name=name, num=r.randint(1000, 9999))
+        return text.format(n=r.randint(5, 20), h=r.randint(10, 17), name=name, num=r.randint(1000, 9999))
 
     def result_text(self, style: Style) -> str | None:
         r = self.r
