@@ -69,7 +69,7 @@ def test_params_file_matches_every_notebook(params):
     keys = set(read_params_file(params))
     load_settings(params)  # validates the kpi: and email: sections
     for path in NOTEBOOK_FILES:
-        declared = {p["name"] for p in papermill.inspect_notebook(str(path))}
+        declared = set(papermill.inspect_notebook(str(path)))
         assert declared == set(NOTEBOOK_PARAMETERS), path.name
         assert keys <= declared, f"{params.name} sets {sorted(keys - declared)} unknown to {path.name}"
 
