@@ -176,3 +176,22 @@ def test_unknown_block_detail(tmp_path):
     ctx = small_account().context(tmp_path)
     with pytest.raises(ConfigError, match="unknown KPI block 'sales'"):
         block_detail(ctx, "sales")
+
+
+def test_missing_store_names_the_fix(tmp_path, capsys):
+    assert main(["kpis", "--week", "last", "--data-dir", str(tmp_path / "nothing"), "--json"]) == 2
+    assert "run 'kpi-report demo'" in capsys.readouterr().err
+
+
+def test_account_with_nobody_to_report(tmp_path):
+    acc = Account()
+    acc.user(1, "Boss", admin=True)
+    ctx = acc.context(tmp_path, now="2026-11-18 10:00")
+    result = compute_kpis(ctx)
+    assert result["managers"] == []
+    assert result["kpis"]["average_check"] == {
+        "team": {"won": 0, "priced_won": 0, "avg_check": None, "median_check": None, "won_revenue": 0.0,
+                 "unpriced_share_pct": None, "lost": 0, "win_rate_pct": None}, "by_manager": {}}
+    assert result["kpis"]["smart_audit"]["team"]["due_today"] == 0
+    assert len(target_table(ctx, result)) == 7
+    assert all(len(frame) == 0 for name, frame in data_quality(ctx).items() if name != "survey_coverage")

@@ -47,7 +47,7 @@ class Facts:
 
     def __init__(self, ctx: "Context"):
         frames = ctx.frames
-        self.ctx = ctx
+        self._tasks_frame = frames["tasks"]
         self._build_leads(frames["leads"], ctx.settings.kpi.pipelines)
         self._build_owner_history(frames["events"])
         self._build_status(frames["events"], frames["statuses"])
@@ -236,7 +236,7 @@ class Facts:
 
     def task_column(self, rows, column: str) -> np.ndarray:
         """A column of the original tasks frame (``text``, ``entity_type``…) at ``rows``."""
-        return self.ctx.frames["tasks"][column].take(np.asarray(rows, dtype="int64")).to_numpy(dtype=object)
+        return self._tasks_frame[column].take(np.asarray(rows, dtype="int64")).to_numpy(dtype=object)
 
     # won and lost ----------------------------------------------------------------------------
     def _build_closed(self) -> None:
