@@ -434,7 +434,7 @@ class FakeAmoCRM:
             return reply(status, self._problem(status, "Subscription expired" if status == 402 else "Injected fault"),
                          "application/problem+json")
         if method == "POST" and path == "/oauth2/access_token":
-            return reply(*self._oauth(body), "application/json")
+            return reply(*self._oauth(body), "application/json", fault=fault)
         if not self._authorized(h.headers.get("Authorization", "")):
             return reply(401, self._problem(401, "Unauthorized"), "application/problem+json")
         status, payload = self._api(path, parse_qsl(urlsplit(path_qs).query, keep_blank_values=True))

@@ -240,3 +240,25 @@ def test_oauth_from_the_command_line(tmp_path):
         assert again.returncode == 2 and "20 minutes" in again.stderr
         secret = amo.client["client_secret"]
         assert all(secret not in out.stdout + out.stderr for out in (first, auth, synced, again))
+
+
+def test_two_sync_processes_refresh_the_token_only_once(tmp_path):
+    with FakeAmoCRM(make_account(20)) as amo:
+        env = cli_env(amo, tmp_path / "data", AMOCRM_CLIENT_ID=amo.client["client_id"],
+                      AMOCRM_CLIENT_SECRET=amo.client["client_secret"], AMOCRM_REDIRECT_URI=amo.client["redirect_uri"])
+        del env["AMOCRM_TOKEN"]
+        command = [sys.executable, "-m", "kpi_lib.cli", "sync"]
+        assert subprocess.run([*command[:-1], "auth", "--code", amo.issue_code()], env=env, timeout=60).returncode == 0
+        amo.expire_access_tokens()
+        amo.fail("slow", path="/oauth2/", delay=4.0)  # the first refresh holds the lock while the other waits
+        runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+        outcomes = [(run.wait(timeout=120), run.stderr.read()) for run in runs]
+        for run in runs:
+            run.stdout.close()
+            run.stderr.close()
+        assert sum(1 for r in amo.requests if r[3] == 401) == 2  # both were turned away...
+        assert amo.refresh_count == 1 and amo.refresh_reuse == 0  # ...and only one refreshed
+        assert any(code == 0 for code, _ in outcomes)
+        # the loser of the store's write lock, if they overlapped, is told to wait
+        assert all(code == 0 or "another process" in err for code, err in outcomes)

@@ -268,7 +268,8 @@ def sync_account(store: Store, client: AmoClient, full: bool = False, account: d
     began, sent = time.monotonic(), client.requests
     if account is None:
         account, _ = client.get("/api/v4/account", {"with": "datetime_settings"})
-    report = SyncReport(account=str(account.get("subdomain") or account.get("name") or ""), full=full)
+    first = all((store.get_state(s.entity) or {}).get("cursor") is None for s in streams if s.mode != "full")
+    report = SyncReport(account=str(account.get("subdomain") or account.get("name") or ""), full=full or first)
     with store.transaction():
         store.ingest_page("account", account)
         report.items["account"] = 1
