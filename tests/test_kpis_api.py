@@ -195,3 +195,9 @@ def test_account_with_nobody_to_report(tmp_path):
     assert result["kpis"]["smart_audit"]["team"]["due_today"] == 0
     assert len(target_table(ctx, result)) == 7
     assert all(len(frame) == 0 for name, frame in data_quality(ctx).items() if name != "survey_coverage")
+
+
+def test_trend_weeks_must_be_positive(tmp_path):
+    ctx = small_account().context(tmp_path)
+    with pytest.raises(ConfigError, match="trend weeks 0"):
+        compute_trends(ctx, 0)

@@ -18,6 +18,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError
 from ..periods import Week
 from .average_check import compute_average_check, detail_average_check
 from .command import kpis_command
@@ -134,6 +135,8 @@ def compute_trends(ctx: Context, weeks: int = 12, end: Week | None = None) -> pd
         week (label), week_start (local Timestamp), block, key, manager ('team' or user id
         string), value (float; NaN where the figure is null; ``fcr_final`` as 1.0/0.0).
     """
+    if isinstance(weeks, bool) or not isinstance(weeks, int) or weeks < 1:
+        raise ConfigError(f"trend weeks {weeks!r} is not a whole number of weeks: use 1 or more (e.g. 12)")
     end = end or ctx.week
     span = make_span(ctx, [end.shift(-i) for i in range(weeks - 1, -1, -1)])
     labels = np.array([w.label for w in span.weeks], dtype=object)
@@ -152,8 +155,6 @@ def compute_trends(ctx: Context, weeks: int = 12, end: Week | None = None) -> pd
 def block_detail(ctx: Context, block: str, week: Week | None = None) -> pd.DataFrame:
     """The item-level rows behind one block for a week (columns per block: see the module docs)."""
     if block not in _DETAIL:
-        from ..errors import ConfigError
-
         raise ConfigError(f"unknown KPI block {block!r}: use one of {', '.join(BLOCKS)}")
     return _DETAIL[block](ctx, make_span(ctx, [week or ctx.week]))
 
