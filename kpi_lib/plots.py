@@ -105,8 +105,10 @@ def plot_trend_grid(weeks: Sequence[str], series: dict[str, Sequence[float]], ta
             if all(math.isnan(v) for v in values):
                 ax.set_yticks([])
                 ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", color=COLORS["muted"])
-        for ax in axes[len(names):]:
+        for i, ax in enumerate(axes[len(names):], start=len(names)):
             ax.set_visible(False)
+            if i >= cols:  # the panel above loses its shared labels to an empty slot: show them
+                axes[i - cols].xaxis.set_tick_params(labelbottom=True)
         return _png(fig)
 
 

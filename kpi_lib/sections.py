@@ -32,7 +32,7 @@ QUALITY = {"customer_satisfaction": ("survey_coverage", "won_without_contact"),
            "productivity": ("unpriced_wins", "unmapped_calls", "calls_without_status"),
            "smart_audit": ()}
 SMALL_N = 30
-STL_BINS = (0, 5, 15, 30, 60, 120, 240, 480, 960)
+STL_BINS = (0, 5, 15, 30, 60, 120, 240, 480)
 _SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$", re.IGNORECASE)
 _ENTITY_PATHS = {"leads": "leads", "lead": "leads", "contacts": "contacts", "contact": "contacts",
                  "companies": "companies", "company": "companies"}
@@ -80,13 +80,13 @@ def distribution(report: "BlockReport") -> tuple[str, bytes | None]:
         stl = pd.to_numeric(_mine(report, detail)["stl_min"], errors="coerce").dropna() if len(detail) else []
         if not len(stl):
             return title, None
-        top = max(STL_BINS[-1], float(stl.max()) + 1)
-        target = report.target_row("team", "stl_median_min").get("target")
-        return title, plots.plot_histogram(
-            np.minimum(stl, STL_BINS[-1] + 1), bins=list(STL_BINS) + [min(top, STL_BINS[-1] * 2)], title=title,
-            xlabel=t("chart.stl_x"), ylabel=t("chart.leads"),
-            marker=None if i18n.is_missing(target) else float(target), marker_label=t("chart.target"),
-            formatter=lambda v: i18n.format_number(v, lang))
+        edges = list(STL_BINS) + [float("inf")]
+        counts = pd.cut(stl, edges, include_lowest=True).value_counts(sort=False).astype(int).tolist()
+        labels = [_span_label(lo, hi, t) for lo, hi in zip(edges, edges[1:])]
+        counts.append(int(report.figures("team").get("uncalled_leads") or 0))
+        labels.append(t("chart.not_called"))
+        return title, plots.plot_bars(labels, counts, title=title, xlabel=t("chart.leads"),
+                                      formatter=lambda v: i18n.format_number(v, lang))
     if block == "average_check":
         title = t("chart.check_title")
         won = _mine(report, detail) if len(detail) else detail
@@ -117,6 +117,19 @@ def distribution(report: "BlockReport") -> tuple[str, bytes | None]:
     return title, plots.plot_bars([i18n.label(k, lang) for k in keys], values, title=title,
                                   value_labels=[i18n.format_pct(v, lang) for v in values],
                                   formatter=lambda v: i18n.format_number(v, lang, 0) + "%")
+
+
+def _span_label(low: float, high: float, t) -> str:
+    """``≤ 5 min``, ``5–15 min``, ``1–2 h``, ``> 8 h``: a speed-to-lead bucket in business time."""
+    def part(minutes: float) -> str:
+        return f"{minutes / 60:g}" if minutes >= 60 else f"{minutes:g}"
+
+    unit = t("unit_h") if low >= 60 else t("unit_min")
+    if low == 0:
+        return f"≤ {part(high)} {unit}"
+    if high == float("inf"):
+        return f"> {part(low)} {unit}"
+    return f"{part(low)}–{part(high)} {unit}"
 
 
 def quality_notes(report: "BlockReport") -> list[dict[str, Any]]:
