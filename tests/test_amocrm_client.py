@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from kpi_lib.amocrm.auth import OAuthTokens, StaticToken
-from kpi_lib.amocrm.client import AmoClient, RateLimiter, next_link
+from kpi_lib.amocrm.client import AmoClient, RateLimiter, find_next_link
 from kpi_lib.amocrm.sync import sync_account
 from kpi_lib.errors import ApiError, AuthError, BlockedError, PaymentError
 from kpi_lib.store import Store
@@ -69,7 +69,7 @@ def test_real_samples_parse_into_the_store(tmp_path):
         account.put("lead_notes", note)
         account.put("lead_notes", {**note, "id": note["id"] + 1, "note_type": "call_in",
                                    "params": {"uniq": "u1", "duration": 42, "call_status": 4, "phone": "+7999"}})
-    assert next_link(load("events_list.docs.json")) == "/api/v4/events?limit=1&page=2"
+    assert find_next_link(load("events_list.docs.json")) == "/api/v4/events?limit=1&page=2"
     with FakeAmoCRM(account) as amo, Store.open(tmp_path, "sample", read_only=False, create=True) as store:
         sync_account(store, client_for(amo))
         leads = store.frame("leads").set_index("id")

@@ -1,0 +1,1 @@
+"""amoCRM API v4: the client (:mod:`.client`), tokens (:mod:`.auth`) and the sync (:mod:`.sync`)."""

@@ -179,7 +179,7 @@ class OAuthTokens:
             return self._data
 
 
-def token_source(env: AmoEnv, post: Callable[[Mapping[str, Any]], dict] | None = None):
+def make_token_source(env: AmoEnv, post: Callable[[Mapping[str, Any]], dict] | None = None):
     """The token source the environment describes: AMOCRM_TOKEN first, else OAuth."""
     if env.token:
         return StaticToken(env.token)

@@ -84,7 +84,7 @@ class RateLimiter:
             self._cond.notify_all()
 
 
-def problem_detail(response: requests.Response) -> str | None:
+def read_problem_detail(response: requests.Response) -> str | None:
     """The ``detail`` (or ``title``) of a problem+json body, if the body is one."""
     try:
         body = response.json()
@@ -99,7 +99,7 @@ def problem_detail(response: requests.Response) -> str | None:
     return redact(str(detail)) if detail else None
 
 
-def server_time(response: requests.Response) -> int:
+def read_server_time(response: requests.Response) -> int:
     """The server's clock from the ``Date`` header (Unix seconds), else ours."""
     try:
         return int(parsedate_to_datetime(response.headers["Date"]).timestamp())
@@ -174,15 +174,15 @@ class AmoClient:
                 if status == 401 and auth:
                     if refreshed or not getattr(self.tokens, "can_refresh", False):
                         raise AuthError(self._unauthorized_message(where, refreshed, response), 401,
-                                        problem_detail(response))
+                                        read_problem_detail(response))
                     logger.info("amoCRM answered 401 for %s: refreshing the access token", where)
                     self.tokens.refresh(token)
                     refreshed = True
                     continue
                 if status == 403:
-                    raise BlockedError(self._blocked_message(where, response), 403, problem_detail(response))
+                    raise BlockedError(self._blocked_message(where, response), 403, read_problem_detail(response))
                 if status == 402:
-                    detail = problem_detail(response)
+                    detail = read_problem_detail(response)
                     raise PaymentError(
                         f"amoCRM answered 402 Payment Required for {where}: the account's subscription has "
                         f"expired ({detail or 'no detail given'}); renew it in amoCRM › Settings › Billing, "
@@ -197,7 +197,7 @@ class AmoClient:
                     time.sleep(wait)
                     continue
                 if status >= 300:
-                    detail = problem_detail(response)
+                    detail = read_problem_detail(response)
                     raise ApiError(f"amoCRM answered {status} for {where}: {detail or response.reason}; "
                                    "check the request and the integration's rights", status, detail)
                 try:
@@ -229,7 +229,7 @@ class AmoClient:
             return retry.increment(method, url, error=ProtocolError(redact(str(error))[:200]))
         except MaxRetryError:
             what = f"answered {response.status_code}" if response is not None else f"failed ({type(error).__name__})"
-            detail = problem_detail(response) if response is not None else None
+            detail = read_problem_detail(response) if response is not None else None
             raise ApiError(
                 f"amoCRM {what} for {where} after {len(retry.history) + 1} attempts; the server or the "
                 "network is unwell: run the sync again later (it resumes where it stopped)",
@@ -237,7 +237,7 @@ class AmoClient:
 
     @staticmethod
     def _unauthorized_message(where: str, refreshed: bool, response: requests.Response) -> str:
-        detail = problem_detail(response)
+        detail = read_problem_detail(response)
         if refreshed:
             return (f"amoCRM answered 401 Unauthorized for {where} even after refreshing the token "
                     f"({detail or 'no detail'}): the integration was disabled or lost access; "
@@ -248,7 +248,7 @@ class AmoClient:
 
     @staticmethod
     def _blocked_message(where: str, response: requests.Response) -> str:
-        detail = problem_detail(response)
+        detail = read_problem_detail(response)
         return (f"amoCRM answered 403 Forbidden for {where}{f' ({detail})' if detail else ''}: the account is "
                 "blocked from the API (amoCRM blocks accounts, or IP addresses, that repeatedly exceed 7 requests "
                 "per second), or this token lacks the rights (the user list needs an administrator). The sync "
@@ -260,7 +260,7 @@ class AmoClient:
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> tuple[Any, int]:
         """GET a path (or a ``_links`` URL); returns (payload or None, server time)."""
         payload, response = self.request("GET", path, params=params)
-        return payload, server_time(response)
+        return payload, read_server_time(response)
 
     def post_token(self, body: Mapping[str, Any]) -> dict:
         """POST ``/oauth2/access_token`` (no bearer token)."""
@@ -278,10 +278,10 @@ class AmoClient:
             if not payload:
                 return
             yield payload
-            url = next_link(payload)
+            url = find_next_link(payload)
 
 
-def next_link(payload: Mapping[str, Any] | None) -> str | None:
+def find_next_link(payload: Mapping[str, Any] | None) -> str | None:
     """``_links.next.href`` of a HAL page, reduced to path and query (host dropped)."""
     href = (((payload or {}).get("_links") or {}).get("next") or {}).get("href")
     if not href:

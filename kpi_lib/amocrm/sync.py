@@ -41,8 +41,8 @@ from ..config import Settings, amocrm_env
 from ..errors import ConfigError
 from ..log import logger, progress
 from ..store import Store
-from .auth import require_base_url, token_source
-from .client import AmoClient, next_link
+from .auth import require_base_url, make_token_source
+from .client import AmoClient, find_next_link
 
 #: Seconds re-read before a stream's cursor on every incremental pass.
 OVERLAP = 600
@@ -106,7 +106,7 @@ class SyncReport:
                 f"{self.requests} requests in {self.seconds:.1f} s")
 
 
-def first_request(stream: Stream, cursor: int | None, full: bool) -> str:
+def build_first_request(stream: Stream, cursor: int | None, full: bool) -> str:
     """The first request of a pass: everything, or what changed since ``cursor`` minus the overlap."""
     params = [*stream.params, ("limit", str(stream.limit))]
     if stream.mode == "seek":
@@ -124,9 +124,9 @@ def _items(stream: Stream, payload: dict) -> list[dict]:
     return []
 
 
-def next_request(stream: Stream, request: str, payload: dict | None) -> str | None:
+def build_next_request(stream: Stream, request: str, payload: dict | None) -> str | None:
     """The request after ``request`` answered ``payload`` (None when the pass is over)."""
-    link = next_link(payload)
+    link = find_next_link(payload)
     if link is None or stream.mode != "seek":
         return link
     stamps = [int(it.get("updated_at") or 0) for it in _items(stream, payload)]
@@ -150,11 +150,11 @@ def fetch_pages(client: AmoClient, stream: Stream, request: str, start: int | No
     while request:
         payload, now = client.get(request)
         start = now if start is None else start
-        following = next_request(stream, request, payload) if payload else None
+        following = build_next_request(stream, request, payload) if payload else None
         if following and stream.mode == "pages" and catch_up is None:
             catch_up = "owed"
         elif following is None and catch_up == "owed":
-            following, catch_up = first_request(stream, start, False), "running"
+            following, catch_up = build_first_request(stream, start, False), "running"
         yield payload, start, following, catch_up
         request = following
 
@@ -221,14 +221,14 @@ def merge_pages(pages: list[dict | None]) -> dict | None:
 
 
 def sync_stream(store: Store, client: AmoClient, stream: Stream, full: bool, report: SyncReport) -> None:
-    """Bring one stream up to date, one page per transaction."""
+    """Bring one stream up to date, whole pages per transaction."""
     state = store.get_state(stream.entity) or {}
     cursor, pending = state.get("cursor"), state.get("pending")
     if pending and (pending.get("full") or not full) and stream.mode != "full":
         request, start, phase = pending["next"], pending["start"], pending.get("catch_up")
         logger.info("%s: resuming an interrupted pass", stream.entity)
     else:
-        request, start, phase = first_request(stream, cursor, full), None, None
+        request, start, phase = build_first_request(stream, cursor, full), None, None
     bar = progress(desc=stream.entity, unit=" items")
     pages = items = 0
     try:
@@ -281,7 +281,7 @@ def sync_account(store: Store, client: AmoClient, full: bool = False, account: d
     return report
 
 
-def account_name(base_url: str) -> str | None:
+def guess_account_name(base_url: str) -> str | None:
     """The subdomain of an amoCRM/Kommo base URL (None for other hosts)."""
     host = urlsplit(base_url).hostname or ""
     for domain in (".amocrm.ru", ".amocrm.com", ".kommo.com"):
@@ -301,10 +301,10 @@ def sync_command(settings: Settings, full: bool = False, max_rps: float | None =
                           "use a value from 0.5 to 7")
     client = AmoClient(base_url, max_rps=rps)
     try:
-        client.tokens = token_source(env, client.post_token)
+        client.tokens = make_token_source(env, client.post_token)
         began = time.monotonic()
         account, _ = client.get("/api/v4/account", {"with": "datetime_settings"})
-        name = settings.account or account_name(base_url) or str(account.get("subdomain") or "") or None
+        name = settings.account or guess_account_name(base_url) or str(account.get("subdomain") or "") or None
         if not name:
             raise ConfigError("the account has no subdomain to name its store: pass --account NAME")
         with Store.open(settings.data_dir, name, read_only=False, create=True) as store:
