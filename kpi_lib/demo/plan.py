@@ -158,6 +158,7 @@ class Plan:
     users: list[User]
     managers: list[User]
     departure: int             # when the departing manager left
+    styles: dict[int, Style] = field(default_factory=dict)  # manager id -> style
     created: array = field(default_factory=lambda: array("q"))
     manager: array = field(default_factory=lambda: array("q"))     # index into managers
     pipeline: array = field(default_factory=lambda: array("q"))
@@ -178,6 +179,14 @@ class Plan:
     @property
     def supervisor(self) -> User:
         return self.users[0]
+
+    def style_of(self, user_id: int, default: Style) -> Style:
+        """The style of manager ``user_id`` (``default`` for the supervisor)."""
+        return self.styles.get(user_id, default)
+
+    def gone(self, user_id: int, t: int) -> bool:
+        """Whether ``user_id`` had left the company by ``t``."""
+        return user_id == self.managers[DEPARTING].id and t >= self.departure
 
     def __len__(self) -> int:
         return len(self.created)
@@ -208,7 +217,7 @@ def make_plan(seed: int, today: date, scale: float) -> Plan:
         managers.append(user)
         users.append(user)
     departure = clock.work(start + DEPARTURE_WEEK * 7 * DAY + 2 * DAY + 12 * HOUR)
-    plan = Plan(seed, today, clock, start, cutoff, users, managers, departure)
+    plan = Plan(seed, today, clock, start, cutoff, users, managers, departure, {m.id: m.style for m in managers})
     _plan_leads(plan, r, volume)
     return plan
 
@@ -236,6 +245,7 @@ def _plan_leads(plan: Plan, r: random.Random, volume: float) -> None:
     pending: list[tuple[int, int]] = []    # (closed, lead index) of won leads not closed yet at t
     won: list[int] = []                    # won leads closed before t, in close order
     lead_id = 31400000
+    stay = [k for k in range(len(plan.managers)) if k != DEPARTING]  # managers who never leave
     for i, (t, m) in enumerate(rows):
         style = plan.managers[m].style
         lead_id += r.randint(1, 40)
@@ -297,8 +307,7 @@ def _plan_leads(plan: Plan, r: random.Random, volume: float) -> None:
             if reassign_at >= end:
                 reassign_at = 0
         if reassign_at:
-            active = [k for k in range(len(plan.managers)) if k != m and k != DEPARTING]
-            reassign_to = r.choice(active)
+            reassign_to = r.choice([k for k in stay if k != m])
         plan.reassign_at.append(reassign_at)
         plan.reassign_to.append(reassign_to)
 

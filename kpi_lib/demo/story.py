@@ -51,7 +51,7 @@ class Story:
     def add_call(self, t: int, on_contact: bool, direction: str, connected: bool, caller: int,
                  event: bool = True) -> None:
         plan, r = self.plan, self.r
-        if t >= plan.cutoff or t < plan.start or self._notes >= NOTE_SLOTS - 2:
+        if t >= plan.cutoff or t < plan.start or self._notes >= NOTE_SLOTS - 2 or plan.gone(caller, t):
             return
         contact = plan.contact[self.i]
         on_contact = on_contact and bool(contact)
@@ -112,8 +112,10 @@ class Story:
                  due: int, done: int | None, result: str | None = None, kind: int = 1, duration: int = 0,
                  event: bool = True) -> None:
         plan, r = self.plan, self.r
-        if created >= plan.cutoff or self._tasks >= TASK_SLOTS:
+        if created >= plan.cutoff or self._tasks >= TASK_SLOTS or plan.gone(by, created):
             return
+        if done and plan.gone(resp, done):
+            done = None  # left open by a manager who has gone
         tid = TASK_BASE + self.i * TASK_SLOTS + self._tasks
         self._tasks += 1
         updated = done or created
@@ -296,10 +298,7 @@ def _add_tasks(s: Story, plan: Plan, i: int, style: Style, robot: bool, fc: int 
     sup = plan.supervisor.id
 
     def owner_style(uid: int) -> Style:
-        for m in plan.managers:
-            if m.id == uid:
-                return m.style
-        return style
+        return plan.style_of(uid, style)
 
     if robot and r.random() < 0.7:
         done = fc if fc is not None and fc < cutoff else None
