@@ -262,3 +262,13 @@ def test_two_sync_processes_refresh_the_token_only_once(tmp_path):
         assert any(code == 0 for code, _ in outcomes)
         # the loser of the store's write lock, if they overlapped, is told to wait
         assert all(code == 0 or "another process" in err for code, err in outcomes)
+
+
+def test_a_second_sync_stops_before_sending_a_request(tmp_path):
+    with FakeAmoCRM(make_account(10)) as amo:
+        data = tmp_path / "data"
+        with Store.open(data, "fakesales", read_only=False, create=True):  # a sync in progress
+            second = subprocess.run([sys.executable, "-m", "kpi_lib.cli", "sync", "--account", "fakesales"],
+                                    env=cli_env(amo, data), capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2 and "another process" in second.stderr
+        assert amo.requests == []

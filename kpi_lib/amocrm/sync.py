@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from ..config import Settings, amocrm_env
 from ..errors import ConfigError
 from ..log import logger, progress
-from ..store import Store
+from ..store import Store, store_path
 from .auth import require_base_url, make_token_source
 from .client import AmoClient, find_next_link
 
@@ -303,10 +303,14 @@ def sync_command(settings: Settings, full: bool = False, max_rps: float | None =
     try:
         client.tokens = make_token_source(env, client.post_token)
         began = time.monotonic()
-        account, _ = client.get("/api/v4/account", {"with": "datetime_settings"})
-        name = settings.account or guess_account_name(base_url) or str(account.get("subdomain") or "") or None
-        if not name:
-            raise ConfigError("the account has no subdomain to name its store: pass --account NAME")
+        name, account = settings.account or guess_account_name(base_url), None
+        if not (name and store_path(settings.data_dir, name).exists()):
+            # a first sync (or AMOCRM_BASE_URL without --account): the account names its store
+            account, _ = client.get("/api/v4/account", {"with": "datetime_settings"})
+            name = name or str(account.get("subdomain") or "")
+            if not name:
+                raise ConfigError("the account has no subdomain to name its store: pass --account NAME")
+        # otherwise the store's write lock comes first: a second sync stops before any request
         with Store.open(settings.data_dir, name, read_only=False, create=True) as store:
             report = sync_account(store, client, full=full, account=account)
         report.account, report.requests = name, client.requests
