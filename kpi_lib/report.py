@@ -123,16 +123,20 @@ def execute_notebook(name: str, source: Path, staging: Path, parameters: dict[st
     output = staging / "notebooks" / f"{name}.ipynb"
     started = time.monotonic()
     deadline = started + timeout
-    error = None
+    error, nb = None, None
     try:
-        papermill.execute_notebook(
+        # No save after every cell (a full notebook validation each time): papermill writes the
+        # notebook once at the end, and before raising on a cell error.
+        nb = papermill.execute_notebook(
             str(source), str(output), parameters=parameters, kernel_name=kernel, progress_bar=False,
-            log_output=False, start_timeout=min(timeout, 120), timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
+            log_output=False, request_save_on_cell_execute=False, start_timeout=120,
+            timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
             resources={"metadata": {"path": str(staging)}})
     except Exception as exc:  # any failure becomes an artefact, never a lost run
         error = exc
     seconds = time.monotonic() - started
-    nb = nbformat.read(output, as_version=4) if output.exists() else nbformat.read(source, as_version=4)
+    if nb is None:
+        nb = nbformat.read(output, as_version=4) if output.exists() else prepared_notebook(source, parameters)
     nb.metadata["title"] = title
     if error is None:
         (staging / f"{name}.html").write_text(render_notebook_html(nb, lang), encoding="utf-8")
@@ -147,6 +151,18 @@ def execute_notebook(name: str, source: Path, staging: Path, parameters: dict[st
     logger.error("notebook %s failed: %s", name, message)
     return NotebookRun(name, title, f"{name}.failed.html", False, error=message, seconds=seconds,
                        notebook=f"notebooks/{failed.name}")
+
+
+def prepared_notebook(source: Path, parameters: dict[str, Any]):
+    """The parameterised notebook, not executed (the artefact when a kernel dies or times out)."""
+    import nbformat
+    import papermill
+
+    try:
+        return papermill.execute_notebook(str(source), None, parameters=parameters, prepare_only=True,
+                                          progress_bar=False)
+    except Exception:
+        return nbformat.read(source, as_version=4)
 
 
 def describe_error(error: BaseException, timeout: int) -> str:

@@ -88,6 +88,23 @@ def test_run_command_exits_non_zero_on_a_failed_notebook(demo_store, tmp_path, c
     assert "01_customer_satisfaction" in err and "failed" in err
 
 
+@pytest.mark.slow
+def test_a_notebook_over_its_timeout_fails_with_an_artefact(demo_store, tmp_path):
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    nb = nbformat.read(ROOT / "notebooks" / "01_customer_satisfaction.ipynb", as_version=4)
+    nb.cells = nb.cells[:1] + [nbformat.v4.new_code_cell("import time\ntime.sleep(120)")]
+    nbformat.write(nb, folder / "01_customer_satisfaction.ipynb")
+    started = datetime.now()
+    run = render_week(settings_for(demo_store), tmp_path / "reports", notebooks_dir=folder, timeout=20)
+    assert (datetime.now() - started).total_seconds() < 100
+    assert not run.ok and "did not finish within 20 s" in run.notebooks[0].error
+    week = run.folder
+    assert (week / "01_customer_satisfaction.failed.html").exists()
+    kept = nbformat.read(week / "notebooks" / "01_customer_satisfaction.failed.ipynb", as_version=4)
+    assert kept.metadata["papermill"]["parameters"]["week"] == "2026-W47"
+
+
 def test_a_bad_store_changes_nothing(demo_store, tmp_path):
     out = tmp_path / "reports"
     (out / "2026-W47").mkdir(parents=True)
