@@ -64,7 +64,7 @@ def _figure(width: float, height: float, left: float = 0.75, bottom: float = 0.4
 
 def _label_width(labels: Sequence[str]) -> float:
     """Inches needed left of the axes for horizontal-bar labels."""
-    return 0.3 + 0.065 * max((len(str(x)) for x in labels), default=4)
+    return 0.35 + 0.08 * max((len(str(x)) for x in labels), default=4)
 
 
 def _axis_format(ax, formatter: Formatter | None, axis: str = "y") -> None:
@@ -182,8 +182,7 @@ def plot_stacked_bars(labels: Sequence[str], parts: dict[str, Sequence[float]], 
     """Horizontal stacked bars: one bar per label, one colour per part (with a legend)."""
     with rc_context(THEME):
         short = [_short(str(x), 32) for x in labels]
-        fig = _figure(6.0, 1.3 + 0.32 * max(len(labels), 2), left=_label_width(short), top=0.65,
-                      bottom=0.5 if xlabel else 0.35)
+        fig = _figure(7.0, 1.5 + 0.32 * max(len(labels), 2), left=_label_width(short), top=0.35, bottom=0.95)
         ax = fig.add_subplot()
         ys = list(range(len(labels)))
         left = [0.0] * len(labels)
@@ -197,5 +196,5 @@ def plot_stacked_bars(labels: Sequence[str], parts: dict[str, Sequence[float]], 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
         ax.set_title(title, loc="left")
         ax.set_xlabel(xlabel)
-        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.08), ncols=len(parts), fontsize=8, borderaxespad=0)
+        fig.legend(loc="lower left", bbox_to_anchor=(0.01, 0.01), ncols=len(parts), fontsize=8)
         return _png(fig)
