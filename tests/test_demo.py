@@ -307,6 +307,20 @@ def test_the_store_holds_what_was_generated(demo_store, items, frames):
         assert store.get_meta("demo")["seed"] == 7
 
 
+def test_events_come_in_time_order_and_nothing_precedes_its_lead(items, frames):
+    times = [e["created_at"] for e in items["events"]]
+    assert times == sorted(times)  # as the API lists them
+    leads = frames["leads"].set_index("id")["created_at"]
+    events = frames["events"][frames["events"]["entity_type"] == "lead"]
+    assert (events["created_at"].to_numpy() >= leads.reindex(events["entity_id"]).fillna(0).to_numpy()).all()
+    calls = frames["calls"][frames["calls"]["entity_type"] == "lead"]
+    assert (calls["created_at"].to_numpy() >= leads.reindex(calls["entity_id"]).to_numpy()).all()
+    tasks = frames["tasks"][frames["tasks"]["entity_type"] == "leads"]
+    assert (tasks["created_at"].to_numpy() >= leads.reindex(tasks["entity_id"]).fillna(0).to_numpy()).all()
+    closed = frames["leads"].dropna(subset=["closed_at"])
+    assert (closed["closed_at"] > closed["created_at"]).all()
+
+
 def test_history_spans_26_weeks_ending_with_the_last_complete_week(frames):
     monday = DEMO_TODAY - timedelta(days=DEMO_TODAY.weekday())
     first_monday = monday - timedelta(weeks=26)

@@ -24,6 +24,7 @@ pass in memory for the demo, or in temporary files at large ``scale`` (a million
 
 from __future__ import annotations
 
+import heapq
 import os
 import pickle
 import shutil
@@ -115,7 +116,8 @@ class _Stories:
     """Every lead's story told once; its tasks, calls and events kept for the later passes.
 
     Small plans keep them in memory; big ones spool them to temporary files in chunks, so
-    memory stays flat however many leads there are.
+    memory stays flat however many leads there are.  Events are put in time order on the
+    way, through a heap that only holds the events of leads still alive.
     """
 
     PARTS = ("tasks", "lead_calls", "contact_calls", "events")
@@ -125,6 +127,7 @@ class _Stories:
         self.keep = len(plan) <= CACHE_LEADS
         self.parts: dict[str, list] = {name: [] for name in self.PARTS}
         self.spools: dict[str, Any] = {}
+        self.pending: list[tuple] = []  # events not yet due: a later lead may still have earlier ones
 
     def tell(self) -> Iterator[Story]:
         """Yield each story in lead order while keeping its parts."""
@@ -135,7 +138,12 @@ class _Stories:
             self.parts["tasks"].extend(story.tasks)
             self.parts["lead_calls"].extend(c for c in story.calls if c[1] == "lead")
             self.parts["contact_calls"].extend(sorted(c for c in story.calls if c[1] == "contact"))
-            self.parts["events"].extend(_story_events(self.plan, story))
+            for k, event in enumerate(_story_events(self.plan, story)):
+                heapq.heappush(self.pending, (event[-1], i, k, event))
+            # events come in time order, as the API lists them; no later lead has any before it was made
+            horizon = self.plan.created[i + 1] if i + 1 < len(self.plan) else None
+            while self.pending and (horizon is None or self.pending[0][0] < horizon):
+                self.parts["events"].append(heapq.heappop(self.pending)[3])
             if not self.keep and i % 1000 == 999:
                 self._flush()
             yield story

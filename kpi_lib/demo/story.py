@@ -223,21 +223,22 @@ def tell_story(plan: Plan, i: int) -> Story:
     if fc is not None:
         window = fc + 7 * DAY
         if resolved:
-            moves.append(clock.work(fc + r.randint(5 * MIN, 36 * HOUR), r))
+            moves.append(clock.work(max(fc, t0) + r.randint(5 * MIN, 36 * HOUR), r))
         else:
             back = clock.work(fc + r.randint(HOUR, 4 * DAY), r)
             if back < quiet:
                 inbound = r.random() < 0.5
                 s.add_call(back, r.random() < 0.25, "in" if inbound else "out", True, s.owner(back))
+        since = max(fc, t0)
         for _ in range(_count(r, style.extra)):
-            t = clock.work(fc + int((quiet - fc) * r.random()), r)
+            t = clock.work(since + int((quiet - since) * r.random()), r)
             if t >= quiet:
                 continue
             if resolved and t <= window:
                 s.add_call(t, r.random() < 0.25, "out", False, s.owner(t))
                 continue
             if r.random() < 0.3:
-                s.add_call(t - r.randint(10 * MIN, 2 * HOUR), False, "out", False, s.owner(t))
+                s.add_call(max(since + 60, t - r.randint(10 * MIN, 2 * HOUR)), False, "out", False, s.owner(t))
             s.add_call(t, r.random() < 0.25, "in" if r.random() < 0.25 else "out", True, s.owner(t))
         if r.random() < style.supervisor_call and quiet - fc > 4 * HOUR:
             t = clock.work(fc + int((quiet - fc) * r.uniform(0.2, 0.9)), r)
@@ -251,7 +252,7 @@ def tell_story(plan: Plan, i: int) -> Story:
 
     # status changes: accepted from "Неразобранное", advances, the close
     status = unsorted if robot else stages[0]
-    begin = fc if fc is not None else t0
+    begin = max(fc, t0) if fc is not None else t0
     if robot:
         accept = max(t0 + 5, (begin if fc is not None else clock.work(t0, r)) - r.randint(10, 120))
         s.event(accept, "lead_status_changed", "lead", lid, s.owner(accept),
@@ -303,6 +304,8 @@ def _add_tasks(s: Story, plan: Plan, i: int, style: Style, robot: bool, fc: int 
     if robot and r.random() < 0.7:
         done = fc if fc is not None and fc < cutoff else None
         s.add_task(0, t0 + 3, s.owner(t0), "leads", lid, tx.ROBOT_TASK, t0 + 15 * MIN, done)
+    if fc is not None:
+        fc = max(fc, t0)  # tasks come after the lead exists, even when the customer called first
     if fc is not None and r.random() < 0.85:
         created = fc + r.randint(60, 600)
         resp = s.owner(created)
