@@ -90,25 +90,24 @@ def plot_trend_grid(weeks: Sequence[str], series: dict[str, Sequence[float]], ta
     rows = max(1, math.ceil(len(names) / cols))
     with rc_context(THEME):
         fig = _figure(3.3 * cols, 2.0 * rows + 0.3, left=0.65, top=0.35, bottom=0.35, hspace=0.55)
-        axes = fig.subplots(rows, cols, sharex=True, squeeze=False).ravel()
         xs = list(range(len(weeks)))
         short = [w.split("-W")[-1] for w in weeks]
-        for ax, name in zip(axes, names):
+        for i, name in enumerate(names):
+            # separate axes (a shared axis re-invalidates every panel's transforms on each change)
+            ax = fig.add_subplot(rows, cols, i + 1)
             values = [float("nan") if v is None else float(v) for v in series[name]]
+            has_data = not all(math.isnan(v) for v in values)
             ax.plot(xs, values, marker="o", markersize=3, linewidth=1.6, color=COLORS["line"])
             target = targets.get(name)
-            if target is not None and not math.isnan(target):
+            if has_data and target is not None and not math.isnan(target):
                 ax.axhline(target, color=COLORS["target"], linestyle="--", linewidth=1, label=target_label)
             ax.set_title(_short(name), loc="left")
-            ax.set_xticks(xs[::3], short[::3])
+            ax.set_xlim(-0.5, len(xs) - 0.5)
+            ax.set_xticks(xs[::3], short[::3] if i + cols >= len(names) else [])
             _axis_format(ax, formatter)
-            if all(math.isnan(v) for v in values):
+            if not has_data:
                 ax.set_yticks([])
                 ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", color=COLORS["muted"])
-        for i, ax in enumerate(axes[len(names):], start=len(names)):
-            ax.set_visible(False)
-            if i >= cols:  # the panel above loses its shared labels to an empty slot: show them
-                axes[i - cols].xaxis.set_tick_params(labelbottom=True)
         return _png(fig)
 
 
