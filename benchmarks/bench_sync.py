@@ -3,8 +3,8 @@
     python -m benchmarks.bench_sync [--scale 2] [--rps 7]
 
 Serves the demo account (:func:`kpi_lib.demo.generate_account` at ``--scale``) from the fake
-amoCRM of the tests (``tests/fake_amocrm.py``, real HTTP on 127.0.0.1) with the server's
-rate limit at ``--rps``, then measures:
+amoCRM of the tests (``tests/fake_amocrm.py``, real HTTP on 127.0.0.1, in a process of its
+own like a real server) with the server's rate limit at ``--rps``, then measures:
 
 * **full**: a first sync at ``--rps``; entities per second against the ceiling of
   ``rps`` × page size (250, events 100) per second, as a ratio (target ≥ 0.90);
@@ -18,10 +18,12 @@ show the client stayed polite.  Nothing here asserts a time: the machine is shar
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import random
 import sys
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,26 +73,47 @@ def ceiling_seconds(account: FakeAccount, rps: float) -> float:
     return total
 
 
+def serve(conn: Connection, scale: float, rps: float) -> None:
+    """Run the fake amoCRM in its own process (as a real server would be) and obey ``conn``."""
+    account = FakeAccount.from_pages(generate_account(seed=7, scale=scale))
+    with FakeAmoCRM(account, rate_limit=rps) as amo:
+        counts = {s.entity: len(account.listing(s.entity)) for s in STREAMS}
+        conn.send((amo.url, amo.token, counts, ceiling_seconds(account, rps)))
+        while (command := conn.recv()) != "stop":
+            if command == "change":
+                conn.send(change_one_percent(account))
+            elif command == "stats":
+                conn.send((sum(1 for r in amo.requests if r[3] == 429), amo.max_in_window(1.0)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=2.0, help="demo account scale (default 2: ~6,500 leads)")
+    parser.add_argument("--scale", type=float, default=2.0, help="demo account scale (default 2: ~6,700 leads)")
     parser.add_argument("--rps", type=float, default=7.0, help="rate limit, client and server (default 7)")
     args = parser.parse_args(argv)
 
-    account = FakeAccount.from_pages(generate_account(seed=7, scale=args.scale))
-    counts = {s.entity: len(account.listing(s.entity)) for s in STREAMS}
-    with FakeAmoCRM(account, rate_limit=args.rps) as amo, tempfile.TemporaryDirectory() as tmp:
-        client = AmoClient(amo.url, StaticToken(amo.token), max_rps=args.rps)
-        with Store.open(tmp, "bench", read_only=False, create=True) as store:
+    ours, theirs = multiprocessing.Pipe()
+    server = multiprocessing.get_context("fork").Process(target=serve, args=(theirs, args.scale, args.rps),
+                                                         daemon=True)
+    server.start()
+    try:
+        url, token, counts, ideal = ours.recv()
+        client = AmoClient(url, StaticToken(token), max_rps=args.rps)
+        with tempfile.TemporaryDirectory() as tmp, Store.open(tmp, "bench", read_only=False, create=True) as store:
             began = time.monotonic()
             full = sync_account(store, client)
             full_seconds = time.monotonic() - began
             entities = sum(store.counts()[t] for t in ("leads", "contacts", "companies", "tasks", "calls", "events"))
-            ideal = ceiling_seconds(account, args.rps)
-            changed = change_one_percent(account)
+            ours.send("change")
+            changed = ours.recv()
             incremental = sync_account(store, client)
-        too_many = sum(1 for r in amo.requests if r[3] == 429)
-        busiest = amo.max_in_window(1.0)
+        ours.send("stats")
+        too_many, busiest = ours.recv()
+        ours.send("stop")
+    finally:
+        server.join(timeout=10)
+        if server.is_alive():
+            server.kill()
 
     leads = counts["leads"]
     throughput = ideal / full_seconds
