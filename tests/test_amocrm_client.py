@@ -249,3 +249,10 @@ def test_no_token_in_logs_errors_or_store(tmp_path, caplog):
     text = caplog.text + "\n".join(errors)
     assert "retrying" in caplog.text and secret not in text
     assert secret.encode() not in (tmp_path / "a.duckdb").read_bytes()
+
+
+def test_a_fractional_rate_rounds_down():
+    limiter = RateLimiter(0.5, window=0.1)
+    assert (limiter.slots, limiter.window) == (1, 0.2)
+    limiter = RateLimiter(6.5)
+    assert (limiter.slots, limiter.window) == (6, 1.0)

@@ -13,7 +13,8 @@ import pytest
 
 from kpi_lib.amocrm.auth import StaticToken
 from kpi_lib.amocrm.client import AmoClient
-from kpi_lib.amocrm.sync import EVENT_TYPES, STREAMS, sync_account
+from kpi_lib.amocrm.sync import (EVENT_TYPES, OVERLAP, STREAMS, build_first_request, build_next_request,
+                                  guess_account_name, sync_account)
 from kpi_lib.store import Store
 from tests.fake_amocrm import FakeAccount, FakeAmoCRM, make_account, snapshot
 
@@ -272,3 +273,30 @@ def test_a_second_sync_stops_before_sending_a_request(tmp_path):
                                     env=cli_env(amo, data), capture_output=True, text=True, timeout=60)
         assert second.returncode == 2 and "another process" in second.stderr
         assert amo.requests == []
+
+
+def test_seeking_and_its_fallbacks():
+    leads = next(s for s in STREAMS if s.entity == "leads")
+    page = lambda *stamps: {"_links": {"next": {"href": "https://x.amocrm.ru/api/v4/leads?limit=2&page=2"}},  # noqa: E731
+                            "_embedded": {"leads": [{"id": i, "updated_at": t} for i, t in enumerate(stamps)]}}
+    first = build_first_request(leads, None, full=True)
+    assert "filter" not in first and "order%5Bupdated_at%5D=asc" in first
+    seek = build_next_request(leads, first, page(5, 9))
+    assert "filter%5Bupdated_at%5D%5Bfrom%5D=9" in seek and "page" not in seek
+    # a page of equal stamps (a bulk import longer than a page): follow _links.next
+    assert build_next_request(leads, seek, page(9, 9)) == "/api/v4/leads?limit=2&page=2"
+    # the server ignored the order or the filter: page on rather than skip anything
+    assert build_next_request(leads, first, page(9, 5)) == "/api/v4/leads?limit=2&page=2"
+    assert build_next_request(leads, seek, page(3, 12)) == "/api/v4/leads?limit=2&page=2"
+    assert build_next_request(leads, seek, {"_embedded": {"leads": []}, "_links": {}}) is None
+    since = build_first_request(leads, 10_000, full=False)
+    assert f"filter%5Bupdated_at%5D%5Bfrom%5D={10_000 - OVERLAP}" in since
+    events = next(s for s in STREAMS if s.entity == "events")
+    assert "filter%5Bcreated_at%5D%5Bfrom%5D" in build_first_request(events, 10_000, full=False)
+
+
+def test_the_store_is_named_after_the_subdomain():
+    assert guess_account_name("https://acme.amocrm.ru") == "acme"
+    assert guess_account_name("https://acme.kommo.com") == "acme"
+    assert guess_account_name("http://127.0.0.1:8080") is None
+    assert guess_account_name("https://a.b.amocrm.ru") is None
