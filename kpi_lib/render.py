@@ -169,10 +169,13 @@ def write_index(folder: Path, run: "WeekRun", data: "WeekData | None", settings:
                   account=summary["account"]["name"] or "", freshness=freshness, card=summary["scorecard"],
                   targets=t("index.targets_met", met=summary["targets_met"], total=summary["targets_total"]),
                   notebooks=run.notebooks, error=t("index.no_scorecard", error=run.error) if run.error else None,
+                  inactive=set() if data is None else {str(int(u)) for u, active in
+                                                       zip(data.managers["user_id"], data.managers["active"])
+                                                       if not active},
                   labels={k: t(f"index.{k}") for k in ("scorecard", "reports", "notebooks", "failed", "ok",
                                                          "failures", "previous_kept", "previous", "error_page",
                                                          "legend", "all_weeks")}
-                  | {"manager": t("col.manager")})
+                  | {"manager": t("col.manager"), "inactive": t("inactive")})
     (folder / "index.html").write_text(page, encoding="utf-8")
 
 
