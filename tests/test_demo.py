@@ -49,8 +49,8 @@ KOMMO_LEAD = {
     "score": None, "account_id": 32067039, "labor_cost": None,
     "_links": {"self": {"href": "https://auladisermx.kommo.com/api/v4/leads/5765922?with=contacts&page=1&limit=250"}},
     "_embedded": {"tags": [{"id": 61124, "name": "FBD", "color": None}], "companies": [],
-                  "contacts": [{"id": 7140816, "is_main": True, "_links": {"self": {
-                      "href": "https://auladisermx.kommo.com/api/v4/contacts/7140816?with=contacts&page=1&limit=250"}}}]},
+                  "contacts": [{"id": 7140816, "is_main": True, "_links": {"self": {"href": (
+                      "https://auladisermx.kommo.com/api/v4/contacts/7140816?with=contacts&page=1&limit=250")}}}]},
 }
 #: The task of the tasks-api documentation example (amocrm-api.md §3.6), with a result and without.
 DOC_TASKS = [

@@ -17,6 +17,10 @@ from .plan import (DAY, HOUR, LOST, MIN, MISSING, NOTE_BASE, NOTE_SLOTS, LOSS, P
                    company_name, contact_person, contact_phone, mix)
 
 
+#: How long an unanswered call rings or talks to a machine, by call_status (seconds).
+_ATTEMPT_SECONDS = {1: (15, 45), 2: (8, 30), 3: (5, 25), 5: (3, 15)}
+
+
 class Story:
     """One lead's life as compact tuples (see the ``add_*`` methods for their fields)."""
 
@@ -24,9 +28,13 @@ class Story:
         self.plan, self.i = plan, i
         self.r = random.Random(mix(plan.seed * 2 + 1, i))
         self.lead: dict | None = None
-        self.calls: list[tuple] = []    # (id, kind, entity_id, note_type, t, created_by, resp, uniq, dur, status, result, source, phone)
-        self.tasks: list[tuple] = []    # (id, created_by, created_at, updated_at, resp, entity_id, entity_type, done, type, text, result, due, duration)
-        self.events: list[tuple] = []   # (t, order, type, entity_type, entity_id, created_by, before, after)
+        #: (id, kind, entity_id, note_type, t, created_by, resp, uniq, duration, status, result, source, phone)
+        self.calls: list[tuple] = []
+        #: (id, created_by, created_at, updated_at, resp, entity_id, entity_type, done, type, text, result, due,
+        #: duration)
+        self.tasks: list[tuple] = []
+        #: (t, order, type, entity_type, entity_id, created_by, value_before, value_after)
+        self.events: list[tuple] = []
         self._notes = self._tasks = 0
         self.owners: list[tuple[int, int]] = []
 
@@ -68,7 +76,7 @@ class Story:
         elif status in (MISSING, 8, None):
             duration = 19 if r.random() < 0.25 else r.randint(0, 18)
         else:
-            duration = {1: r.randint(15, 45), 2: r.randint(8, 30), 3: r.randint(5, 25), 5: r.randint(3, 15)}.get(status, 0)
+            duration = r.randint(*_ATTEMPT_SECONDS.get(status, (0, 0)))
         uniq = "" if r.random() < 0.02 else "%032x" % r.getrandbits(128)
         uniq = uniq and f"{uniq[:8]}-{uniq[8:12]}-4{uniq[13:16]}-a{uniq[17:20]}-{uniq[20:]}"
         resp, created_by = caller, caller
@@ -78,7 +86,7 @@ class Story:
         elif u < 0.08:
             created_by = 0
         result = r.choice(tx.CALL_RESULTS) if connected else ""
-        phone = contact_phone(plan.seed, contact) if contact else f"+7 495 {r.randint(100, 999)}-{r.randint(10, 99)}-{r.randint(10, 99)}"
+        phone = contact_phone(plan.seed, contact) if contact else contact_phone(plan.seed, self.plan.lead_id[self.i])
         note_type = "call_in" if direction == "in" else "call_out"
         kinds = ["contact" if on_contact else "lead"]
         if not on_contact and contact and uniq and r.random() < 0.03:
@@ -355,7 +363,8 @@ def _add_tasks(s: Story, plan: Plan, i: int, style: Style, robot: bool, fc: int 
         due = s.due(created, r.uniform(0.5, 3))
         if extra < 0.07 and contact:
             text = r.choice(tx.CONTACT_TASKS).format(name=first, n=r.choice((5, 10, 15)))
-            s.add_task(resp, created, resp, "contacts", contact, text, due, s.finish(st, created, due), s.result_text(st))
+            s.add_task(resp, created, resp, "contacts", contact, text, due, s.finish(st, created, due),
+                       s.result_text(st))
         elif extra < 0.11 and plan.company[i]:
             s.add_task(resp, created, resp, "companies", plan.company[i], r.choice(tx.COMPANY_TASKS), due,
                        s.finish(st, created, due), s.result_text(st))
@@ -409,7 +418,8 @@ def _finish_lead(s: Story, plan: Plan, i: int, style: Style, robot: bool, status
         tags.append(r.choice(tx.TAGS[3:]))
     s.lead = {
         "id": lid, "name": template.format(product=product, company=company),
-        "price": int(price), "responsible_user_id": s.owner(cutoff), "status_id": status, "pipeline_id": plan.pipeline[i],
+        "price": int(price), "responsible_user_id": s.owner(cutoff), "status_id": status,
+        "pipeline_id": plan.pipeline[i],
         "loss_reason_id": r.choice(tx.LOSS_REASONS) if outcome == LOSS and r.random() < 0.7 else None,
         "created_by": 0 if robot else s.owners[0][1], "updated_by": updated_by, "created_at": t0, "updated_at": updated,
         "closed_at": closed or None, "closest_task_at": min(open_due) if open_due and not closed else None,
