@@ -256,3 +256,9 @@ def test_a_fractional_rate_rounds_down():
     assert (limiter.slots, limiter.window) == (1, 0.2)
     limiter = RateLimiter(6.5)
     assert (limiter.slots, limiter.window) == (6, 1.0)
+
+
+def test_a_wrong_address_names_the_variables_to_check(amo):
+    with pytest.raises(ApiError) as err:
+        client_for(amo).get("/api/v4/nowhere")
+    assert err.value.status == 404 and "AMOCRM_SUBDOMAIN" in str(err.value)

@@ -196,6 +196,13 @@ class AmoClient:
                     logger.info("amoCRM answered %s for %s: retrying in %.1f s", status, where, wait)
                     time.sleep(wait)
                     continue
+                if 300 <= status < 400 or status == 404:
+                    moved = response.headers.get("Location")
+                    raise ApiError(
+                        f"amoCRM answered {status} for {where} at {self.base_url}"
+                        f"{f' (redirect to {redact(moved)})' if moved else ''}: the address does not lead to an "
+                        "amoCRM account's API; check AMOCRM_SUBDOMAIN and AMOCRM_DOMAIN (amocrm.ru, amocrm.com or "
+                        "kommo.com)", status, read_problem_detail(response))
                 if status >= 300:
                     detail = read_problem_detail(response)
                     raise ApiError(f"amoCRM answered {status} for {where}: {detail or response.reason}; "
