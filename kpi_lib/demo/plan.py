@@ -142,8 +142,10 @@ class Clock:
         """The local day of ``t`` at ``hour`` o'clock."""
         return (t + self.offset) // DAY * DAY + int(hour * HOUR) - self.offset
 
-    def weekday(self, t: int) -> int:
-        return ((t + self.offset) // DAY + 3) % 7
+
+def _column(code: str = "q") -> array:
+    """A compact column of numbers (64-bit, or 8-bit for flags)."""
+    return array(code)
 
 
 @dataclass
@@ -159,22 +161,23 @@ class Plan:
     managers: list[User]
     departure: int             # when the departing manager left
     styles: dict[int, Style] = field(default_factory=dict)  # manager id -> style
-    created: array = field(default_factory=lambda: array("q"))
-    manager: array = field(default_factory=lambda: array("q"))     # index into managers
-    pipeline: array = field(default_factory=lambda: array("q"))
-    outcome: array = field(default_factory=lambda: array("b"))
-    closed: array = field(default_factory=lambda: array("q"))      # 0 while open
-    lead_id: array = field(default_factory=lambda: array("q"))
-    contact: array = field(default_factory=lambda: array("q"))     # main contact id, 0 for none
-    own_contact: array = field(default_factory=lambda: array("b"))
-    second: array = field(default_factory=lambda: array("q"))      # second contact id, 0 for none
-    company: array = field(default_factory=lambda: array("q"))     # 0 for none
-    repeat: array = field(default_factory=lambda: array("b"))
-    robot: array = field(default_factory=lambda: array("b"))      # created by the site form (created_by 0)
-    pre_call: array = field(default_factory=lambda: array("q"))    # seconds before creation of a contact call, 0 none
-    reassign_at: array = field(default_factory=lambda: array("q"))
-    reassign_to: array = field(default_factory=lambda: array("q"))
-    deleted: array = field(default_factory=lambda: array("b"))     # 0, 1 gone from lists, 2 kept with event, 3 restored
+    # one number per lead, in creation order
+    created: array = field(default_factory=_column)
+    manager: array = field(default_factory=_column)      # index into managers
+    pipeline: array = field(default_factory=_column)
+    outcome: array = field(default_factory=lambda: _column("b"))   # OPEN, WIN or LOSS
+    closed: array = field(default_factory=_column)       # 0 while open
+    lead_id: array = field(default_factory=_column)
+    contact: array = field(default_factory=_column)      # main contact id, 0 for none
+    own_contact: array = field(default_factory=lambda: _column("b"))  # the contact is new with this lead
+    second: array = field(default_factory=_column)       # second contact id, 0 for none
+    company: array = field(default_factory=_column)      # 0 for none
+    repeat: array = field(default_factory=lambda: _column("b"))    # a past customer buys again
+    robot: array = field(default_factory=lambda: _column("b"))     # made by the site form (created_by 0)
+    pre_call: array = field(default_factory=_column)     # the customer called this long before, 0 none
+    reassign_at: array = field(default_factory=_column)  # moved to another manager then, 0 never
+    reassign_to: array = field(default_factory=_column)  # index into managers, -1 none
+    deleted: array = field(default_factory=lambda: _column("b"))   # 0; 1 gone from lists, 2 kept, 3 restored
 
     @property
     def supervisor(self) -> User:
@@ -335,6 +338,7 @@ def contact_created(plan: Plan, i: int, contact_id: int) -> int:
 
 
 def company_name(seed: int, company_id: int) -> str:
+    """The company's name: ООО «…», АО «…» or a sole trader, the same wherever it is shown."""
     r = random.Random(mix(seed, company_id))
     form = r.choice(tx.COMPANY_FORMS)
     if form == "ИП":

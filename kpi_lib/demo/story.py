@@ -149,6 +149,7 @@ class Story:
 
 
 def _count(r: random.Random, mean: float) -> int:
+    """A small count around ``mean`` (roughly Poisson)."""
     return max(0, round(r.gauss(mean, mean ** 0.5))) if mean > 0 else 0
 
 
@@ -294,6 +295,7 @@ def tell_story(plan: Plan, i: int) -> Story:
 
 
 def _move(s: Story, t: int, lid: int, pid: int, before: int, after: int, r: random.Random) -> None:
+    """A status change by the lead's owner (now and then by a robot)."""
     by = 0 if r.random() < 0.07 else s.owner(t)
     s.event(t, "lead_status_changed", "lead", lid, by, [{"lead_status": {"id": before, "pipeline_id": pid}}],
             [{"lead_status": {"id": after, "pipeline_id": pid}}])
