@@ -142,13 +142,25 @@ def test_bad_arguments_name_the_fix():
         demo.generate_account(scale=0)
 
 
-def test_scale_adds_managers_and_leads():
-    small = {e: p for e, p in demo.generate_account(seed=7, today=DEMO_TODAY, scale=0.1) if e == "users"}
-    users = small["users"]["_embedded"]["users"]
-    assert len(users) == 9  # the supervisor and eight managers stay at small scales
-    leads = sum(len(p["_embedded"]["leads"]) for e, p in demo.generate_account(seed=7, today=DEMO_TODAY, scale=0.1)
-                if e == "leads")
-    assert 200 < leads < 500
+def users_and_leads(scale: float, leads: bool = True) -> tuple[int, int]:
+    """Users and leads of the demo at ``scale`` (the generator stops once the users are out unless ``leads``)."""
+    users = count = 0
+    for entity, page in demo.generate_account(seed=7, today=DEMO_TODAY, scale=scale):
+        if entity == "users":
+            users += len(page["_embedded"]["users"])
+        elif entity == "leads":
+            count += len(page["_embedded"]["leads"])
+        elif entity == "contacts" or (entity == "pipelines" and not leads):
+            break
+    return users, count
+
+
+def test_scale_adds_managers_then_leads(pages):
+    base = sum(len(p["_embedded"]["leads"]) for e, p in pages if e == "leads")
+    users, leads = users_and_leads(0.1)
+    assert users == 9 and 0.05 * base < leads < 0.2 * base  # eight managers and a supervisor at any small scale
+    assert users_and_leads(2.5, leads=False)[0] == 21
+    assert users_and_leads(20, leads=False)[0] == 121  # managers stop at 120; their leads keep growing
 
 
 # -- pages as a live sync receives them ----------------------------------------------------
