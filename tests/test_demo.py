@@ -375,6 +375,8 @@ def test_calls_cover_every_status_mapping_and_duplicate(frames):
     assert set(calls["entity_type"]) == {"lead", "contact"} and set(calls["note_type"]) == {"call_in", "call_out"}
     uniq = calls[calls["uniq"].notna()].groupby("uniq")["entity_type"].agg(set)
     assert (uniq.map(len) == 2).sum() > 10  # the same call logged on the lead and on its contact
+    same_second = calls[calls["uniq"].notna()].groupby("uniq")["created_at"].agg(["size", "nunique"])
+    assert ((same_second["size"] == 2) & (same_second["nunique"] == 1)).any()  # the lower id is kept
     # contact calls: mapped to a live lead (some just before it was made) and mapped to none
     cc = calls[calls["entity_type"] == "contact"].merge(links, left_on="entity_id", right_on="contact_id")
     cc = cc.merge(leads[["id", "created_at", "closed_at"]], left_on="lead_id", right_on="id",
@@ -440,8 +442,13 @@ def test_tasks_of_every_kind(frames):
     managers = open_tasks["responsible_user_id"]
     for day in (DEMO_TODAY, DEMO_TODAY + timedelta(days=1)):
         assert managers[days == day].nunique() >= 5, day
-    completed = frames["events"]
-    assert (completed["type"] == "task_completed").sum() > 0.7 * len(done)
+    events = frames["events"]
+    completions = events.loc[events["type"] == "task_completed", "entity_id"].value_counts()
+    assert len(completions) > 0.7 * len(done) and (completions > 1).sum() > 20  # reopened and completed again
+    assert len(set(done["id"]) - set(completions.index)) > 50  # completion time from updated_at
+    due_day = pd.to_datetime(tasks["complete_till"], unit="s", utc=True).dt.tz_convert(MSK).dt.date
+    assert tasks.groupby([tasks["responsible_user_id"], due_day]).size().max() > 25  # more than a day can hold
+    assert tasks["entity_id"].isin(leads.loc[leads["is_deleted"], "id"]).any()  # not audited
 
 
 # -- atomic builds -------------------------------------------------------------------------

@@ -316,7 +316,7 @@ def _plan_leads(plan: Plan, r: random.Random, volume: float) -> None:
 
 
 NOTE_BASE, NOTE_SLOTS = 90000000, 64
-TASK_BASE, TASK_SLOTS = 60000000, 16
+TASK_BASE, TASK_SLOTS = 60000000, 32
 CSAT_FIELD, NPS_FIELD, SOURCE_FIELD, CONTRACT_FIELD = 1512001, 1512003, 1512005, 1512007
 SOURCES = ((881001, "Сайт"), (881002, "Звонок"), (881003, "Рекомендация"), (881004, "Выставка"))
 

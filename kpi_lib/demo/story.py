@@ -95,7 +95,7 @@ class Story:
             nid = NOTE_BASE + self.i * NOTE_SLOTS + self._notes
             self._notes += 1
             entity = plan.lead_id[self.i] if kind == "lead" else contact
-            self.calls.append((nid, kind, entity, note_type, t + n * r.randint(1, 5), created_by, resp, uniq,
+            self.calls.append((nid, kind, entity, note_type, t + n * r.randint(0, 5), created_by, resp, uniq,
                                duration, status, result, source, phone))
             if kind == "lead" and event and r.random() < 0.3:
                 self.event(t, "incoming_call" if direction == "in" else "outgoing_call", "lead", entity, caller,
@@ -131,6 +131,8 @@ class Story:
             updated = min(plan.cutoff - 1, done + r.randint(HOUR, DAY))  # the result was typed in later
         if done and event and r.random() < 0.9:
             self.event(done, "task_completed", "task", tid, resp, [], [])
+            if r.random() < 0.03 and done - created > 2 * HOUR:  # completed, reopened, completed again
+                self.event(created + (done - created) // 2, "task_completed", "task", tid, resp, [], [])
         self.tasks.append((tid, by, created, updated, resp, entity_id, entity_type, done is not None, kind, text,
                            result if done else None, due, duration))
 
@@ -216,6 +218,9 @@ def tell_story(plan: Plan, i: int) -> Story:
             s.add_call(clock.work(t0, r, 600) + r.randint(60, 900), False, "out", r.random() < 0.5, manager.id)
         gone = min(cutoff - 1, clock.work(t0 + r.randint(HOUR, DAY), r))
         s.event(gone, "lead_deleted", "lead", lid, manager.id, [], [])
+        if r.random() < 0.7:  # a task made before the lead turned out to be spam; it stays open
+            s.add_task(0 if robot else manager.id, t0 + 3, manager.id, "leads", lid, tx.ROBOT_TASK if robot
+                       else s.task_text(style, first), t0 + 15 * MIN if robot else s.due(t0, 1), None)
         _finish_lead(s, plan, i, style, robot, unsorted if robot else stages[0], t0, first)
         if deleted == 1:
             s.lead, s.calls, s.tasks = None, [], []
@@ -357,6 +362,14 @@ def _add_tasks(s: Story, plan: Plan, i: int, style: Style, robot: bool, fc: int 
         due = s.due(created, r.uniform(1, 3))
         s.add_task(resp, created, resp, "leads", lid, r.choice(texts), due, s.finish(st, created, due),
                    s.result_text(st))
+    if fc is not None and style.overdue >= 0.3 and contact and r.random() < 0.008:
+        # a calling campaign dumped on one day: more tasks than anyone can do (SMART "A")
+        created = clock.work(fc + HOUR, r)
+        due = clock.at(clock.work(created + DAY), 18)
+        for n in range(TASK_SLOTS - s._tasks - 2):
+            done = s.finish(style, created, due)
+            s.add_task(s.owner(created), created + n, s.owner(created), "contacts", contact, tx.CAMPAIGN_TASK, due,
+                       done, s.result_text(style) if done else None)
     extra = r.random()
     if fc is not None and extra < 0.16:
         created = clock.work(fc + int((quiet - fc) * r.random()), r)
