@@ -15,7 +15,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from matplotlib import rc_context  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
@@ -44,6 +43,8 @@ THEME = {
     "svg.fonttype": "none",
 }
 Formatter = Callable[[float], str]
+# The one theme, set once for the process (a per-chart rc_context copies every setting twice).
+matplotlib.rcParams.update(THEME)
 
 
 def _png(fig: Figure, dpi: int = DPI) -> bytes:
@@ -88,45 +89,43 @@ def plot_trend_grid(weeks: Sequence[str], series: dict[str, Sequence[float]], ta
     names = list(series)
     cols = 3 if len(names) > 4 else max(1, min(len(names), 2))
     rows = max(1, math.ceil(len(names) / cols))
-    with rc_context(THEME):
-        fig = _figure(3.3 * cols, 2.0 * rows + 0.3, left=0.65, top=0.35, bottom=0.35, hspace=0.55)
-        xs = list(range(len(weeks)))
-        short = [w.split("-W")[-1] for w in weeks]
-        for i, name in enumerate(names):
-            # separate axes (a shared axis re-invalidates every panel's transforms on each change)
-            ax = fig.add_subplot(rows, cols, i + 1)
-            values = [float("nan") if v is None else float(v) for v in series[name]]
-            has_data = not all(math.isnan(v) for v in values)
-            ax.plot(xs, values, marker="o", markersize=3, linewidth=1.6, color=COLORS["line"])
-            target = targets.get(name)
-            if has_data and target is not None and not math.isnan(target):
-                ax.axhline(target, color=COLORS["target"], linestyle="--", linewidth=1, label=target_label)
-            ax.set_title(_short(name), loc="left")
-            ax.set_xlim(-0.5, len(xs) - 0.5)
-            ax.set_xticks(xs[::3], short[::3] if i + cols >= len(names) else [])
-            _axis_format(ax, formatter)
-            if not has_data:
-                ax.set_yticks([])
-                ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", color=COLORS["muted"])
-        return _png(fig)
+    fig = _figure(3.3 * cols, 2.0 * rows + 0.3, left=0.65, top=0.35, bottom=0.35, hspace=0.55)
+    xs = list(range(len(weeks)))
+    short = [w.split("-W")[-1] for w in weeks]
+    for i, name in enumerate(names):
+        # separate axes (a shared axis re-invalidates every panel's transforms on each change)
+        ax = fig.add_subplot(rows, cols, i + 1)
+        values = [float("nan") if v is None else float(v) for v in series[name]]
+        has_data = not all(math.isnan(v) for v in values)
+        ax.plot(xs, values, marker="o", markersize=3, linewidth=1.6, color=COLORS["line"])
+        target = targets.get(name)
+        if has_data and target is not None and not math.isnan(target):
+            ax.axhline(target, color=COLORS["target"], linestyle="--", linewidth=1, label=target_label)
+        ax.set_title(_short(name), loc="left")
+        ax.set_xlim(-0.5, len(xs) - 0.5)
+        ax.set_xticks(xs[::3], short[::3] if i + cols >= len(names) else [])
+        _axis_format(ax, formatter)
+        if not has_data:
+            ax.set_yticks([])
+            ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", color=COLORS["muted"])
+    return _png(fig)
 
 
 def plot_team_trend(weeks: Sequence[str], values: Sequence[float], target: float | None, *, title: str,
                     target_label: str, formatter: Formatter | None = None) -> bytes:
     """One line: the team's figure over ``weeks`` with the target line (the email's chart)."""
-    with rc_context(THEME):
-        fig = _figure(6.0, 2.6, top=0.35)
-        ax = fig.add_subplot()
-        xs = list(range(len(weeks)))
-        vals = [float("nan") if v is None else float(v) for v in values]
-        ax.plot(xs, vals, marker="o", markersize=4, linewidth=2, color=COLORS["team"])
-        if target is not None and not math.isnan(target):
-            ax.axhline(target, color=COLORS["target"], linestyle="--", linewidth=1.2, label=target_label)
-            ax.legend(loc="best")
-        ax.set_title(title, loc="left")
-        ax.set_xticks(xs[::2], [w.split("-")[-1] for w in weeks][::2])
-        _axis_format(ax, formatter)
-        return _png(fig)
+    fig = _figure(6.0, 2.6, top=0.35)
+    ax = fig.add_subplot()
+    xs = list(range(len(weeks)))
+    vals = [float("nan") if v is None else float(v) for v in values]
+    ax.plot(xs, vals, marker="o", markersize=4, linewidth=2, color=COLORS["team"])
+    if target is not None and not math.isnan(target):
+        ax.axhline(target, color=COLORS["target"], linestyle="--", linewidth=1.2, label=target_label)
+        ax.legend(loc="best")
+    ax.set_title(title, loc="left")
+    ax.set_xticks(xs[::2], [w.split("-")[-1] for w in weeks][::2])
+    _axis_format(ax, formatter)
+    return _png(fig)
 
 
 def plot_histogram(values: Sequence[float], *, title: str, xlabel: str, ylabel: str,
@@ -134,20 +133,19 @@ def plot_histogram(values: Sequence[float], *, title: str, xlabel: str, ylabel: 
                    formatter: Formatter | None = None) -> bytes:
     """A histogram of ``values`` with an optional vertical marker (a median or a target)."""
     data = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    with rc_context(THEME):
-        fig = _figure(6.0, 2.8, bottom=0.6)
-        ax = fig.add_subplot()
-        if data:
-            ax.hist(data, bins=bins, color=COLORS["bar"], edgecolor="white")
-        if marker is not None and not math.isnan(marker):
-            ax.axvline(marker, color=COLORS["target"], linestyle="--", linewidth=1.2, label=marker_label)
-            ax.legend(loc="best")
-        ax.set_title(title, loc="left")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
-        _axis_format(ax, formatter, axis="x")
-        return _png(fig)
+    fig = _figure(6.0, 2.8, bottom=0.6)
+    ax = fig.add_subplot()
+    if data:
+        ax.hist(data, bins=bins, color=COLORS["bar"], edgecolor="white")
+    if marker is not None and not math.isnan(marker):
+        ax.axvline(marker, color=COLORS["target"], linestyle="--", linewidth=1.2, label=marker_label)
+        ax.legend(loc="best")
+    ax.set_title(title, loc="left")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+    _axis_format(ax, formatter, axis="x")
+    return _png(fig)
 
 
 def plot_bars(labels: Sequence[str], values: Sequence[float], *, title: str, xlabel: str = "",
@@ -155,45 +153,43 @@ def plot_bars(labels: Sequence[str], values: Sequence[float], *, title: str, xla
               value_labels: Sequence[str] | None = None) -> bytes:
     """Horizontal bars, one per label, with the value written at the end of each bar."""
     vals = [0.0 if v is None or math.isnan(float(v)) else float(v) for v in values]
-    with rc_context(THEME):
-        short = [_short(str(x), 32) for x in labels]
-        fig = _figure(6.0, 0.9 + 0.32 * max(len(labels), 2), left=_label_width(short), bottom=0.5 if xlabel else 0.35)
-        ax = fig.add_subplot()
-        ys = list(range(len(labels)))
-        ax.barh(ys, vals, color=COLORS["bar"])
-        ax.set_yticks(ys, short)
-        ax.invert_yaxis()
-        ax.grid(axis="y", visible=False)
-        for y, v, shown in zip(ys, vals, value_labels or [formatter(v) if formatter else f"{v:g}" for v in vals]):
-            ax.annotate(shown, (v, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
-        if target is not None and not math.isnan(target):
-            ax.axvline(target, color=COLORS["target"], linestyle="--", linewidth=1.2, label=target_label)
-            ax.legend(loc="lower right")
-        ax.set_title(title, loc="left")
-        ax.set_xlabel(xlabel)
-        ax.margins(x=0.15)
-        _axis_format(ax, formatter, axis="x")
-        return _png(fig)
+    short = [_short(str(x), 32) for x in labels]
+    fig = _figure(6.0, 0.9 + 0.32 * max(len(labels), 2), left=_label_width(short), bottom=0.5 if xlabel else 0.35)
+    ax = fig.add_subplot()
+    ys = list(range(len(labels)))
+    ax.barh(ys, vals, color=COLORS["bar"])
+    ax.set_yticks(ys, short)
+    ax.invert_yaxis()
+    ax.grid(axis="y", visible=False)
+    for y, v, shown in zip(ys, vals, value_labels or [formatter(v) if formatter else f"{v:g}" for v in vals]):
+        ax.annotate(shown, (v, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+    if target is not None and not math.isnan(target):
+        ax.axvline(target, color=COLORS["target"], linestyle="--", linewidth=1.2, label=target_label)
+        ax.legend(loc="lower right")
+    ax.set_title(title, loc="left")
+    ax.set_xlabel(xlabel)
+    ax.margins(x=0.15)
+    _axis_format(ax, formatter, axis="x")
+    return _png(fig)
 
 
 def plot_stacked_bars(labels: Sequence[str], parts: dict[str, Sequence[float]], *, title: str,
                       xlabel: str = "") -> bytes:
     """Horizontal stacked bars: one bar per label, one colour per part (with a legend)."""
-    with rc_context(THEME):
-        short = [_short(str(x), 32) for x in labels]
-        fig = _figure(7.0, 1.5 + 0.32 * max(len(labels), 2), left=_label_width(short), top=0.35, bottom=0.95)
-        ax = fig.add_subplot()
-        ys = list(range(len(labels)))
-        left = [0.0] * len(labels)
-        for name, values in parts.items():
-            vals = [float(v or 0) for v in values]
-            ax.barh(ys, vals, left=left, label=name)
-            left = [a + b for a, b in zip(left, vals)]
-        ax.set_yticks(ys, short)
-        ax.invert_yaxis()
-        ax.grid(axis="y", visible=False)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
-        ax.set_title(title, loc="left")
-        ax.set_xlabel(xlabel)
-        fig.legend(loc="lower left", bbox_to_anchor=(0.01, 0.01), ncols=len(parts), fontsize=8)
-        return _png(fig)
+    short = [_short(str(x), 32) for x in labels]
+    fig = _figure(7.0, 1.5 + 0.32 * max(len(labels), 2), left=_label_width(short), top=0.35, bottom=0.95)
+    ax = fig.add_subplot()
+    ys = list(range(len(labels)))
+    left = [0.0] * len(labels)
+    for name, values in parts.items():
+        vals = [float(v or 0) for v in values]
+        ax.barh(ys, vals, left=left, label=name)
+        left = [a + b for a, b in zip(left, vals)]
+    ax.set_yticks(ys, short)
+    ax.invert_yaxis()
+    ax.grid(axis="y", visible=False)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+    ax.set_title(title, loc="left")
+    ax.set_xlabel(xlabel)
+    fig.legend(loc="lower left", bbox_to_anchor=(0.01, 0.01), ncols=len(parts), fontsize=8)
+    return _png(fig)

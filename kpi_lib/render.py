@@ -44,20 +44,24 @@ def render(template: str, **values: Any) -> str:
     return environment().get_template(template).render(**values)
 
 
-def render_notebook_html(nb, lang: str) -> str:
-    """The executed notebook as an HTML page for management: outputs only, no stderr."""
+@lru_cache(maxsize=2)
+def html_exporter(lang: str):
+    """One nbconvert exporter per language: outputs only, the report template (compiled once)."""
     from nbconvert import HTMLExporter
 
+    return HTMLExporter(template_name="lab", template_file="nbconvert_report.html.j2",
+                        extra_template_paths=[str(TEMPLATES)], exclude_input=True, exclude_input_prompt=True,
+                        exclude_output_prompt=True, exclude_anchor_links=True, language_code=lang)
+
+
+def render_notebook_html(nb, lang: str) -> str:
+    """The executed notebook as an HTML page for management: outputs only, no stderr."""
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
             cell["outputs"] = [o for o in cell.get("outputs", [])
                                if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
-    exporter = HTMLExporter(template_name="lab", template_file="nbconvert_report.html.j2",
-                            extra_template_paths=[str(TEMPLATES)], exclude_input=True,
-                            exclude_input_prompt=True, exclude_output_prompt=True, exclude_anchor_links=True,
-                            language_code=lang)
-    body, _ = exporter.from_notebook_node(nb)
+    body, _ = html_exporter(lang).from_notebook_node(nb)
     return body
 
 

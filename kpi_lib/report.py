@@ -19,7 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -111,15 +111,23 @@ def resolve_run_settings(settings: Settings, now: datetime | None = None) -> Set
     return with_overrides(settings, week=week.label, as_of=pinned)
 
 
+@dataclass
+class Execution:
+    """A notebook as papermill left it: the notebook, the error if any, the seconds it took."""
+
+    name: str
+    source: Path
+    nb: Any
+    error: BaseException | None
+    seconds: float
+
+
 def execute_notebook(name: str, source: Path, staging: Path, parameters: dict[str, Any], kernel: str,
-                     timeout: int, lang: str) -> NotebookRun:
-    """Execute one notebook into ``staging`` and render its HTML (or its error page)."""
+                     timeout: int) -> Execution:
+    """Execute one notebook into ``staging/notebooks`` on ``kernel`` within ``timeout`` seconds."""
     import nbformat
     import papermill
 
-    from .render import render_error_page, render_notebook_html, save_team_chart
-
-    title = i18n.block_title(NOTEBOOKS.get(name, name), lang) if name in NOTEBOOKS else name
     output = staging / "notebooks" / f"{name}.ipynb"
     started = time.monotonic()
     deadline = started + timeout
@@ -137,19 +145,31 @@ def execute_notebook(name: str, source: Path, staging: Path, parameters: dict[st
     seconds = time.monotonic() - started
     if nb is None:
         nb = nbformat.read(output, as_version=4) if output.exists() else prepared_notebook(source, parameters)
+    return Execution(name, source, nb, error, seconds)
+
+
+def finish_notebook(done: Execution, staging: Path, timeout: int, lang: str) -> NotebookRun:
+    """Render an executed notebook's HTML page, or its error page and failed notebook."""
+    import nbformat
+
+    from .render import render_error_page, render_notebook_html, save_team_chart
+
+    name, nb = done.name, done.nb
+    title = i18n.block_title(NOTEBOOKS[name], lang) if name in NOTEBOOKS else name
     nb.metadata["title"] = title
-    if error is None:
+    if done.error is None:
         (staging / f"{name}.html").write_text(render_notebook_html(nb, lang), encoding="utf-8")
-        return NotebookRun(name, title, f"{name}.html", True, seconds=seconds, notebook=f"notebooks/{name}.ipynb",
-                           chart=save_team_chart(nb, staging, lang))
+        return NotebookRun(name, title, f"{name}.html", True, seconds=done.seconds,
+                           notebook=f"notebooks/{name}.ipynb", chart=save_team_chart(nb, staging, lang))
+    output = staging / "notebooks" / f"{name}.ipynb"
     failed = output.with_name(f"{name}.failed.ipynb")
     nbformat.write(nb, failed)
     output.unlink(missing_ok=True)
-    message = redact(describe_error(error, timeout))
+    message = redact(describe_error(done.error, timeout))
     page = render_error_page(nb, title, message, lang, notebook=f"notebooks/{failed.name}")
     (staging / f"{name}.failed.html").write_text(page, encoding="utf-8")
     logger.error("notebook %s failed: %s", name, message)
-    return NotebookRun(name, title, f"{name}.failed.html", False, error=message, seconds=seconds,
+    return NotebookRun(name, title, f"{name}.failed.html", False, error=message, seconds=done.seconds,
                        notebook=f"notebooks/{failed.name}")
 
 
@@ -202,9 +222,11 @@ def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | N
             pending = staging / PENDING_NAME
             pending.touch()  # the kernels start while the figures are computed, then read them
             data: WeekData | None = None
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(execute_notebook, src.stem, src, staging, parameters, kernel, timeout,
-                                       settings.lang) for src in sources]
+            # Kernels run on `workers` threads; pages are rendered on one more thread as each
+            # notebook finishes, so a worker moves on to its next kernel at once.
+            with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as renderer:
+                futures = [pool.submit(execute_notebook, src.stem, src, staging, parameters, kernel, timeout)
+                           for src in sources]
                 try:
                     data = build_week_data(run_settings)
                     write_week_data(data, staging)
@@ -214,7 +236,11 @@ def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | N
                     logger.error("could not compute the week's figures: %s", run.error)
                 finally:
                     pending.unlink(missing_ok=True)
-                run.notebooks = [f.result() for f in futures]
+                pages = {}
+                for future in as_completed(futures):
+                    done = future.result()
+                    pages[done.name] = renderer.submit(finish_notebook, done, staging, timeout, settings.lang)
+                run.notebooks = [pages[src.stem].result() for src in sources]
             logger.debug("notebooks done after %.2f s", time.monotonic() - clock)
             charts = [nb.chart for nb in run.notebooks if nb.chart]
             for nb in run.notebooks:
