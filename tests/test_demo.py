@@ -398,6 +398,10 @@ def test_supervisor_escalations_takeovers_and_deletions(frames):
                & (tasks["entity_type"] == "leads")]
     assert len(e1) > 30
     changes = events[events["type"] == "entity_responsible_changed"]
+    assert set(changes["entity_type"]) == {"lead", "contact"}  # only lead events rebuild owners
+    changes = changes[changes["entity_type"] == "lead"]
+    moves = events[events["type"] == "lead_status_changed"]
+    assert (moves["pipeline_before"] != moves["pipeline_after"]).sum() > 20  # between pipelines: no advance
     assert (changes["responsible_after"] == supervisor).sum() > 20
     assert (changes["responsible_after"].isin(managers) & changes["responsible_before"].isin(managers)).sum() > 20
     assert ((calls["created_by"] == supervisor) & (calls["call_status"] == 4)).any()

@@ -279,6 +279,7 @@ def note_item(call: tuple, query: str) -> dict:
     }
 
 
+_PLURAL = {"lead": "leads", "contact": "contacts", "company": "companies", "task": "tasks"}
 _CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789abcdefghjkmnpqrstvwxyz")
 
 
@@ -290,7 +291,7 @@ def event_id(seed: int, n: int) -> str:
 
 def event_item(event: tuple, query: str) -> dict:
     eid, kind, entity_type, entity_id, by, before, after, t = event
-    path = f"/api/v4/{'tasks' if entity_type == 'task' else 'leads'}/{entity_id}"
+    path = f"/api/v4/{_PLURAL[entity_type]}/{entity_id}"
     return {"id": eid, "type": kind, "entity_id": entity_id, "entity_type": entity_type, "created_by": by,
             "created_at": t, "value_after": after, "value_before": before, "account_id": ACCOUNT_ID,
             "_links": _link(f"/api/v4/events/{eid}"),

@@ -12,9 +12,9 @@ from __future__ import annotations
 import random
 
 from . import texts as tx
-from .plan import (DAY, HOUR, LOST, MIN, MISSING, NOTE_BASE, NOTE_SLOTS, LOSS, PIPELINES, SOURCES, TASK_BASE,
-                   TASK_SLOTS, WIN, WON, CONTRACT_FIELD, CSAT_FIELD, NPS_FIELD, SOURCE_FIELD, Plan, Style,
-                   company_name, contact_person, contact_phone, mix)
+from .plan import (CONTRACT_FIELD, CSAT_FIELD, DAY, HOUR, LOSS, LOST, MIN, MISSING, NOTE_BASE, NOTE_SLOTS,
+                   NPS_FIELD, PIPELINE_IDS, PIPELINES, SOURCE_FIELD, SOURCES, TASK_BASE, TASK_SLOTS, WIN, WON, Plan,
+                   Style, company_name, contact_person, contact_phone, mix)
 
 
 #: How long an unanswered call rings or talks to a machine, by call_status (seconds).
@@ -190,6 +190,9 @@ def tell_story(plan: Plan, i: int) -> Story:
         s.owners.append((t, uid))
         s.event(t, "entity_responsible_changed", "lead", lid, sup, [{"responsible_user": {"id": before}}],
                 [{"responsible_user": {"id": uid}}])
+        if plan.own_contact[i] and uid != sup and r.random() < 0.5:  # the contact moves along (not a lead event)
+            s.event(t, "entity_responsible_changed", "contact", contact, sup, [{"responsible_user": {"id": before}}],
+                    [{"responsible_user": {"id": uid}}])
 
     # calls: a call just before the lead was made, the first attempts, the first conversation
     fc = None
@@ -273,6 +276,14 @@ def tell_story(plan: Plan, i: int) -> Story:
                 [{"lead_status": {"id": unsorted, "pipeline_id": pid}}],
                 [{"lead_status": {"id": stages[0], "pipeline_id": pid}}])
         status = stages[0]
+    elif plan.repeat[i] and pid != PIPELINE_IDS[0] and r.random() < 0.3 and begin + HOUR < (closed or quiet):
+        # made in the main pipeline, then moved to repeat sales: a change of pipeline, not an advance
+        first_stage = PIPELINES[PIPELINE_IDS[0]][1][1][0]
+        moved = begin + r.randint(60, 1800)
+        s.event(moved, "lead_status_changed", "lead", lid, s.owner(moved),
+                [{"lead_status": {"id": first_stage, "pipeline_id": PIPELINE_IDS[0]}}],
+                [{"lead_status": {"id": stages[0], "pipeline_id": pid}}])
+        begin = moved
     stop = closed - HOUR if closed else quiet
     if outcome == WIN:
         k = r.randint(1, len(stages) - 1)
