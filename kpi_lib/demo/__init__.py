@@ -37,9 +37,9 @@ from zoneinfo import ZoneInfo
 
 from ..errors import ConfigError
 from ..store import Store, store_path
-from .items import (ENDPOINTS, FULL_STREAMS, account_item, companies, company_item, contact_item, contacts,
-                    custom_fields, event_id, event_item, lead_item, note_item, pages, pipelines_page, task_item,
-                    user_item)
+from .items import (ENDPOINTS, FULL_STREAMS, list_companies, list_contacts, make_account, make_company, make_contact,
+                    make_custom_fields, make_event, make_event_id, make_lead, make_note, make_pipelines_page, make_task,
+                    make_user, paginate)
 from .plan import NOTE_SLOTS, TZ_NAME, Plan, make_plan
 from .story import Story, tell_story
 
@@ -99,17 +99,17 @@ def generate_account(seed: int = 7, today: date | str | None = None, scale: floa
 def _generate(seed: int, today: date, scale: float) -> Iterator[tuple[str, dict | None]]:
     plan = make_plan(seed, today, scale)
     stories = _Stories(plan)
-    yield "account", account_item(plan)
-    yield from pages("users", [user_item(plan, u) for u in plan.users], total=True)
-    yield "pipelines", pipelines_page()
-    yield from pages("lead_custom_fields", custom_fields(), total=True)
-    yield from pages("leads", (s for s in stories.tell() if s.lead), lambda s, q: lead_item(plan, s, q))
-    yield from pages("contacts", contacts(plan), lambda c, q: contact_item(plan, c, q))
-    yield from pages("companies", companies(plan), lambda c, q: company_item(plan, c, q))
-    yield from pages("tasks", stories.part("tasks"), task_item)
-    yield from pages("lead_notes", stories.part("lead_calls"), note_item)
-    yield from pages("contact_notes", stories.part("contact_calls"), note_item)
-    yield from pages("events", stories.part("events"), event_item)
+    yield "account", make_account(plan)
+    yield from paginate("users", [make_user(plan, u) for u in plan.users], total=True)
+    yield "pipelines", make_pipelines_page()
+    yield from paginate("lead_custom_fields", make_custom_fields(), total=True)
+    yield from paginate("leads", (s for s in stories.tell() if s.lead), lambda s, q: make_lead(plan, s, q))
+    yield from paginate("contacts", list_contacts(plan), lambda c, q: make_contact(plan, c, q))
+    yield from paginate("companies", list_companies(plan), lambda c, q: make_company(plan, c, q))
+    yield from paginate("tasks", stories.read_part("tasks"), make_task)
+    yield from paginate("lead_notes", stories.read_part("lead_calls"), make_note)
+    yield from paginate("contact_notes", stories.read_part("contact_calls"), make_note)
+    yield from paginate("events", stories.read_part("events"), make_event)
 
 
 class _Stories:
@@ -138,7 +138,7 @@ class _Stories:
             self.parts["tasks"].extend(story.tasks)
             self.parts["lead_calls"].extend(c for c in story.calls if c[1] == "lead")
             self.parts["contact_calls"].extend(sorted(c for c in story.calls if c[1] == "contact"))
-            for k, event in enumerate(_story_events(self.plan, story)):
+            for k, event in enumerate(_number_events(self.plan, story)):
                 heapq.heappush(self.pending, (event[-1], i, k, event))
             # events come in time order, as the API lists them; no later lead has any before it was made
             horizon = self.plan.created[i + 1] if i + 1 < len(self.plan) else None
@@ -155,7 +155,7 @@ class _Stories:
             pickle.dump(items, self.spools[name], protocol=pickle.HIGHEST_PROTOCOL)
             items.clear()
 
-    def part(self, name: str) -> Iterator[tuple]:
+    def read_part(self, name: str) -> Iterator[tuple]:
         """The kept items of one kind, in lead order (each spool is read once, then closed)."""
         if self.keep:
             yield from self.parts.pop(name)
@@ -169,10 +169,10 @@ class _Stories:
                     return
 
 
-def _story_events(plan: Plan, story: Story) -> Iterator[tuple]:
+def _number_events(plan: Plan, story: Story) -> Iterator[tuple]:
     """The story's events in time order, with their ids."""
     for k, event in enumerate(sorted(story.events, key=lambda e: e[:2])):
-        yield (event_id(plan.seed, story.i * NOTE_SLOTS + k),) + event[2:] + event[:1]
+        yield (make_event_id(plan.seed, story.i * NOTE_SLOTS + k),) + event[2:] + event[:1]
 
 
 def build_demo(data_dir: str | Path, account: str = "demo", seed: int = 7, today: date | str | None = None,
@@ -187,17 +187,17 @@ def build_demo(data_dir: str | Path, account: str = "demo", seed: int = 7, today
     data_dir = Path(data_dir)
     target = store_path(data_dir, account)
     today = resolve_today(today)
-    pages = generate_account(seed, today, scale)
+    answers = generate_account(seed, today, scale)
     data_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_builds(data_dir, account)
     work = Path(tempfile.mkdtemp(prefix=f".{account}.build-{os.getpid()}-", dir=data_dir))
     try:
         with Store.open(work, account, read_only=False, create=True) as store:
-            while chunk := list(islice(pages, 50)):  # one transaction per 50 pages: fewer commits
+            while chunk := list(islice(answers, 50)):  # one transaction per 50 pages: fewer commits
                 with store.transaction():
                     for entity, page in chunk:
                         store.ingest_page(entity, page)
-            synced = make_plan_cutoff(today)
+            synced = compute_cutoff(today)
             for entity in ENDPOINTS:
                 store.set_state(entity, None if entity in FULL_STREAMS else synced)
             store.set_meta("demo", {"seed": seed, "today": today.isoformat(), "scale": scale})
@@ -212,7 +212,7 @@ def build_demo(data_dir: str | Path, account: str = "demo", seed: int = 7, today
     return target
 
 
-def make_plan_cutoff(today: date) -> int:
+def compute_cutoff(today: date) -> int:
     """``today`` 00:00 in Moscow as Unix seconds: the end of the demo's data."""
     return int(datetime.combine(today, datetime.min.time(), ZoneInfo(TZ_NAME)).timestamp())
 

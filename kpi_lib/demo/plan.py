@@ -113,7 +113,7 @@ def mix(a: int, b: int) -> int:
     return z ^ (z >> 31)
 
 
-def person_name(r: random.Random) -> tuple[str, str]:
+def pick_person_name(r: random.Random) -> tuple[str, str]:
     """A Russian first name and a surname of the same gender."""
     surname = r.choice(tx.SURNAMES)
     if r.random() < 0.5:
@@ -127,7 +127,7 @@ class Clock:
     def __init__(self, offset: int):
         self.offset = offset
 
-    def work(self, t: int, r: random.Random | None = None, jitter: int = 5400) -> int:
+    def to_work_hours(self, t: int, r: random.Random | None = None, jitter: int = 5400) -> int:
         """``t`` if inside Mon–Fri 09:00–19:00 local, else the next opening (plus a jitter)."""
         day, sod = divmod(t + self.offset, DAY)
         if (day + 3) % 7 < 5 and 9 * HOUR <= sod < 19 * HOUR:
@@ -138,12 +138,12 @@ class Clock:
                 day += 1
         return day * DAY + 9 * HOUR - self.offset + (r.randint(0, jitter) if r else 0)
 
-    def at(self, t: int, hour: float) -> int:
+    def set_hour(self, t: int, hour: float) -> int:
         """The local day of ``t`` at ``hour`` o'clock."""
         return (t + self.offset) // DAY * DAY + int(hour * HOUR) - self.offset
 
 
-def _column(code: str = "q") -> array:
+def _make_column(code: str = "q") -> array:
     """A compact column of numbers (64-bit, or 8-bit for flags)."""
     return array(code)
 
@@ -162,32 +162,32 @@ class Plan:
     departure: int             # when the departing manager left
     styles: dict[int, Style] = field(default_factory=dict)  # manager id -> style
     # one number per lead, in creation order
-    created: array = field(default_factory=_column)
-    manager: array = field(default_factory=_column)      # index into managers
-    pipeline: array = field(default_factory=_column)
-    outcome: array = field(default_factory=lambda: _column("b"))   # OPEN, WIN or LOSS
-    closed: array = field(default_factory=_column)       # 0 while open
-    lead_id: array = field(default_factory=_column)
-    contact: array = field(default_factory=_column)      # main contact id, 0 for none
-    own_contact: array = field(default_factory=lambda: _column("b"))  # the contact is new with this lead
-    second: array = field(default_factory=_column)       # second contact id, 0 for none
-    company: array = field(default_factory=_column)      # 0 for none
-    repeat: array = field(default_factory=lambda: _column("b"))    # a past customer buys again
-    robot: array = field(default_factory=lambda: _column("b"))     # made by the site form (created_by 0)
-    pre_call: array = field(default_factory=_column)     # the customer called this long before, 0 none
-    reassign_at: array = field(default_factory=_column)  # moved to another manager then, 0 never
-    reassign_to: array = field(default_factory=_column)  # index into managers, -1 none
-    deleted: array = field(default_factory=lambda: _column("b"))   # 0; 1 gone from lists, 2 kept, 3 restored
+    created: array = field(default_factory=_make_column)
+    manager: array = field(default_factory=_make_column)      # index into managers
+    pipeline: array = field(default_factory=_make_column)
+    outcome: array = field(default_factory=lambda: _make_column("b"))   # OPEN, WIN or LOSS
+    closed: array = field(default_factory=_make_column)       # 0 while open
+    lead_id: array = field(default_factory=_make_column)
+    contact: array = field(default_factory=_make_column)      # main contact id, 0 for none
+    own_contact: array = field(default_factory=lambda: _make_column("b"))  # the contact is new with this lead
+    second: array = field(default_factory=_make_column)       # second contact id, 0 for none
+    company: array = field(default_factory=_make_column)      # 0 for none
+    repeat: array = field(default_factory=lambda: _make_column("b"))    # a past customer buys again
+    robot: array = field(default_factory=lambda: _make_column("b"))     # made by the site form (created_by 0)
+    pre_call: array = field(default_factory=_make_column)     # the customer called this long before, 0 none
+    reassign_at: array = field(default_factory=_make_column)  # moved to another manager then, 0 never
+    reassign_to: array = field(default_factory=_make_column)  # index into managers, -1 none
+    deleted: array = field(default_factory=lambda: _make_column("b"))   # 0; 1 gone from lists, 2 kept, 3 restored
 
     @property
     def supervisor(self) -> User:
         return self.users[0]
 
-    def style_of(self, user_id: int, default: Style) -> Style:
+    def get_style(self, user_id: int, default: Style) -> Style:
         """The style of manager ``user_id`` (``default`` for the supervisor)."""
         return self.styles.get(user_id, default)
 
-    def gone(self, user_id: int, t: int) -> bool:
+    def has_left(self, user_id: int, t: int) -> bool:
         """Whether ``user_id`` had left the company by ``t``."""
         return user_id == self.managers[DEPARTING].id and t >= self.departure
 
@@ -214,12 +214,12 @@ def make_plan(seed: int, today: date, scale: float) -> Plan:
         if k < len(STYLES):
             name = style.name
         else:
-            first, last = person_name(r)
+            first, last = pick_person_name(r)
             name = f"{first} {last}"
         user = User(FIRST_MANAGER_ID + k, name, f"manager{k + 1}@demo-sales.ru", False, k != DEPARTING, style)
         managers.append(user)
         users.append(user)
-    departure = clock.work(start + DEPARTURE_WEEK * 7 * DAY + 2 * DAY + 12 * HOUR)
+    departure = clock.to_work_hours(start + DEPARTURE_WEEK * 7 * DAY + 2 * DAY + 12 * HOUR)
     plan = Plan(seed, today, clock, start, cutoff, users, managers, departure, {m.id: m.style for m in managers})
     _plan_leads(plan, r, volume)
     return plan
@@ -255,7 +255,7 @@ def _plan_leads(plan: Plan, r: random.Random, volume: float) -> None:
         u = r.random()
         outcome = WIN if u < style.win else LOSS if u < style.win + style.lost else OPEN
         cycle = int(style.cycle * DAY * r.lognormvariate(0, 0.7)) + r.randint(2 * HOUR, 20 * HOUR)
-        closed = plan.clock.work(t + cycle, r) if outcome != OPEN else 0
+        closed = plan.clock.to_work_hours(t + cycle, r) if outcome != OPEN else 0
         if closed >= plan.cutoff:
             outcome, closed = OPEN, 0
         plan.created.append(t)
@@ -306,7 +306,7 @@ def _plan_leads(plan: Plan, r: random.Random, volume: float) -> None:
         if m == DEPARTING and end > plan.departure:
             reassign_at = plan.departure
         elif r.random() < 0.03 and end - t > 2 * DAY:
-            reassign_at = plan.clock.work(t + int((end - t) * r.uniform(0.3, 0.7)), r)
+            reassign_at = plan.clock.to_work_hours(t + int((end - t) * r.uniform(0.3, 0.7)), r)
             if reassign_at >= end:
                 reassign_at = 0
         if reassign_at:
@@ -321,27 +321,27 @@ CSAT_FIELD, NPS_FIELD, SOURCE_FIELD, CONTRACT_FIELD = 1512001, 1512003, 1512005,
 SOURCES = ((881001, "Сайт"), (881002, "Звонок"), (881003, "Рекомендация"), (881004, "Выставка"))
 
 
-def contact_phone(seed: int, contact_id: int) -> str:
+def make_phone(seed: int, contact_id: int) -> str:
     """The contact's mobile phone, the same wherever it is shown."""
     n = mix(seed, contact_id) % 10 ** 9
     return f"+7 9{n // 10 ** 7:02d} {n // 10 ** 4 % 1000:03d}-{n // 100 % 100:02d}-{n % 100:02d}"
 
 
-def contact_person(seed: int, contact_id: int) -> tuple[str, str]:
+def make_contact_name(seed: int, contact_id: int) -> tuple[str, str]:
     """The contact's first name and surname."""
-    return person_name(random.Random(mix(seed, contact_id)))
+    return pick_person_name(random.Random(mix(seed, contact_id)))
 
 
-def contact_created(plan: Plan, i: int, contact_id: int) -> int:
+def compute_contact_created(plan: Plan, i: int, contact_id: int) -> int:
     """When a contact first made by lead ``i`` was created: before any call of that lead."""
     return plan.created[i] - plan.pre_call[i] - 60 - mix(plan.seed, contact_id) % 1800
 
 
-def company_name(seed: int, company_id: int) -> str:
+def make_company_name(seed: int, company_id: int) -> str:
     """The company's name: ООО «…», АО «…» or a sole trader, the same wherever it is shown."""
     r = random.Random(mix(seed, company_id))
     form = r.choice(tx.COMPANY_FORMS)
     if form == "ИП":
-        first, last = person_name(r)
+        first, last = pick_person_name(r)
         return f"ИП {last} {first[0]}."
     return f"{form} «{r.choice(tx.COMPANY_WORDS)}{r.choice(tx.COMPANY_TAILS)}»"

@@ -14,7 +14,7 @@ import random
 from . import texts as tx
 from .plan import (CONTRACT_FIELD, CSAT_FIELD, DAY, HOUR, LOSS, LOST, MIN, MISSING, NOTE_BASE, NOTE_SLOTS,
                    NPS_FIELD, PIPELINE_IDS, PIPELINES, SOURCE_FIELD, SOURCES, TASK_BASE, TASK_SLOTS, WIN, WON, Plan,
-                   Style, company_name, contact_person, contact_phone, mix)
+                   Style, make_company_name, make_contact_name, make_phone, mix)
 
 
 #: How long an unanswered call rings or talks to a machine, by call_status (seconds).
@@ -39,19 +39,20 @@ class Story:
         self.owners: list[tuple[int, int]] = []
 
     # -- who and when --------------------------------------------------------------------
-    def owner(self, t: int) -> int:
+    def find_owner(self, t: int) -> int:
         found = self.owners[0][1]
         for start, uid in self.owners:
             if start <= t:
                 found = uid
         return found
 
-    def due(self, t: int, days: float) -> int:
+    def pick_due(self, t: int, days: float) -> int:
         r, clock = self.r, self.plan.clock
-        day = clock.work(t + int(days * DAY))
-        return clock.at(day, 23 + 59 / 60) if r.random() < 0.5 else clock.at(day, r.randint(10, 18))
+        day = clock.to_work_hours(t + int(days * DAY))
+        return clock.set_hour(day, 23 + 59 / 60) if r.random() < 0.5 else clock.set_hour(day, r.randint(10, 18))
 
-    def event(self, t: int, kind: str, entity_type: str, entity_id: int, by: int, before: list, after: list) -> None:
+    def add_event(self, t: int, kind: str, entity_type: str, entity_id: int, by: int, before: list,
+                  after: list) -> None:
         if t < self.plan.cutoff:
             self.events.append((t, len(self.events), kind, entity_type, entity_id, by, before, after))
 
@@ -59,7 +60,7 @@ class Story:
     def add_call(self, t: int, on_contact: bool, direction: str, connected: bool, caller: int,
                  event: bool = True) -> None:
         plan, r = self.plan, self.r
-        if t >= plan.cutoff or t < plan.start or self._notes >= NOTE_SLOTS - 2 or plan.gone(caller, t):
+        if t >= plan.cutoff or t < plan.start or self._notes >= NOTE_SLOTS - 2 or plan.has_left(caller, t):
             return
         contact = plan.contact[self.i]
         on_contact = on_contact and bool(contact)
@@ -86,7 +87,7 @@ class Story:
         elif u < 0.08:
             created_by = 0
         result = r.choice(tx.CALL_RESULTS) if connected else ""
-        phone = contact_phone(plan.seed, contact) if contact else contact_phone(plan.seed, self.plan.lead_id[self.i])
+        phone = make_phone(plan.seed, contact) if contact else make_phone(plan.seed, self.plan.lead_id[self.i])
         note_type = "call_in" if direction == "in" else "call_out"
         kinds = ["contact" if on_contact else "lead"]
         if not on_contact and contact and uniq and r.random() < 0.03:
@@ -98,11 +99,11 @@ class Story:
             self.calls.append((nid, kind, entity, note_type, t + n * r.randint(0, 5), created_by, resp, uniq,
                                duration, status, result, source, phone))
             if kind == "lead" and event and r.random() < 0.3:
-                self.event(t, "incoming_call" if direction == "in" else "outgoing_call", "lead", entity, caller,
+                self.add_event(t, "incoming_call" if direction == "in" else "outgoing_call", "lead", entity, caller,
                            [], [{"note": {"id": nid}}])
 
     # -- tasks ---------------------------------------------------------------------------
-    def finish(self, style: Style, created: int, due: int) -> int | None:
+    def pick_completion(self, style: Style, created: int, due: int) -> int | None:
         """When a task is completed, or None while it is open."""
         r, plan = self.r, self.plan
         if due < plan.cutoff and r.random() < style.overdue:
@@ -111,7 +112,7 @@ class Story:
             done = due + r.randint(HOUR, 3 * DAY)
         else:
             done = created + int((due - created) * r.uniform(0.2, 1.0))
-        done = max(created + 60, plan.clock.work(done, r, 3600))
+        done = max(created + 60, plan.clock.to_work_hours(done, r, 3600))
         if done > due and r.random() > style.late:
             done = max(created + 60, due - r.randint(60, 3 * HOUR))
         return done if done < plan.cutoff else None
@@ -120,9 +121,9 @@ class Story:
                  due: int, done: int | None, result: str | None = None, kind: int = 1, duration: int = 0,
                  event: bool = True) -> None:
         plan, r = self.plan, self.r
-        if created >= plan.cutoff or self._tasks >= TASK_SLOTS or plan.gone(by, created):
+        if created >= plan.cutoff or self._tasks >= TASK_SLOTS or plan.has_left(by, created):
             return
-        if done and plan.gone(resp, done):
+        if done and plan.has_left(resp, done):
             done = None  # left open by a manager who has gone
         tid = TASK_BASE + self.i * TASK_SLOTS + self._tasks
         self._tasks += 1
@@ -130,27 +131,27 @@ class Story:
         if done and result and r.random() < 0.1:
             updated = min(plan.cutoff - 1, done + r.randint(HOUR, DAY))  # the result was typed in later
         if done and event and r.random() < 0.9:
-            self.event(done, "task_completed", "task", tid, resp, [], [])
+            self.add_event(done, "task_completed", "task", tid, resp, [], [])
             if r.random() < 0.03 and done - created > 2 * HOUR:  # completed, reopened, completed again
-                self.event(created + (done - created) // 2, "task_completed", "task", tid, resp, [], [])
+                self.add_event(created + (done - created) // 2, "task_completed", "task", tid, resp, [], [])
         self.tasks.append((tid, by, created, updated, resp, entity_id, entity_type, done is not None, kind, text,
                            result if done else None, due, duration))
 
-    def task_text(self, style: Style, name: str, meeting: bool = False) -> str:
+    def write_task_text(self, style: Style, name: str, meeting: bool = False) -> str:
         r = self.r
         if r.random() >= style.good_text:
             return r.choice(tx.VAGUE_TASKS)
         text = r.choice(tx.MEETING_TASKS if meeting else tx.GOOD_TASKS)
         return text.format(n=r.randint(5, 20), h=r.randint(10, 17), name=name, num=r.randint(1000, 9999))
 
-    def result_text(self, style: Style) -> str | None:
+    def write_result(self, style: Style) -> str | None:
         r = self.r
         if r.random() >= style.result:
             return None
         return r.choice(tx.GOOD_RESULTS if r.random() < style.good_result else tx.VAGUE_RESULTS)
 
 
-def _count(r: random.Random, mean: float) -> int:
+def _draw_count(r: random.Random, mean: float) -> int:
     """A small count around ``mean`` (roughly Poisson)."""
     return max(0, round(r.gauss(mean, mean ** 0.5))) if mean > 0 else 0
 
@@ -167,7 +168,7 @@ def tell_story(plan: Plan, i: int) -> Story:
     quiet = end if closed else min(cutoff, t0 + int(style.cycle * DAY * r.uniform(1.0, 3.0)))
     statuses = PIPELINES[pid][1]
     unsorted, stages = statuses[0][0], [st[0] for st in statuses[1:]]
-    first = contact_person(plan.seed, contact)[0] if contact else r.choice(tx.MALE_FIRST + tx.FEMALE_FIRST)
+    first = make_contact_name(plan.seed, contact)[0] if contact else r.choice(tx.MALE_FIRST + tx.FEMALE_FIRST)
     pre = plan.pre_call[i]
     robot = plan.robot[i] and not 0 < pre < 600
 
@@ -177,62 +178,62 @@ def tell_story(plan: Plan, i: int) -> Story:
     if plan.reassign_at[i]:
         changes.append((plan.reassign_at[i], plan.managers[plan.reassign_to[i]].id))
     if not deleted and end - t0 > 2 * DAY and r.random() < style.takeover:
-        taken = clock.work(t0 + int((end - t0) * r.uniform(0.2, 0.8)), r)
+        taken = clock.to_work_hours(t0 + int((end - t0) * r.uniform(0.2, 0.8)), r)
         if taken < end - HOUR:
             changes.append((taken, sup))
             if r.random() < 0.3 and taken + 3 * DAY < end:
-                changes.append((clock.work(taken + r.randint(DAY, 3 * DAY), r), -1))  # handed back
+                changes.append((clock.to_work_hours(taken + r.randint(DAY, 3 * DAY), r), -1))  # handed back
     for t, uid in sorted(changes):
         before = s.owners[-1][1]
         uid = manager.id if uid == -1 else uid
         if uid == before:
             continue
         s.owners.append((t, uid))
-        s.event(t, "entity_responsible_changed", "lead", lid, sup, [{"responsible_user": {"id": before}}],
+        s.add_event(t, "entity_responsible_changed", "lead", lid, sup, [{"responsible_user": {"id": before}}],
                 [{"responsible_user": {"id": uid}}])
         if plan.own_contact[i] and uid != sup and r.random() < 0.5:  # the contact moves along (not a lead event)
-            s.event(t, "entity_responsible_changed", "contact", contact, sup, [{"responsible_user": {"id": before}}],
-                    [{"responsible_user": {"id": uid}}])
+            s.add_event(t, "entity_responsible_changed", "contact", contact, sup,
+                        [{"responsible_user": {"id": before}}], [{"responsible_user": {"id": uid}}])
 
     # calls: a call just before the lead was made, the first attempts, the first conversation
     fc = None
     if pre:
         t = t0 - pre
-        s.add_call(t, True, "in", pre < 600 or r.random() < 0.6, s.owner(t0))
+        s.add_call(t, True, "in", pre < 600 or r.random() < 0.6, s.find_owner(t0))
         if pre < 600:
             fc = t
     uncalled = fc is None and (r.random() < 0.04 or deleted in (1, 2))
     t = t0
     if fc is None and not uncalled:
         delay = int(style.stl * 60 * r.lognormvariate(0, 0.9))
-        t = clock.work(t0, r, int(style.stl * 120)) + delay
+        t = clock.to_work_hours(t0, r, int(style.stl * 120)) + delay
         if r.random() < style.noanswer:
-            s.add_call(t, r.random() < 0.2, "out", False, s.owner(t))
+            s.add_call(t, r.random() < 0.2, "out", False, s.find_owner(t))
             for _ in range(3):
-                t = clock.work(t + r.randint(15 * MIN, 3 * HOUR), r, 1800)
+                t = clock.to_work_hours(t + r.randint(15 * MIN, 3 * HOUR), r, 1800)
                 if r.random() < 0.6:
                     break
-                s.add_call(t, False, "out", False, s.owner(t))
+                s.add_call(t, False, "out", False, s.find_owner(t))
         if t < end:
-            s.add_call(t, r.random() < 0.25, "out", True, s.owner(t))
+            s.add_call(t, r.random() < 0.25, "out", True, s.find_owner(t))
             fc = t
     if deleted in (1, 2):
         if not uncalled or r.random() < 0.5:
-            s.add_call(clock.work(t0, r, 600) + r.randint(60, 900), False, "out", r.random() < 0.5, manager.id)
-        gone = min(cutoff - 1, clock.work(t0 + r.randint(HOUR, DAY), r))
-        s.event(gone, "lead_deleted", "lead", lid, manager.id, [], [])
+            s.add_call(clock.to_work_hours(t0, r, 600) + r.randint(60, 900), False, "out", r.random() < 0.5, manager.id)
+        gone = min(cutoff - 1, clock.to_work_hours(t0 + r.randint(HOUR, DAY), r))
+        s.add_event(gone, "lead_deleted", "lead", lid, manager.id, [], [])
         if r.random() < 0.7:  # a task made before the lead turned out to be spam; it stays open
             s.add_task(0 if robot else manager.id, t0 + 3, manager.id, "leads", lid, tx.ROBOT_TASK if robot
-                       else s.task_text(style, first), t0 + 15 * MIN if robot else s.due(t0, 1), None)
-        _finish_lead(s, plan, i, style, robot, unsorted if robot else stages[0], t0, first)
+                       else s.write_task_text(style, first), t0 + 15 * MIN if robot else s.pick_due(t0, 1), None)
+        _fill_lead(s, plan, i, style, robot, unsorted if robot else stages[0], t0, first)
         if deleted == 1:
             s.lead, s.calls, s.tasks = None, [], []
             s.events = [e for e in s.events if e[2] == "lead_deleted"]
         return s
     if deleted == 3:
-        gone = clock.work(t0 + r.randint(HOUR, 6 * HOUR), r)
-        s.event(gone, "lead_deleted", "lead", lid, manager.id, [], [])
-        s.event(gone + r.randint(HOUR, DAY), "lead_restored", "lead", lid, sup, [], [])
+        gone = clock.to_work_hours(t0 + r.randint(HOUR, 6 * HOUR), r)
+        s.add_event(gone, "lead_deleted", "lead", lid, manager.id, [], [])
+        s.add_event(gone + r.randint(HOUR, DAY), "lead_restored", "lead", lid, sup, [], [])
 
     # the first conversation settles the next step (FCR), or the customer has to come back
     moves: list[int] = []
@@ -240,39 +241,39 @@ def tell_story(plan: Plan, i: int) -> Story:
     if fc is not None:
         window = fc + 7 * DAY
         if resolved:
-            moves.append(clock.work(max(fc, t0) + r.randint(5 * MIN, 36 * HOUR), r))
+            moves.append(clock.to_work_hours(max(fc, t0) + r.randint(5 * MIN, 36 * HOUR), r))
         else:
-            back = clock.work(fc + r.randint(HOUR, 4 * DAY), r)
+            back = clock.to_work_hours(fc + r.randint(HOUR, 4 * DAY), r)
             if back < quiet:
                 inbound = r.random() < 0.5
-                s.add_call(back, r.random() < 0.25, "in" if inbound else "out", True, s.owner(back))
+                s.add_call(back, r.random() < 0.25, "in" if inbound else "out", True, s.find_owner(back))
         since = max(fc, t0)
-        for _ in range(_count(r, style.extra)):
-            t = clock.work(since + int((quiet - since) * r.random()), r)
+        for _ in range(_draw_count(r, style.extra)):
+            t = clock.to_work_hours(since + int((quiet - since) * r.random()), r)
             if t >= quiet:
                 continue
             if resolved and t <= window:
-                s.add_call(t, r.random() < 0.25, "out", False, s.owner(t))
+                s.add_call(t, r.random() < 0.25, "out", False, s.find_owner(t))
                 continue
             if r.random() < 0.3:
-                s.add_call(max(since + 60, t - r.randint(10 * MIN, 2 * HOUR)), False, "out", False, s.owner(t))
-            s.add_call(t, r.random() < 0.25, "in" if r.random() < 0.25 else "out", True, s.owner(t))
+                s.add_call(max(since + 60, t - r.randint(10 * MIN, 2 * HOUR)), False, "out", False, s.find_owner(t))
+            s.add_call(t, r.random() < 0.25, "in" if r.random() < 0.25 else "out", True, s.find_owner(t))
         if r.random() < style.supervisor_call and quiet - fc > 4 * HOUR:
-            t = clock.work(fc + int((quiet - fc) * r.uniform(0.2, 0.9)), r)
+            t = clock.to_work_hours(fc + int((quiet - fc) * r.uniform(0.2, 0.9)), r)
             if t < quiet:
                 s.add_call(t, r.random() < 0.2, "out", True, sup)
-    owner_end = s.owner(end)
+    owner_end = s.find_owner(end)
     if closed and contact and owner_end != sup:
-        for _ in range(_count(r, style.cold)):
-            t = clock.work(closed + r.randint(7 * DAY, 45 * DAY), r)
+        for _ in range(_draw_count(r, style.cold)):
+            t = clock.to_work_hours(closed + r.randint(7 * DAY, 45 * DAY), r)
             s.add_call(t, True, "out", r.random() < 0.7, owner_end)
 
     # status changes: accepted from "Неразобранное", advances, the close
     status = unsorted if robot else stages[0]
     begin = max(fc, t0) if fc is not None else t0
     if robot:
-        accept = max(t0 + 5, (begin if fc is not None else clock.work(t0, r)) - r.randint(10, 120))
-        s.event(accept, "lead_status_changed", "lead", lid, s.owner(accept),
+        accept = max(t0 + 5, (begin if fc is not None else clock.to_work_hours(t0, r)) - r.randint(10, 120))
+        s.add_event(accept, "lead_status_changed", "lead", lid, s.find_owner(accept),
                 [{"lead_status": {"id": unsorted, "pipeline_id": pid}}],
                 [{"lead_status": {"id": stages[0], "pipeline_id": pid}}])
         status = stages[0]
@@ -280,7 +281,7 @@ def tell_story(plan: Plan, i: int) -> Story:
         # made in the main pipeline, then moved to repeat sales: a change of pipeline, not an advance
         first_stage = PIPELINES[PIPELINE_IDS[0]][1][1][0]
         moved = begin + r.randint(60, 1800)
-        s.event(moved, "lead_status_changed", "lead", lid, s.owner(moved),
+        s.add_event(moved, "lead_status_changed", "lead", lid, s.find_owner(moved),
                 [{"lead_status": {"id": first_stage, "pipeline_id": PIPELINE_IDS[0]}}],
                 [{"lead_status": {"id": stages[0], "pipeline_id": pid}}])
         begin = moved
@@ -292,7 +293,7 @@ def tell_story(plan: Plan, i: int) -> Story:
     else:
         k = r.randint(0, len(stages) - 1)
     while len(moves) < k and stop > begin + 60:
-        moves.append(clock.work(begin + int((stop - begin) * r.random()), r))
+        moves.append(clock.to_work_hours(begin + int((stop - begin) * r.random()), r))
     moves = sorted(t for t in moves if begin < t < (closed or quiet))
     level = 0
     for t in moves[: len(stages) - 1]:
@@ -300,20 +301,20 @@ def tell_story(plan: Plan, i: int) -> Story:
         after = stages[level]
         if r.random() < 0.05 and level >= 2:
             after, level = stages[level - 2], level - 2  # a step back
-        _move(s, t, lid, pid, status, after, r)
+        _change_status(s, t, lid, pid, status, after, r)
         status = after
     if closed:
-        _move(s, closed, lid, pid, status, WON if outcome == WIN else LOST, r)
+        _change_status(s, closed, lid, pid, status, WON if outcome == WIN else LOST, r)
         status = WON if outcome == WIN else LOST
     _add_tasks(s, plan, i, style, robot, fc, quiet, first)
-    _finish_lead(s, plan, i, style, robot, status, t0, first)
+    _fill_lead(s, plan, i, style, robot, status, t0, first)
     return s
 
 
-def _move(s: Story, t: int, lid: int, pid: int, before: int, after: int, r: random.Random) -> None:
+def _change_status(s: Story, t: int, lid: int, pid: int, before: int, after: int, r: random.Random) -> None:
     """A status change by the lead's owner (now and then by a robot)."""
-    by = 0 if r.random() < 0.07 else s.owner(t)
-    s.event(t, "lead_status_changed", "lead", lid, by, [{"lead_status": {"id": before, "pipeline_id": pid}}],
+    by = 0 if r.random() < 0.07 else s.find_owner(t)
+    s.add_event(t, "lead_status_changed", "lead", lid, by, [{"lead_status": {"id": before, "pipeline_id": pid}}],
             [{"lead_status": {"id": after, "pipeline_id": pid}}])
 
 
@@ -324,85 +325,88 @@ def _add_tasks(s: Story, plan: Plan, i: int, style: Style, robot: bool, fc: int 
     t0, lid, closed, contact = plan.created[i], plan.lead_id[i], plan.closed[i], plan.contact[i]
     sup = plan.supervisor.id
 
-    def owner_style(uid: int) -> Style:
-        return plan.style_of(uid, style)
+    def get_owner_style(uid: int) -> Style:
+        return plan.get_style(uid, style)
 
     if robot and r.random() < 0.7:
         done = fc if fc is not None and fc < cutoff else None
-        s.add_task(0, t0 + 3, s.owner(t0), "leads", lid, tx.ROBOT_TASK, t0 + 15 * MIN, done)
+        s.add_task(0, t0 + 3, s.find_owner(t0), "leads", lid, tx.ROBOT_TASK, t0 + 15 * MIN, done)
     if fc is not None:
         fc = max(fc, t0)  # tasks come after the lead exists, even when the customer called first
     if fc is not None and r.random() < 0.85:
         created = fc + r.randint(60, 600)
-        resp = s.owner(created)
-        st = owner_style(resp)
-        due = s.due(created, r.uniform(1, 3))
-        done = s.finish(st, created, due)
+        resp = s.find_owner(created)
+        st = get_owner_style(resp)
+        due = s.pick_due(created, r.uniform(1, 3))
+        done = s.pick_completion(st, created, due)
         if closed and done and done > closed:
             done = closed if r.random() < 0.7 else None
-        s.add_task(resp, created, resp, "leads", lid, s.task_text(st, first), due, done, s.result_text(st))
+        s.add_task(resp, created, resp, "leads", lid, s.write_task_text(st, first), due, done, s.write_result(st))
     if fc is not None and quiet - fc > 3 * DAY and r.random() < 0.45:
-        created = clock.work(fc + int((quiet - fc) * r.uniform(0.2, 0.6)), r)
-        resp = s.owner(created)
-        st = owner_style(resp)
+        created = clock.to_work_hours(fc + int((quiet - fc) * r.uniform(0.2, 0.6)), r)
+        resp = s.find_owner(created)
+        st = get_owner_style(resp)
         meeting = r.random() < 0.4
-        due = s.due(created, r.uniform(1, 4))
-        s.add_task(resp, created, resp, "leads", lid, s.task_text(st, first, meeting), due, s.finish(st, created, due),
-                   s.result_text(st), 2 if meeting else 1, 3600 if meeting else 0)
+        due = s.pick_due(created, r.uniform(1, 4))
+        s.add_task(resp, created, resp, "leads", lid, s.write_task_text(st, first, meeting), due,
+                   s.pick_completion(st, created, due),
+                   s.write_result(st), 2 if meeting else 1, 3600 if meeting else 0)
     if not closed and fc is not None:
         last = max([c[4] for c in s.calls if c[4] < cutoff] + [fc])
         created = min(cutoff - 60, last + r.randint(60, 900))
-        resp = s.owner(created)
-        st = owner_style(resp)
-        due = s.due(created, r.uniform(0.3, 4))
-        done = None if due >= cutoff - 2 * HOUR else s.finish(st, created, due)
-        s.add_task(resp, created, resp, "leads", lid, s.task_text(st, first), due, done, s.result_text(st))
+        resp = s.find_owner(created)
+        st = get_owner_style(resp)
+        due = s.pick_due(created, r.uniform(0.3, 4))
+        done = None if due >= cutoff - 2 * HOUR else s.pick_completion(st, created, due)
+        s.add_task(resp, created, resp, "leads", lid, s.write_task_text(st, first), due, done, s.write_result(st))
     if fc is not None and r.random() < style.escalate and quiet - fc > HOUR:
-        created = clock.work(fc + int((quiet - fc) * r.uniform(0.1, 0.8)), r)
-        by = s.owner(created)
+        created = clock.to_work_hours(fc + int((quiet - fc) * r.uniform(0.1, 0.8)), r)
+        by = s.find_owner(created)
         if by != sup and created < quiet:
             text = r.choice(tx.ESCALATION_TASKS).format(n=r.choice((7, 10, 12, 15, 20, 30)))
-            done = clock.work(created + r.randint(HOUR, 20 * HOUR), r)
+            done = clock.to_work_hours(created + r.randint(HOUR, 20 * HOUR), r)
             s.add_task(by, created, sup, "leads", lid, text, created + DAY, done if done < cutoff else None,
                        r.choice(tx.SUPERVISOR_RESULTS))
     if closed and r.random() < (0.25 if plan.outcome[i] == WIN else 0.1):
-        created = clock.work(closed + r.randint(HOUR, 2 * DAY), r)
-        resp = s.owner(closed)
-        st = owner_style(resp)
+        created = clock.to_work_hours(closed + r.randint(HOUR, 2 * DAY), r)
+        resp = s.find_owner(closed)
+        st = get_owner_style(resp)
         texts = tx.POST_WIN_TASKS if plan.outcome[i] == WIN else tx.POST_LOSS_TASKS
-        due = s.due(created, r.uniform(1, 3))
-        s.add_task(resp, created, resp, "leads", lid, r.choice(texts), due, s.finish(st, created, due),
-                   s.result_text(st))
+        due = s.pick_due(created, r.uniform(1, 3))
+        s.add_task(resp, created, resp, "leads", lid, r.choice(texts), due, s.pick_completion(st, created, due),
+                   s.write_result(st))
     if fc is not None and style.overdue >= 0.3 and contact and r.random() < 0.008:
         # a calling campaign dumped on one day: more tasks than anyone can do (SMART "A")
-        created = clock.work(fc + HOUR, r)
-        due = clock.at(clock.work(created + DAY), 18)
+        created = clock.to_work_hours(fc + HOUR, r)
+        due = clock.set_hour(clock.to_work_hours(created + DAY), 18)
         for n in range(TASK_SLOTS - s._tasks - 2):
-            done = s.finish(style, created, due)
-            s.add_task(s.owner(created), created + n, s.owner(created), "contacts", contact, tx.CAMPAIGN_TASK, due,
-                       done, s.result_text(style) if done else None)
+            done = s.pick_completion(style, created, due)
+            owner = s.find_owner(created)
+            s.add_task(owner, created + n, owner, "contacts", contact, tx.CAMPAIGN_TASK, due, done,
+                       s.write_result(style) if done else None)
     extra = r.random()
     if fc is not None and extra < 0.16:
-        created = clock.work(fc + int((quiet - fc) * r.random()), r)
-        resp = s.owner(created)
-        st = owner_style(resp)
-        due = s.due(created, r.uniform(0.5, 3))
+        created = clock.to_work_hours(fc + int((quiet - fc) * r.random()), r)
+        resp = s.find_owner(created)
+        st = get_owner_style(resp)
+        due = s.pick_due(created, r.uniform(0.5, 3))
         if extra < 0.07 and contact:
             text = r.choice(tx.CONTACT_TASKS).format(name=first, n=r.choice((5, 10, 15)))
-            s.add_task(resp, created, resp, "contacts", contact, text, due, s.finish(st, created, due),
-                       s.result_text(st))
+            s.add_task(resp, created, resp, "contacts", contact, text, due, s.pick_completion(st, created, due),
+                       s.write_result(st))
         elif extra < 0.11 and plan.company[i]:
             s.add_task(resp, created, resp, "companies", plan.company[i], r.choice(tx.COMPANY_TASKS), due,
-                       s.finish(st, created, due), s.result_text(st))
+                       s.pick_completion(st, created, due), s.write_result(st))
         elif extra < 0.13:
-            s.add_task(resp, created, resp, None, None, r.choice(tx.FREE_TASKS), due, s.finish(st, created, due),
-                       s.result_text(st))
+            s.add_task(resp, created, resp, None, None, r.choice(tx.FREE_TASKS), due,
+                       s.pick_completion(st, created, due),
+                       s.write_result(st))
         else:  # written after the fact: born overdue
             s.add_task(resp, created, resp, "leads", lid, r.choice(tx.BACKDATED_TASKS),
-                       created - r.randint(2 * HOUR, 20 * HOUR), created + r.randint(60, 600), s.result_text(st))
+                       created - r.randint(2 * HOUR, 20 * HOUR), created + r.randint(60, 600), s.write_result(st))
 
 
-def _finish_lead(s: Story, plan: Plan, i: int, style: Style, robot: bool, status: int, t0: int, first: str) -> None:
+def _fill_lead(s: Story, plan: Plan, i: int, style: Style, robot: bool, status: int, t0: int, first: str) -> None:
     """The lead's own fields, consistent with its story."""
     r, cutoff = s.r, plan.cutoff
     outcome, closed, lid = plan.outcome[i], plan.closed[i], plan.lead_id[i]
@@ -431,7 +435,7 @@ def _finish_lead(s: Story, plan: Plan, i: int, style: Style, robot: bool, status
         if survey > updated:
             updated, updated_by = survey, 0
     product = r.choice(tx.PRODUCTS)
-    company = "" if not plan.company[i] else company_name(plan.seed, plan.company[i])
+    company = "" if not plan.company[i] else make_company_name(plan.seed, plan.company[i])
     templates = tx.REPEAT_TEMPLATES if plan.repeat[i] else tx.LEAD_TEMPLATES
     template = r.choice([t for t in templates if company or "{company}" not in t])
     open_due = [tk[11] for tk in s.tasks if not tk[7] and tk[6] == "leads" and tk[5] == lid]
@@ -444,7 +448,7 @@ def _finish_lead(s: Story, plan: Plan, i: int, style: Style, robot: bool, status
         tags.append(r.choice(tx.TAGS[3:]))
     s.lead = {
         "id": lid, "name": template.format(product=product, company=company),
-        "price": int(price), "responsible_user_id": s.owner(cutoff), "status_id": status,
+        "price": int(price), "responsible_user_id": s.find_owner(cutoff), "status_id": status,
         "pipeline_id": plan.pipeline[i],
         "loss_reason_id": r.choice(tx.LOSS_REASONS) if outcome == LOSS and r.random() < 0.7 else None,
         "created_by": 0 if robot else s.owners[0][1], "updated_by": updated_by, "created_at": t0, "updated_at": updated,
