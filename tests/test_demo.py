@@ -26,7 +26,7 @@ import pytest
 from conftest import DEMO_AS_OF, DEMO_TODAY
 from kpi_lib import demo
 from kpi_lib.demo.plan import FIRST_MANAGER_ID
-from kpi_lib.errors import ConfigError
+from kpi_lib.errors import ConfigError, StoreError
 from kpi_lib.store import Store, load_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -482,6 +482,9 @@ def test_a_killed_or_failed_build_leaves_the_previous_store_intact(demo_store, t
     assert len(load_frames(tmp_path, "demo")["leads"]) > 1000
     with pytest.raises(ConfigError, match="YYYY-MM-DD"):
         demo.build_demo(tmp_path, today="2026-02-30")
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(StoreError, match="a-file.*--data-dir"):
+        demo.build_demo(tmp_path / "a-file" / "data", today=DEMO_TODAY)
     assert _sha(target) == before
     # a later build replaces the store, drops a stale write-ahead log and the dead build's folder
     (tmp_path / "demo.duckdb.wal").write_bytes(b"stale")

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 from ..store import Store, store_path
 from .items import (ENDPOINTS, FULL_STREAMS, list_companies, list_contacts, make_account, make_company, make_contact,
                     make_custom_fields, make_event, make_event_id, make_lead, make_note, make_pipelines_page, make_task,
@@ -188,9 +188,13 @@ def build_demo(data_dir: str | Path, account: str = "demo", seed: int = 7, today
     target = store_path(data_dir, account)
     today = resolve_today(today)
     answers = generate_account(seed, today, scale)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_builds(data_dir, account)
-    work = Path(tempfile.mkdtemp(prefix=f".{account}.build-{os.getpid()}-", dir=data_dir))
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale_builds(data_dir, account)
+        work = Path(tempfile.mkdtemp(prefix=f".{account}.build-{os.getpid()}-", dir=data_dir))
+    except OSError as exc:
+        raise StoreError(f"cannot write the demo store into {data_dir}: {exc.strerror or exc}; "
+                         "choose a writable folder with --data-dir (or KPI_DATA_DIR)") from exc
     try:
         with Store.open(work, account, read_only=False, create=True) as store:
             while chunk := list(islice(answers, 50)):  # one transaction per 50 pages: fewer commits
