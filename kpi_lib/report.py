@@ -219,6 +219,9 @@ def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | N
             parameters = run_settings.notebook_parameters()
             workers = max(1, min(jobs or os.cpu_count() or 1, MAX_JOBS, len(sources)))
             logger.info("running %d notebooks for %s on %d workers", len(sources), week, workers)
+            from . import kpis
+
+            ctx = kpis.load_context(run_settings)  # a bad setting stops the run here, before any kernel
             pending = staging / PENDING_NAME
             pending.touch()  # the kernels start while the figures are computed, then read them
             data: WeekData | None = None
@@ -228,7 +231,7 @@ def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | N
                 futures = [pool.submit(execute_notebook, src.stem, src, staging, parameters, kernel, timeout)
                            for src in sources]
                 try:
-                    data = build_week_data(run_settings)
+                    data = build_week_data(run_settings, ctx=ctx)
                     write_week_data(data, staging)
                     logger.debug("figures ready after %.2f s", time.monotonic() - clock)
                 except Exception as exc:  # the notebooks show the same failure; the index says so

@@ -80,7 +80,7 @@ def cache_key(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def build_week_data(settings: Settings, now: datetime | None = None) -> WeekData:
+def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = None) -> WeekData:
     """Compute the week's figures from the store (the slow path).
 
     Parameters
@@ -89,11 +89,13 @@ def build_week_data(settings: Settings, now: datetime | None = None) -> WeekData
         Resolved settings; ``week`` and ``as_of`` as the notebook received them.
     now : datetime, optional
         The current instant (``settings.as_of`` pins it).
+    ctx : kpi_lib.kpis.Context, optional
+        The context of these settings, when already loaded.
     """
     from . import kpis
 
     key = cache_key(settings)
-    ctx = kpis.load_context(settings, now=now)
+    ctx = ctx if ctx is not None else kpis.load_context(settings, now=now)
     result = kpis.compute_kpis(ctx)
     trends = kpis.compute_trends(ctx, weeks=settings.kpi.trend_weeks)
     targets = kpis.target_table(ctx, result, trends)

@@ -60,6 +60,10 @@ def test_failed_notebook_keeps_the_last_good_report(demo_store, tmp_path, capsys
     assert (week / "06_smart_audit.html").read_bytes() == previous_html
     assert (week / "notebooks" / "06_smart_audit.ipynb").read_bytes() == previous_nb
     failed_page = (week / "06_smart_audit.failed.html").read_text(encoding="utf-8")
+    from tests.browser import check_page
+
+    shown = check_page(week / "06_smart_audit.failed.html")
+    assert shown.console_errors == [] and "boom <b>bold</b>" in shown.text
     assert "RuntimeError" in failed_page and "boom &lt;b&gt;bold&lt;/b&gt;" in failed_page
     assert "<b>bold</b>" not in failed_page
     failed_nb = nbformat.read(week / "notebooks" / "06_smart_audit.failed.ipynb", as_version=4)
@@ -111,7 +115,10 @@ def test_a_bad_store_changes_nothing(demo_store, tmp_path):
     (out / "2026-W47" / "index.html").write_text("previous", encoding="utf-8")
     with pytest.raises(KpiError):
         render_week(settings_for(tmp_path / "no-data"), out)
+    with pytest.raises(KpiError, match="424242"):  # a manager id the account does not have
+        render_week(settings_for(demo_store, kpi={"managers": [424242]}), out)
     assert (out / "2026-W47" / "index.html").read_text(encoding="utf-8") == "previous"
+    assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".lock")) == ["2026-W47"]
 
 
 @pytest.mark.slow
