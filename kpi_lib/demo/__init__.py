@@ -97,6 +97,7 @@ def generate_account(seed: int = 7, today: date | str | None = None, scale: floa
 
 
 def _generate(seed: int, today: date, scale: float) -> Iterator[tuple[str, dict | None]]:
+    """The pages in dependency order (see :func:`generate_account`)."""
     plan = make_plan(seed, today, scale)
     stories = _Stories(plan)
     yield "account", make_account(plan)
@@ -151,6 +152,7 @@ class _Stories:
             self._flush()
 
     def _flush(self) -> None:
+        """Append the kept parts to their spools and forget them."""
         for name, items in self.parts.items():
             pickle.dump(items, self.spools[name], protocol=pickle.HIGHEST_PROTOCOL)
             items.clear()

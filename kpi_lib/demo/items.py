@@ -40,6 +40,7 @@ FULL_STREAMS = ("users", "pipelines", "lead_custom_fields")
 
 
 def _make_link(path: str) -> dict:
+    """A HAL ``_links`` object pointing at ``path`` on the demo account."""
     return {"self": {"href": f"{BASE}{path}"}}
 
 def paginate(entity: str, records: Iterable[Any], build: Callable[[Any, str], dict] | None = None,
@@ -52,6 +53,7 @@ def paginate(entity: str, records: Iterable[Any], build: Callable[[Any, str], di
     page = 0
 
     def make(last: bool) -> dict:
+        """One page of the current chunk."""
         query = urlencode(params + (("limit", limit), ("page", page)))
         suffix = "?" + urlencode(params + (("page", page), ("limit", limit)))
         links = {"self": {"href": f"{BASE}{path}?{query}"}}
@@ -79,6 +81,7 @@ def paginate(entity: str, records: Iterable[Any], build: Callable[[Any, str], di
 
 
 def make_account(plan: Plan) -> dict:
+    """``GET /api/v4/account`` with every ``with=`` extra, including ``datetime_settings``."""
     offset = plan.clock.offset // 3600
     return {
         "id": ACCOUNT_ID, "name": "Демо Продажи", "subdomain": SUBDOMAIN, "current_user_id": plan.supervisor.id,
@@ -109,6 +112,7 @@ def make_account(plan: Plan) -> dict:
 
 
 def make_user(plan: Plan, user: User) -> dict:
+    """A ``/api/v4/users`` item (``with=role,group``): flags inside ``rights``."""
     level = "A" if user.is_admin else "M"
     entity = {"view": "A", "edit": level, "add": "A", "delete": level if user.is_admin else "D",
               "export": level if user.is_admin else "D"}
@@ -128,6 +132,7 @@ def make_user(plan: Plan, user: User) -> dict:
 
 
 def make_pipelines_page() -> dict:
+    """The ``/api/v4/leads/pipelines`` answer: both pipelines with their statuses."""
     pipelines = []
     for sort, (pid, (name, statuses)) in enumerate(dp.PIPELINES.items(), start=1):
         rows = [(sid, sname, ssort, stype, color, stype != 1) for sid, sname, ssort, stype, color in statuses]
@@ -147,7 +152,10 @@ def make_pipelines_page() -> dict:
 
 
 def make_custom_fields() -> list[dict]:
+    """The lead custom fields: CSAT and NPS (numeric), the lead source (select), a contract number."""
+
     def make_field(fid: int, name: str, kind: str, sort: int, enums: list | None = None) -> dict:
+        """One field definition."""
         return {"id": fid, "name": name, "type": kind, "code": None, "sort": sort, "is_predefined": False,
                 "is_deletable": True, "is_api_only": False, "is_computed": False, "entity_type": "leads",
                 "settings": None, "remind": None, "group_id": None, "enums": enums, "required_statuses": None,
@@ -164,12 +172,14 @@ _FIELD_META = {dp.CSAT_FIELD: ("CSAT", "numeric"), dp.NPS_FIELD: ("NPS", "numeri
 
 
 def _make_field_value(field_id: int, value: Any) -> dict:
+    """One ``custom_fields_values`` entry of a lead."""
     name, kind = _FIELD_META[field_id]
     values = [{"value": value[1], "enum_id": value[0], "enum_code": None}] if kind == "select" else [{"value": value}]
     return {"field_id": field_id, "field_name": name, "field_code": None, "field_type": kind, "values": values}
 
 
 def make_lead(plan: Plan, story: Story, query: str) -> dict:
+    """A ``/api/v4/leads?with=contacts`` item with the real capture's keys and link quirk."""
     lead, i = story.lead, story.i
     contacts = []
     if plan.contact[i]:
@@ -205,6 +215,7 @@ def list_contacts(plan: Plan) -> Iterator[tuple[int, int]]:
 
 
 def make_contact(plan: Plan, record: tuple[int, int], query: str) -> dict:
+    """A ``/api/v4/contacts`` item: Russian name, phone (and often email) multitext fields."""
     i, cid = record
     first, last = dp.make_contact_name(plan.seed, cid)
     created = dp.compute_contact_created(plan, i, cid)
@@ -239,6 +250,7 @@ def list_companies(plan: Plan) -> list[tuple[int, int]]:
 
 
 def make_company(plan: Plan, record: tuple[int, int], query: str) -> dict:
+    """A ``/api/v4/companies`` item."""
     cid, i = record
     created = plan.created[i] - plan.pre_call[i] - 3600 - dp.mix(plan.seed, cid) % 7200
     manager = plan.managers[plan.manager[i]].id
@@ -255,6 +267,7 @@ def make_company(plan: Plan, record: tuple[int, int], query: str) -> dict:
 
 
 def make_task(task: tuple, query: str) -> dict:
+    """A ``/api/v4/tasks`` item: ``result`` is ``[]`` when empty, else ``{"text": ...}``."""
     tid, by, created, updated, resp, entity_id, entity_type, done, kind, text, result, due, duration = task
     return {
         "id": tid, "created_by": by, "updated_by": resp if done else by, "created_at": created, "updated_at": updated,
@@ -266,6 +279,7 @@ def make_task(task: tuple, query: str) -> dict:
 
 
 def make_note(call: tuple, query: str) -> dict:
+    """A ``call_in``/``call_out`` note; ``call_status`` is left out where the telephony sends none."""
     nid, kind, entity_id, note_type, t, by, resp, uniq, duration, status, result, source, phone = call
     params: dict[str, Any] = {"uniq": uniq, "duration": duration, "source": source,
                               "link": f"https://rec.{SUBDOMAIN}.ru/records/{uniq or nid}.mp3" if duration else None,
@@ -291,6 +305,7 @@ def make_event_id(seed: int, n: int) -> str:
 
 
 def make_event(event: tuple, query: str) -> dict:
+    """An ``/api/v4/events`` item with its string id, values and ``_embedded.entity``."""
     eid, kind, entity_type, entity_id, by, before, after, t = event
     path = f"/api/v4/{_PLURAL[entity_type]}/{entity_id}"
     return {"id": eid, "type": kind, "entity_id": entity_id, "entity_type": entity_type, "created_by": by,

@@ -94,6 +94,8 @@ MAX_MANAGERS = 120
 
 @dataclass(frozen=True)
 class User:
+    """A user of the account; managers carry their :class:`Style`."""
+
     id: int
     name: str
     email: str
@@ -181,6 +183,7 @@ class Plan:
 
     @property
     def supervisor(self) -> User:
+        """The head of sales (the only admin)."""
         return self.users[0]
 
     def get_style(self, user_id: int, default: Style) -> Style:

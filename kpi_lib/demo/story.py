@@ -40,6 +40,7 @@ class Story:
 
     # -- who and when --------------------------------------------------------------------
     def find_owner(self, t: int) -> int:
+        """The lead's responsible user at ``t``."""
         found = self.owners[0][1]
         for start, uid in self.owners:
             if start <= t:
@@ -47,18 +48,21 @@ class Story:
         return found
 
     def pick_due(self, t: int, days: float) -> int:
+        """A due time about ``days`` after ``t`` on a working day: end of day or a round hour."""
         r, clock = self.r, self.plan.clock
         day = clock.to_work_hours(t + int(days * DAY))
         return clock.set_hour(day, 23 + 59 / 60) if r.random() < 0.5 else clock.set_hour(day, r.randint(10, 18))
 
     def add_event(self, t: int, kind: str, entity_type: str, entity_id: int, by: int, before: list,
                   after: list) -> None:
+        """Record an event (dropped when it would fall after the data ends)."""
         if t < self.plan.cutoff:
             self.events.append((t, len(self.events), kind, entity_type, entity_id, by, before, after))
 
     # -- calls ---------------------------------------------------------------------------
     def add_call(self, t: int, on_contact: bool, direction: str, connected: bool, caller: int,
                  event: bool = True) -> None:
+        """Record a call note on the lead or its contact, sometimes on both, and maybe its event."""
         plan, r = self.plan, self.r
         if t >= plan.cutoff or t < plan.start or self._notes >= NOTE_SLOTS - 2 or plan.has_left(caller, t):
             return
@@ -120,6 +124,7 @@ class Story:
     def add_task(self, by: int, created: int, resp: int, entity_type: str | None, entity_id: int | None, text: str,
                  due: int, done: int | None, result: str | None = None, kind: int = 1, duration: int = 0,
                  event: bool = True) -> None:
+        """Record a task, its ``task_completed`` event(s) and the time it was last updated."""
         plan, r = self.plan, self.r
         if created >= plan.cutoff or self._tasks >= TASK_SLOTS or plan.has_left(by, created):
             return
@@ -138,6 +143,7 @@ class Story:
                            result if done else None, due, duration))
 
     def write_task_text(self, style: Style, name: str, meeting: bool = False) -> str:
+        """A task text in the manager's style: well written or vague."""
         r = self.r
         if r.random() >= style.good_text:
             return r.choice(tx.VAGUE_TASKS)
@@ -145,6 +151,7 @@ class Story:
         return text.format(n=r.randint(5, 20), h=r.randint(10, 17), name=name, num=r.randint(1000, 9999))
 
     def write_result(self, style: Style) -> str | None:
+        """A completed task's result in the manager's style, or None for none."""
         r = self.r
         if r.random() >= style.result:
             return None
@@ -326,6 +333,7 @@ def _add_tasks(s: Story, plan: Plan, i: int, style: Style, robot: bool, fc: int 
     sup = plan.supervisor.id
 
     def get_owner_style(uid: int) -> Style:
+        """The style of whoever owns the lead (the creator's for the supervisor)."""
         return plan.get_style(uid, style)
 
     if robot and r.random() < 0.7:
