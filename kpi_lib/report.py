@@ -31,8 +31,6 @@ from . import i18n
 from .config import Settings, with_overrides
 from .errors import KpiError, ReportError
 from .log import logger, redact
-from .periods import report_timezone, resolve_week
-from .store import Store
 from .weekdata import CACHE_NAME, PENDING_NAME, WeekData, build_week_data, write_week_data
 
 #: The report notebooks, in order, and the KPI block each shows.
@@ -99,16 +97,19 @@ def pinned_kernel() -> str:
     return "kpi-report"
 
 
-def resolve_run_settings(settings: Settings, now: datetime | None = None) -> Settings:
-    """Settings with the week label resolved and 'now' pinned, as every notebook will receive them."""
-    with Store.open(settings.data_dir, settings.account, read_only=True) as store:
-        account = store.frame("account")
-    account_tz = account["timezone"].iloc[0] if len(account) else None
-    tz = report_timezone(settings.kpi.timezone, account_tz if isinstance(account_tz, str) else None)
-    now = (now or datetime.now(timezone.utc)).astimezone(tz)
-    week, _ = resolve_week(settings.week, settings.as_of, tz, now)
-    pinned = settings.as_of or now.isoformat(timespec="seconds")
-    return with_overrides(settings, week=week.label, as_of=pinned)
+def load_run_context(settings: Settings, now: datetime | None = None):
+    """The KPI context of the run and the settings every notebook receives.
+
+    The week label is resolved and 'now' pinned (to the second), so a notebook re-run later
+    from its parameters shows the same week as of the same moment.
+    """
+    from . import kpis
+
+    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    ctx = kpis.load_context(settings, now=now)  # a bad setting or store stops the run here
+    pinned = settings.as_of or ctx.now.isoformat(timespec="seconds")
+    ctx.settings = with_overrides(settings, week=ctx.week.label, as_of=pinned)
+    return ctx
 
 
 @dataclass
@@ -206,8 +207,8 @@ def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | N
     if not sources:
         raise ReportError(f"no notebooks in {notebooks_dir}: run from the project folder or pass the notebooks folder")
     clock = time.monotonic()
-    run_settings = resolve_run_settings(settings, now)
-    week = run_settings.week
+    ctx = load_run_context(settings, now)
+    run_settings, week = ctx.settings, ctx.week.label
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / week
     run = WeekRun(week=week, folder=final)
@@ -219,9 +220,6 @@ def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | N
             parameters = run_settings.notebook_parameters()
             workers = max(1, min(jobs or os.cpu_count() or 1, MAX_JOBS, len(sources)))
             logger.info("running %d notebooks for %s on %d workers", len(sources), week, workers)
-            from . import kpis
-
-            ctx = kpis.load_context(run_settings)  # a bad setting stops the run here, before any kernel
             pending = staging / PENDING_NAME
             pending.touch()  # the kernels start while the figures are computed, then read them
             data: WeekData | None = None

@@ -211,6 +211,21 @@ def test_open_report_computes_alone_and_trusts_only_a_matching_cache(demo_store,
     assert load_week_data(settings).result["kpis"]["average_check"]["team"]["avg_check"] == pytest.approx(team)
 
 
+@pytest.mark.parametrize("params", sorted((ROOT / "params").glob("*.yaml")), ids=lambda p: p.name)
+def test_notebooks_find_the_runs_figures(demo_store, params):
+    """The cache key a notebook computes from its parameters is the one the run wrote."""
+    import ast
+
+    from kpi_lib.report import load_run_context
+    from kpi_lib.weekdata import cache_key
+
+    run = load_run_context(load_settings(params, overrides={"data_dir": str(demo_store)})).settings
+    # papermill writes the parameters into the notebook as Python literals
+    received = {k: ast.literal_eval(repr(v)) for k, v in run.notebook_parameters().items()}
+    assert cache_key(load_settings(overrides=received)) == cache_key(run)
+    assert received["week"] == run.week and received["as_of"]
+
+
 def test_strings_exist_in_both_languages_with_the_same_placeholders():
     fields = re.compile(r"{(\w+)}")
     for key, entry in i18n.strings().items():
