@@ -124,6 +124,22 @@ def test_same_seed_and_today_give_identical_pages_and_other_seeds_differ(pages):
     assert digest(demo.generate_account(seed=7, today=DEMO_TODAY + timedelta(days=7), scale=0.1)) != small
 
 
+def test_pages_do_not_depend_on_string_hashing():
+    script = textwrap.dedent("""
+        import hashlib, json
+        from datetime import date
+        from kpi_lib.demo import generate_account
+        h = hashlib.sha256()
+        for entity, page in generate_account(seed=7, today=date(2026, 11, 25), scale=0.1):
+            h.update(json.dumps([entity, page], ensure_ascii=False).encode())
+        print(h.hexdigest())
+    """)
+    digests = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT), PYTHONHASHSEED=str(n))).stdout.strip()
+               for n in (1, 2)}
+    assert digests == {digest(demo.generate_account(seed=7, today=DEMO_TODAY, scale=0.1))}
+
+
 def test_spooled_generation_equals_the_in_memory_one(monkeypatch):
     kept = digest(demo.generate_account(seed=7, today=DEMO_TODAY, scale=0.1))
     monkeypatch.setattr(demo, "CACHE_LEADS", 50)  # the temporary-file path taken at large scales
