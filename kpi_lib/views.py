@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import math
-import warnings
 from typing import Any
 
 import numpy as np
@@ -23,10 +22,6 @@ from .config import EXTRA_TARGETS, PRIMARY, load_settings
 from .render import render
 from .sections import SAMPLE, SMALL_N
 from .weekdata import WeekData, load_week_data
-
-warnings.filterwarnings("ignore", category=FutureWarning)
-warnings.filterwarnings("ignore", category=RuntimeWarning)
-warnings.filterwarnings("ignore", category=UserWarning, module="matplotlib")
 
 ARROWS = {"↑": "trend.up", "↓": "trend.down", "→": "trend.flat", "·": "trend.none"}
 
