@@ -411,7 +411,8 @@ def _add_tasks(s: Story, plan: Plan, i: int, style: Style, robot: bool, fc: int 
                        s.write_result(st))
         else:  # written after the fact: born overdue
             s.add_task(resp, created, resp, "leads", lid, r.choice(tx.BACKDATED_TASKS),
-                       created - r.randint(2 * HOUR, 20 * HOUR), created + r.randint(60, 600), s.write_result(st))
+                       (created - r.randint(2 * HOUR, 20 * HOUR)) // HOUR * HOUR, created + r.randint(60, 600),
+                       s.write_result(st))
 
 
 def _fill_lead(s: Story, plan: Plan, i: int, style: Style, robot: bool, status: int, t0: int, first: str) -> None:
