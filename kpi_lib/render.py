@@ -173,6 +173,8 @@ def write_index(folder: Path, run: "WeekRun", data: "WeekData | None", settings:
                   account=summary["account"]["name"] or "", freshness=freshness, card=summary["scorecard"],
                   targets=t("index.targets_met", met=summary["targets_met"], total=summary["targets_total"]),
                   notebooks=run.notebooks, error=t("index.no_scorecard", error=run.error) if run.error else None,
+                  stale=t("index.stale") if data is not None and data.last_sync_at is not None
+                  and not data.current and data.last_sync_at < data.week.end else None,
                   inactive=set() if data is None else {str(int(u)) for u, active in
                                                        zip(data.managers["user_id"], data.managers["active"])
                                                        if not active},

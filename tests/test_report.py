@@ -142,6 +142,11 @@ def test_reports_index_lists_every_week_newest_first(demo_store, tmp_path):
     assert summary["charts"] == [{"file": "charts/average_check.png", "title": "Average check: Average check"}]
     assert (out / "2026-W46" / "charts" / "average_check.png").read_bytes()[:4] == b"\x89PNG"
     datetime.fromisoformat(summary["generated_at"])
+    assert "synced before this week ended" not in week_index
+    later = load_settings(overrides={"data_dir": str(demo_store), "as_of": "2026-12-25T12:00:00+03:00",
+                                     "week": "2026-W48"})
+    assert render_week(later, out, notebooks_dir=nbs).ok  # the demo was synced on 25 Nov, before W48 ended
+    assert "synced before this week ended" in (out / "2026-W48" / "index.html").read_text(encoding="utf-8")
 
 
 @pytest.fixture
