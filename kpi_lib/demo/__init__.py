@@ -14,8 +14,9 @@ ending with the last complete week before ``today`` (Moscow time), plus the curr
 to ``today`` 00:00.
 
 Modules: :mod:`~kpi_lib.demo.plan` (people, styles and every lead's skeleton),
-:mod:`~kpi_lib.demo.story` (one lead's calls, tasks and events), :mod:`~kpi_lib.demo.items`
-(API v4 pages and items), :mod:`~kpi_lib.demo.texts` (Russian names and task texts).
+:mod:`~kpi_lib.demo.story` (one lead's calls and events), :mod:`~kpi_lib.demo.tasks` (its
+tasks), :mod:`~kpi_lib.demo.items` (API v4 pages and items) and :mod:`~kpi_lib.demo.texts`
+(Russian names and task texts).
 
 Same seed and same ``today`` give byte-identical pages.  Generation streams: each lead's story
 is told once from its own seeded random stream; its tasks, calls and events wait for their
