@@ -283,7 +283,9 @@ class BlockReport:
         columns = {k: self.t(f"col.{k}") for k in ("manager", "task", "due", "score", "link")}
         return Html(render("report_tasks.html.j2", heading=self.t("sec.worst_tasks"), columns=columns,
                            rows=sections.worst_task_rows(self, limit), open=self.t("smart.open_lead"),
-                           overdue=self.t("smart.overdue"), empty=self.t("smart.no_tasks")), "worst tasks")
+                           overdue=self.t("smart.overdue"), empty=self.t("smart.no_tasks"),
+                           legend=f"✓ {self.t('smart.pass')} · ✗ {self.t('smart.fail')} · – {self.t('smart.na')}"),
+                    "worst tasks")
 
     def due_tasks(self) -> Html:
         """Each manager's open tasks for today and tomorrow (current week only)."""
