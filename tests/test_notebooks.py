@@ -81,6 +81,8 @@ def test_every_notebook_executes(weekly_runs, params):
     summary = json.loads((week / "summary.json").read_text(encoding="utf-8"))
     assert code == 0 and summary["ok"], [n for n in summary["notebooks"] if not n["ok"]]
     assert summary["lang"] == lang and summary["week"] == "2026-W47"
+    assert [c["file"] for c in summary["charts"]] == [f"charts/{block}.png" for block in NOTEBOOKS.values()]
+    assert all((week / c["file"]).read_bytes()[:4] == b"\x89PNG" for c in summary["charts"])
     for name in NOTEBOOKS:
         nb = nbformat.read(week / "notebooks" / f"{name}.ipynb", as_version=4)
         assert nb.metadata["papermill"]["parameters"]["lang"] == lang
