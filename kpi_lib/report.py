@@ -213,6 +213,8 @@ def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | N
     final = out_dir / week
     run = WeekRun(week=week, folder=final)
     with FileLock(str(out_dir / f".{week}.lock")):
+        for stale in out_dir.glob(f".{week}.staging-*"):  # left by a run that was killed (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{week}.staging-", dir=out_dir))
         try:
             (staging / "notebooks").mkdir()

@@ -124,10 +124,12 @@ def test_a_bad_store_changes_nothing(demo_store, tmp_path):
 @pytest.mark.slow
 def test_reports_index_lists_every_week_newest_first(demo_store, tmp_path):
     out, nbs = tmp_path / "reports", notebooks_dir(tmp_path, "04_average_check")
+    (out / ".2026-W47.staging-killed" / "notebooks").mkdir(parents=True)  # as a killed run leaves it
     for week in ("2026-W46", "2026-W47"):
         assert render_week(settings_for(demo_store, week=week), out, notebooks_dir=nbs).ok
     index = (out / "index.html").read_text(encoding="utf-8")
     assert index.index("2026-W47/index.html") < index.index("2026-W46/index.html")
+    assert not list(out.glob(".*staging*"))
     week_index = (out / "2026-W46" / "index.html").read_text(encoding="utf-8")
     assert "04_average_check.html" in week_index and "summary" not in week_index.lower()
     summary = json.loads((out / "2026-W46" / "summary.json").read_text(encoding="utf-8"))
