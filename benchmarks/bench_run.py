@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
-import papermill  # noqa: F401  (imported before either timing, as the run's own imports are)
+import papermill  # imported before either timing
 
 from kpi_lib.config import load_settings
 from kpi_lib.report import MAX_JOBS, NOTEBOOKS_DIR, pinned_kernel, run_command
@@ -51,8 +51,6 @@ def cpu_seconds() -> float:
 
 def time_floor(folder: Path, parameters: dict, jobs: int) -> tuple[float, float]:
     """Wall and CPU seconds to execute the trivial notebooks in parallel, as the run does."""
-    import papermill
-
     kernel = pinned_kernel()
     sources = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
     trivial = []

@@ -29,7 +29,7 @@ from filelock import FileLock
 
 from . import i18n
 from .config import Settings, with_overrides
-from .errors import KpiError, ReportError
+from .errors import ReportError
 from .log import logger, redact
 from .weekdata import CACHE_NAME, PENDING_NAME, WeekData, build_week_data, write_week_data
 
@@ -159,9 +159,13 @@ def finish_notebook(done: Execution, staging: Path, timeout: int, lang: str) -> 
     title = i18n.block_title(NOTEBOOKS[name], lang) if name in NOTEBOOKS else name
     nb.metadata["title"] = title
     if done.error is None:
-        (staging / f"{name}.html").write_text(render_notebook_html(nb, lang), encoding="utf-8")
-        return NotebookRun(name, title, f"{name}.html", True, seconds=done.seconds,
-                           notebook=f"notebooks/{name}.ipynb", chart=save_team_chart(nb, staging, lang))
+        try:
+            (staging / f"{name}.html").write_text(render_notebook_html(nb, lang), encoding="utf-8")
+            return NotebookRun(name, title, f"{name}.html", True, seconds=done.seconds,
+                               notebook=f"notebooks/{name}.ipynb", chart=save_team_chart(nb, staging, lang))
+        except Exception as exc:  # a page that cannot be rendered is a failed report, not a lost run
+            done.error = exc
+            (staging / f"{name}.html").unlink(missing_ok=True)
     output = staging / "notebooks" / f"{name}.ipynb"
     failed = output.with_name(f"{name}.failed.ipynb")
     nbformat.write(nb, failed)
