@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
+from .config import LANGUAGES
 from .errors import ConfigError
 
 NBSP = "\u00a0"
-LANGUAGES = ("en", "ru")
 _STRINGS = Path(__file__).with_name("locale") / "strings.yaml"
 _MONTHS = {
     "en": ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
