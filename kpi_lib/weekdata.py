@@ -117,7 +117,7 @@ def load_week_data(settings: Settings, folder: str | os.PathLike | None = None,
     deadline = time.monotonic() + PENDING_WAIT
     while pending.exists() and not path.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    if path.is_file():
+    if path.is_file() and _private(path):
         try:
             with path.open("rb") as fh:
                 data = pickle.load(fh)
@@ -127,6 +127,12 @@ def load_week_data(settings: Settings, folder: str | os.PathLike | None = None,
         except Exception:  # a stale or damaged cache is simply recomputed
             pass
     return build_week_data(settings, now=now)
+
+
+def _private(path: Path) -> bool:
+    """Only a file this user wrote and nobody else can change is unpickled (it runs code)."""
+    info = path.stat()
+    return info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 def write_week_data(data: WeekData, folder: str | os.PathLike) -> Path:

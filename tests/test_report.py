@@ -214,6 +214,9 @@ def test_open_report_computes_alone_and_trusts_only_a_matching_cache(demo_store,
     assert load_week_data(settings).result["kpis"]["average_check"]["team"]["avg_check"] == 123.0
     other = settings_for(demo_store, week="2026-W46")
     assert load_week_data(other).week.label == "2026-W46"  # another week's parameters: recomputed
+    (tmp_path / CACHE_NAME).chmod(0o666)  # a file others could have changed is never unpickled
+    assert load_week_data(settings).result["kpis"]["average_check"]["team"]["avg_check"] == pytest.approx(team)
+    (tmp_path / CACHE_NAME).chmod(0o600)
     (tmp_path / CACHE_NAME).write_bytes(b"not a pickle")
     assert load_week_data(settings).result["kpis"]["average_check"]["team"]["avg_check"] == pytest.approx(team)
 
