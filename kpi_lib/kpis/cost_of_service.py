@@ -26,16 +26,16 @@ def escalations(ctx: "Context", span: Span) -> pd.DataFrame:
     f = facts_of(ctx)
     sup = ctx.supervisor_ids
     tasks = f.tasks
-    e1 = tasks.loc[(tasks["etype"] == 1).to_numpy() & member(tasks["responsible"], sup)
-                   & tasks["lead_counted"].to_numpy()]
-    e1 = scope(ctx, e1, span, "created_at", "created_by").assign(kind="E1", t=lambda d: d["created_at"], minutes=0.0)
+    asks = (tasks["etype"] == 1).to_numpy() & member(tasks["responsible"], sup) & tasks["lead_counted"].to_numpy()
+    e1 = scope(ctx, tasks, span, "created_at", "created_by", asks, ["created_at", "created_by", "lead_id"])
+    e1 = e1.assign(kind="E1", t=e1["created_at"], minutes=0.0)
     ev = f.responsible_events
     ev = ev.loc[member(ev["after"], sup) & f.lead_attr(ev["lead_id"], "counted")]
     e2 = scope(ctx, ev, span, "t", "before").assign(kind="E2", minutes=0.0)
     calls = f.calls
-    calls = calls.loc[calls["connected"].to_numpy() & member(calls["caller"], sup)
-                      & calls["lead_counted"].to_numpy()]
-    calls = calls.loc[(calls["t"] >= span.start) & (calls["t"] < span.end)]
+    t = calls["t"].to_numpy()
+    calls = calls.loc[calls["connected"].to_numpy() & member(calls["caller"], sup) & calls["lead_counted"].to_numpy()
+                      & (t >= span.start) & (t < span.end), ["t", "lead_id", "duration"]]
     calls = calls.assign(owner=f.owner_at(calls["lead_id"], calls["t"]))
     e3 = scope(ctx, calls, span, "t", "owner").assign(kind="E3", minutes=lambda d: d["duration"] / 60.0)
     cols = ["w", "m", "lead_id", "kind", "t", "minutes"]
@@ -45,14 +45,14 @@ def escalations(ctx: "Context", span: Span) -> pd.DataFrame:
 def worked_leads(ctx: "Context", span: Span) -> pd.DataFrame:
     """Leads a manager worked in the span (calls, status changes, completed lead tasks): ``w, m, lead_id``."""
     f = facts_of(ctx)
-    calls = f.calls.loc[f.calls["lead_counted"].to_numpy()]
-    status = f.status.loc[f.status["lead_counted"].to_numpy()]
-    tasks = f.tasks
-    tasks = tasks.loc[tasks["is_completed"].to_numpy() & (tasks["etype"] == 1).to_numpy()
-                      & tasks["lead_counted"].to_numpy()]
+    calls, status, tasks = f.calls, f.status, f.tasks
+    done = tasks["is_completed"].to_numpy() & (tasks["etype"] == 1).to_numpy() & tasks["lead_counted"].to_numpy()
     cols = ["w", "m", "lead_id"]
-    return pd.concat([scope(ctx, calls, span, "t", "caller")[cols], scope(ctx, status, span, "t", "actor")[cols],
-                      scope(ctx, tasks, span, "done_at", "responsible")[cols]], ignore_index=True)
+    return pd.concat([
+        scope(ctx, calls, span, "t", "caller", calls["lead_counted"], ["t", "caller", "lead_id"])[cols],
+        scope(ctx, status, span, "t", "actor", status["lead_counted"], ["t", "actor", "lead_id"])[cols],
+        scope(ctx, tasks, span, "done_at", "responsible", done, ["done_at", "responsible", "lead_id"])[cols],
+    ], ignore_index=True)
 
 
 def compute_cost_of_service(ctx: "Context", span: Span) -> pd.DataFrame:

@@ -20,6 +20,16 @@ KEYS = ("fcr_eligible", "fcr_resolved", "fcr_pct", "fcr_final", "first_call_conn
 DAY_S = 86400
 
 
+def _firsts(pos: np.ndarray, mask: np.ndarray, leads: np.ndarray) -> np.ndarray:
+    """Row of the first ``mask`` row of each lead in ``leads`` (rows sorted by lead), -1 if none."""
+    rows = np.flatnonzero(mask)
+    head = rows[np.r_[True, pos[rows][1:] != pos[rows][:-1]]] if len(rows) else rows
+    out = np.full(len(leads), -1, dtype="int64")
+    at = np.searchsorted(leads, pos[head])
+    out[at] = head
+    return out
+
+
 def lead_calls(ctx: "Context") -> pd.DataFrame:
     """Per counted lead with calls: first call (``fa_*``), first connected call (``fc_*``),
     whether ``fc`` resolved the lead, and ``t1`` (first ``call_out`` or connected ``call_in``)."""
@@ -27,25 +37,35 @@ def lead_calls(ctx: "Context") -> pd.DataFrame:
         return ctx.cache["lead_calls"]
     f = facts_of(ctx)
     window = ctx.settings.kpi.fcr_window_days * DAY_S
-    calls = f.calls.loc[f.calls["lead_counted"].to_numpy()]
-    calls = calls.iloc[np.lexsort((calls["id"].to_numpy(), calls["t"].to_numpy(), calls["lead_id"].to_numpy()))]
-    first = calls.drop_duplicates("lead_id").set_index("lead_id")
-    out = pd.DataFrame({"fa_t": first["t"], "fa_caller": first["caller"], "fa_connected": first["connected"]})
-    connected = calls.loc[calls["connected"].to_numpy()].drop_duplicates("lead_id").set_index("lead_id")
-    out["fc_t"] = connected["t"].reindex(out.index)
-    out["fc_caller"] = connected["caller"].reindex(out.index)
-    pos, _ = f.lead_pos(out.index.to_numpy())
-    fc = out["fc_t"].to_numpy()
-    again = calls.loc[calls["connected"].to_numpy() | calls["call_in"].to_numpy()]
-    again_keys = np.sort(sort_key(f.lead_pos(again["lead_id"])[0], again["t"]))
+    calls = f.calls
+    keep = calls["lead_counted"].to_numpy()
+    pos = f.lead_pos(calls["lead_id"].to_numpy()[keep])[0]
+    t, ids = calls["t"].to_numpy()[keep], calls["id"].to_numpy()[keep]
+    order = np.lexsort((ids, t, pos))
+    pos, t = pos[order], t[order]
+    caller = calls["caller"].to_numpy()[keep][order]
+    connected = calls["connected"].to_numpy()[keep][order]
+    call_in, call_out = calls["call_in"].to_numpy()[keep][order], calls["call_out"].to_numpy()[keep][order]
+    leads = np.unique(pos)
+    fa = _firsts(pos, np.ones(len(pos), dtype=bool), leads)
+    fc = _firsts(pos, connected, leads)
+    reach = _firsts(pos, call_out | (call_in & connected), leads)
+
+    def pick(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return np.where(rows >= 0, values[np.maximum(rows, 0)] if len(values) else np.nan, np.nan)
+
+    fc_t = pick(t, fc)
+    keys = sort_key(pos, t)  # already in order: lead, then time
+    again_keys = keys[connected | call_in]
     moves = f.status.loc[f.status["advances"].to_numpy() & f.status["lead_counted"].to_numpy()]
     move_keys = np.sort(sort_key(f.lead_pos(moves["lead_id"])[0], moves["t"]))
-    lo, hi = sort_key(pos, fc), sort_key(pos, fc + window)
-    called_back = count_sorted(again_keys, lo, hi) > 0
-    advanced = count_sorted(move_keys, lo, hi) > 0
-    out["fc_resolved"] = np.where(np.isnan(fc), False, ~called_back & advanced)
-    reach = calls.loc[calls["call_out"].to_numpy() | (calls["call_in"].to_numpy() & calls["connected"].to_numpy())]
-    out["t1"] = reach.drop_duplicates("lead_id").set_index("lead_id")["t"].reindex(out.index)
+    lo, hi = sort_key(leads, fc_t), sort_key(leads, fc_t + window)
+    resolved = (count_sorted(again_keys, lo, hi) == 0) & (count_sorted(move_keys, lo, hi) > 0)
+    out = pd.DataFrame({
+        "fa_t": pick(t, fa), "fa_caller": pick(caller, fa), "fa_connected": pick(connected, fa) == 1,
+        "fc_t": fc_t, "fc_caller": pick(caller, fc), "fc_resolved": ~np.isnan(fc_t) & resolved,
+        "t1": pick(t, reach),
+    }, index=pd.Index(f.lead_ids[leads] if len(f.lead_ids) else np.zeros(0), name="lead_id"))
     ctx.cache["lead_calls"] = out
     return out
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from .average_check import compute_average_check
-from .common import Span, grid_index, local_days, ratio, scope, tally
+from .common import Span, distinct, grid_index, local_days, ratio, scope, tally
 from .facts import facts_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
 
+_DAYS = 1 << 20  # days since 1970 stay below this until the year 4840
 KEYS = ("active_days", "connected_calls", "talk_minutes", "revenue_per_active_day", "calls_per_active_day",
         "wins_per_100_calls", "check_x_calls_per_day")
 
@@ -20,21 +22,24 @@ KEYS = ("active_days", "connected_calls", "talk_minutes", "revenue_per_active_da
 def connected_calls(ctx: "Context", span: Span) -> pd.DataFrame:
     """Managers' connected calls in the span, mapped or not, after de-duplication (``w, m, t, duration``)."""
     calls = facts_of(ctx).calls
-    return scope(ctx, calls.loc[calls["connected"].to_numpy()], span, "t", "caller")
+    return scope(ctx, calls, span, "t", "caller", calls["connected"], ["t", "caller", "duration"])
 
 
 def active_days(ctx: "Context", span: Span) -> pd.DataFrame:
     """Distinct (week, manager, local date) with a connected call, a status change or a completed task."""
     f = facts_of(ctx)
-    tasks = f.tasks.loc[f.tasks["is_completed"].to_numpy()]
-    cols = ["w", "m", "t"]
-    acts = pd.concat([
-        connected_calls(ctx, span)[cols],
-        scope(ctx, f.status, span, "t", "actor")[cols],
-        scope(ctx, tasks.assign(t=tasks["done_at"]), span, "t", "responsible")[cols],
-    ], ignore_index=True)
-    acts["date"] = local_days(ctx, acts["t"]).to_numpy()
-    return acts.drop_duplicates(["w", "m", "date"])[["w", "m", "date"]]
+    tasks = f.tasks
+    parts = [connected_calls(ctx, span), scope(ctx, f.status, span, "t", "actor", columns=["t", "actor"]),
+             scope(ctx, tasks, span, "done_at", "responsible", tasks["is_completed"], ["done_at", "responsible"])]
+    w = np.concatenate([p["w"].to_numpy() for p in parts]).astype("int64")
+    m = np.concatenate([p["m"].to_numpy() for p in parts]).astype("int64")
+    t = np.concatenate([p.iloc[:, 0].to_numpy(dtype="float64") for p in parts])
+    day = local_days(ctx, t).to_numpy().astype("datetime64[D]").astype("int64")
+    people = np.unique(m)
+    n = max(len(people), 1)
+    cell, day = np.divmod(distinct((w * n + np.searchsorted(people, m)) * _DAYS + day), _DAYS)
+    return pd.DataFrame({"w": cell // n, "m": np.append(people, 0)[cell % n],
+                         "date": day.astype("datetime64[D]").astype("datetime64[ns]")})
 
 
 def compute_productivity(ctx: "Context", span: Span, checks: pd.DataFrame | None = None) -> pd.DataFrame:
