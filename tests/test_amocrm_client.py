@@ -18,8 +18,8 @@ from kpi_lib.amocrm.sync import sync_account
 from kpi_lib.errors import ApiError, AuthError, BlockedError, PaymentError
 from kpi_lib.store import Store
 from tests.fake_amocrm import FakeAccount, FakeAmoCRM, make_account
+from tests.samples import load_sample
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "amocrm-samples"
 
 
 def client_for(amo: FakeAmoCRM, **kw) -> AmoClient:
@@ -53,9 +53,7 @@ def test_pages_follow_next_on_the_configured_host_and_stop_at_204(amo):
 
 
 def test_real_samples_parse_into_the_store(tmp_path):
-    if not SAMPLES.is_dir():
-        pytest.skip(f"samples not found at {SAMPLES}")
-    load = lambda name: json.loads((SAMPLES / name).read_text(encoding="utf-8"))  # noqa: E731
+    load = load_sample
     account = FakeAccount(load("account.docs.json"))
     for collection, name, key in (("leads", "leads_list.real_capture.json", "leads"),
                                   ("users", "users_list.docs.json", "users"),

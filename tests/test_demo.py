@@ -23,14 +23,14 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from conftest import DEMO_AS_OF, DEMO_TODAY
+from tests.conftest import DEMO_AS_OF, DEMO_TODAY
 from kpi_lib import demo
 from kpi_lib.demo.plan import FIRST_MANAGER_ID
 from kpi_lib.errors import ConfigError, StoreError
 from kpi_lib.store import Store, load_frames
+from tests.samples import load_sample
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT.parent / "shared" / "amocrm-samples"  # shared/ beside the clone
 MSK = ZoneInfo("Europe/Moscow")
 ORDER = ["account", "users", "pipelines", "lead_custom_fields", "leads", "contacts", "companies", "tasks",
          "lead_notes", "contact_notes", "events"]
@@ -79,8 +79,7 @@ CALL_PARAMS = {"uniq": str, "duration": int, "source": str, "link": (str, type(N
                "call_status": (int, type(None)), "call_result": str}
 
 
-def sample(name: str) -> dict:
-    return json.loads((SAMPLES / name).read_text(encoding="utf-8"))
+sample = load_sample
 
 
 def digest(pages) -> str:

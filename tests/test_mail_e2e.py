@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import DEMO_AS_OF
+from tests.conftest import DEMO_AS_OF
 from kpi_lib.config import SmtpEnv, load_settings
 from kpi_lib.mail import send_command, targets_headline
 from test_mail import FAST, WEEK, Inbox, free_port, parts_of

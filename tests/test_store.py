@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,12 +14,11 @@ import pytest
 
 from kpi_lib.errors import StoreError
 from kpi_lib.store import TABLES, Store, load_frames, resolve_account
+from tests.samples import load_sample
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "amocrm-samples"  # shared/ beside the clone
 
 
-def sample(name: str) -> dict:
-    return json.loads((SAMPLES / name).read_text(encoding="utf-8"))
+sample = load_sample
 
 
 def lead(lead_id: int, price: float, updated_at: int = 100, **extra) -> dict:
