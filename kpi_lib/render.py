@@ -36,6 +36,7 @@ def environment() -> Environment:
     """The Jinja2 environment of report and index templates (autoescape on)."""
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.globals["css"] = (TEMPLATES / "report.css").read_text(encoding="utf-8")
+    env.globals["page_css"] = (TEMPLATES / "page.css").read_text(encoding="utf-8")
     return env
 
 

@@ -236,6 +236,13 @@ def test_notebooks_find_the_runs_figures(demo_store, params):
     assert received["week"] == run.week and received["as_of"]
 
 
+def test_report_styles_touch_only_report_outputs():
+    """Outputs carry their stylesheet into JupyterLab too: every rule must stay inside .kpi."""
+    css = re.sub(r"/\*.*?\*/", "", (ROOT / "kpi_lib" / "templates" / "report.css").read_text(encoding="utf-8"), flags=re.S)
+    selectors = [sel.strip() for block in re.findall(r"([^{}]+)\{", css) for sel in block.split(",")]
+    assert selectors and all(sel == ".kpi" or sel.startswith(".kpi ") for sel in selectors), selectors
+
+
 def test_strings_exist_in_both_languages_with_the_same_placeholders():
     fields = re.compile(r"{(\w+)}")
     for key, entry in i18n.strings().items():
