@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import i18n, plots, sections
 from .config import EXTRA_TARGETS, PRIMARY, load_settings
+from .errors import ConfigError
 from .render import render
 from .sections import SAMPLE, SMALL_N
 from .weekdata import WeekData, load_week_data
@@ -76,7 +77,7 @@ class BlockReport:
 
     def __init__(self, data: WeekData, block: str, lang: str):
         if block not in PRIMARY:
-            raise ValueError(f"unknown block {block!r}: use one of {', '.join(PRIMARY)}")
+            raise ConfigError(f"unknown report block {block!r}: use one of {', '.join(PRIMARY)}")
         self.data, self.block, self.lang = data, block, i18n.check_lang(lang)
         self.key, self.direction, _ = PRIMARY[block]
         self.currency = data.account.get("currency") or "RUB"
@@ -85,8 +86,9 @@ class BlockReport:
         self._index()
 
     # -- helpers -----------------------------------------------------------------------------
-    def t(self, key: str, **values: Any) -> str:
-        return i18n.text(key, self.lang, **values)
+    def t(self, string: str, **values: Any) -> str:
+        """The catalogue string ``string`` in the report's language."""
+        return i18n.text(string, self.lang, **values)
 
     def fmt(self, key: str, value: Any) -> str:
         return i18n.format_value(key, value, self.lang, self.currency)

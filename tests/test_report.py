@@ -204,6 +204,8 @@ def test_open_report_computes_alone_and_trusts_only_a_matching_cache(demo_store,
     monkeypatch.chdir(tmp_path)  # as in JupyterLab: no cache in the working folder
     report = open_report("average_check", week="2026-W47", as_of=DEMO_AS_OF, data_dir=str(demo_store), lang="en")
     team = report.kpis["team"]["avg_check"]
+    with pytest.raises(KpiError, match="average_check"):
+        open_report("avg", week="2026-W47", as_of=DEMO_AS_OF, data_dir=str(demo_store))
     assert i18n.format_money(team, "en", report.currency) in report.headline()._repr_html_()
 
     settings = settings_for(demo_store, week="2026-W47")
