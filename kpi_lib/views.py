@@ -72,12 +72,18 @@ def trend_arrow(values: list[float], direction: str) -> tuple[str, str]:
     return ("↑" if rising else "↓"), ("good" if good else "bad")
 
 
+def check_block(block: str) -> str:
+    """``block`` if it names a report block, else a ConfigError listing them."""
+    if block not in PRIMARY:
+        raise ConfigError(f"unknown report block {block!r}: use one of {', '.join(PRIMARY)}")
+    return block
+
+
 class BlockReport:
     """The sections of one KPI block's report, in one language."""
 
     def __init__(self, data: WeekData, block: str, lang: str):
-        if block not in PRIMARY:
-            raise ConfigError(f"unknown report block {block!r}: use one of {', '.join(PRIMARY)}")
+        check_block(block)
         self.data, self.block, self.lang = data, block, i18n.check_lang(lang)
         self.key, self.direction, _ = PRIMARY[block]
         self.currency = data.account.get("currency") or "RUB"
@@ -305,6 +311,7 @@ def open_report(block: str, week: str = "last", as_of: str | None = None, lang: 
     The week's figures come from the weekly run's cache in the working folder when it
     matches these parameters, else they are computed from the store.
     """
+    check_block(block)
     settings = load_settings(overrides={"week": week, "as_of": as_of, "lang": lang, "account": account,
                                         "data_dir": data_dir, "kpi": kpi or {}})
     return BlockReport(load_week_data(settings), block, lang)
