@@ -8,7 +8,6 @@ images, so it opens from disk or as an email attachment without loading anything
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import re
 from datetime import datetime
@@ -56,8 +55,10 @@ def html_exporter(lang: str):
 
 
 def render_notebook_html(nb, lang: str) -> str:
-    """The executed notebook as an HTML page for management: outputs only, no stderr."""
-    nb = copy.deepcopy(nb)
+    """The executed notebook as an HTML page for management: outputs only, no stderr.
+
+    Streams on stderr are dropped from ``nb`` itself (the notebook file is already written).
+    """
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
             cell["outputs"] = [o for o in cell.get("outputs", [])
