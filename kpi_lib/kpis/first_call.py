@@ -146,5 +146,6 @@ def detail_first_call(ctx: "Context", span: Span) -> pd.DataFrame:
     return pd.DataFrame({
         "lead_id": both["lead_id"].astype("int64").to_numpy(), "manager": manager.astype("int64").to_numpy(),
         "fc_at": to_local_times(ctx, fc_t), "resolved": pd.array(both["resolved"], dtype="boolean"),
-        "stl_min": num(both["stl_min"]), "called": np.where(both["called"].isna(), fc_t.notna(), both["called"]).astype(bool),
+        "stl_min": num(both["stl_min"]),
+        "called": np.where(both["called"].isna(), fc_t.notna(), both["called"]).astype(bool),
     }).sort_values(["manager", "lead_id"], ignore_index=True)

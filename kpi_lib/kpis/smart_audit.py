@@ -76,7 +76,8 @@ def audited_tasks(ctx: "Context", span: Span) -> pd.DataFrame:
     tasks["S"] = np.where(created_by != 0, specific, np.nan)
     tasks["M"] = np.where(done, results[result] >= kpi.min_result_words, np.nan)
     due_day = local_days(ctx, due).to_numpy()
-    load = pd.Series(1, index=pd.MultiIndex.from_arrays([tasks["m"].to_numpy(), due_day])).groupby(level=[0, 1]).transform("size")
+    per_day = pd.MultiIndex.from_arrays([tasks["m"].to_numpy(), due_day])
+    load = pd.Series(1, index=per_day).groupby(level=[0, 1]).transform("size")
     tasks["A"] = ((due >= created - 60) & (load.to_numpy() <= kpi.max_tasks_per_day)).astype(float)
     tasks["R"] = relevant(ctx, tasks).astype(float)
     done_day = local_days(ctx, tasks["done_at"]).to_numpy()
@@ -106,7 +107,8 @@ def relevant(ctx: "Context", tasks: pd.DataFrame) -> np.ndarray:
         pairs = pd.DataFrame({"row": rows, "entity": entity[rows], "created": created[rows]}).merge(
             pd.DataFrame({"entity": num(links[column]), "lead": num(links["lead_id"])}), on="entity")
         lead_closed = f.lead_attr(pairs["lead"], "closed_at")
-        lead_alive = (f.lead_attr(pairs["lead"], "id") == pairs["lead"].to_numpy()) & ~f.lead_attr(pairs["lead"], "deleted")
+        lead = pairs["lead"]
+        lead_alive = (f.lead_attr(lead, "id") == lead.to_numpy()) & ~f.lead_attr(lead, "deleted")
         ok = lead_alive & (np.isnan(lead_closed) | (lead_closed > pairs["created"].to_numpy()))
         out[pairs.loc[ok, "row"].unique()] = True
     return out
