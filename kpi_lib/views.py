@@ -129,9 +129,10 @@ class BlockReport:
     def _index(self) -> None:
         """Split the block's trends and targets by (key, manager) once."""
         trends = self.data.trends
-        trends = trends[trends["block"] == self.block].sort_values("week_start")
+        keys = [self.key, *EXTRA_TARGETS]  # the figures with a target: the only ones drawn over time
+        trends = trends[(trends["block"] == self.block) & trends["key"].isin(keys)].sort_values("week_start")
         self._weeks = self.data.trends.drop_duplicates("week").sort_values("week_start")["week"].tolist()
-        self._series = {(key, str(manager)): rows.set_index("week")["value"].astype("float64")
+        self._series = {(key, str(manager)): pd.Series(rows["value"].to_numpy("float64"), index=rows["week"].to_numpy())
                         for (key, manager), rows in trends.groupby(["key", "manager"], sort=False)}
         targets = self.data.targets
         targets = targets[targets["block"] == self.block]
