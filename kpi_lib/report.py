@@ -13,6 +13,7 @@ in place, the index marks the failure and the run exits non-zero.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -79,22 +80,28 @@ class WeekRun:
 
 
 def pinned_kernel() -> str:
-    """The name of a kernelspec that starts the current interpreter (installed into sys.prefix if needed)."""
+    """A kernelspec that starts this very interpreter: ``python3`` when it does, else one of ours.
+
+    Ours is named after the interpreter's path and installed into ``sys.prefix`` once, so a
+    kernelspec of another environment can never shadow it.
+    """
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     manager = KernelSpecManager()
-    for name in ("python3", "kpi-report"):
+    own = "kpi-report-" + hashlib.sha1(sys.executable.encode()).hexdigest()[:8]
+    aliases = ("python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}")
+    for name in ("python3", own):
         try:
             argv = manager.get_kernel_spec(name).argv
         except NoSuchKernel:
             continue
-        exe = argv[0] if argv else ""
-        if exe in ("python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}") or os.path.abspath(exe) == os.path.abspath(sys.executable):
+        # jupyter_client starts a spec whose argv[0] is "python" with the calling interpreter
+        if argv and (argv[0] in aliases or os.path.abspath(argv[0]) == os.path.abspath(sys.executable)):
             return name
     from ipykernel.kernelspec import install
 
-    install(kernel_name="kpi-report", display_name="Python (kpi-report)", prefix=sys.prefix)
-    return "kpi-report"
+    install(kernel_name=own, display_name=f"Python ({sys.prefix})", prefix=sys.prefix)
+    return own
 
 
 def load_run_context(settings: Settings, now: datetime | None = None):
