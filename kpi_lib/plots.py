@@ -112,19 +112,22 @@ def plot_trend_grid(weeks: Sequence[str], series: dict[str, Sequence[float]], ta
 
 
 def plot_team_trend(weeks: Sequence[str], values: Sequence[float], target: float | None, *, title: str,
-                    target_label: str, formatter: Formatter | None = None) -> bytes:
+                    target_label: str, formatter: Formatter | None = None, empty: str = "") -> bytes:
     """One line: the team's figure over ``weeks`` with the target line (the email's chart)."""
     fig = _figure(6.0, 2.6, top=0.35)
     ax = fig.add_subplot()
     xs = list(range(len(weeks)))
     vals = [float("nan") if v is None else float(v) for v in values]
     ax.plot(xs, vals, marker="o", markersize=4, linewidth=2, color=COLORS["team"])
-    if target is not None and not math.isnan(target):
-        ax.axhline(target, color=COLORS["target"], linestyle="--", linewidth=1.2, label=target_label)
-        ax.legend(loc="best")
     ax.set_title(title, loc="left")
     ax.set_xticks(xs[::2], [w.split("-")[-1] for w in weeks][::2])
     _axis_format(ax, formatter)
+    if all(math.isnan(v) for v in vals):
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", color=COLORS["muted"])
+    elif target is not None and not math.isnan(target):
+        ax.axhline(target, color=COLORS["target"], linestyle="--", linewidth=1.2, label=target_label)
+        ax.legend(loc="best")
     return _png(fig)
 
 

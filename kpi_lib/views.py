@@ -216,7 +216,7 @@ class BlockReport:
         png = plots.plot_team_trend(weeks, self.series("team").reindex(weeks).tolist(),
                                     _number(self.target_row("team").get("target")), title=title,
                                     target_label=self.t("chart.target"),
-                                    formatter=self.axis_formatter(self.key)) if weeks else None
+                                    formatter=self.axis_formatter(self.key), empty=self.t("no_data")) if weeks else None
         chart = {"src": image_src(png), "alt": title, "block": self.block} if png else None
         return Html(render("report_headline.html.j2", heading=heading, items=items, provisional=provisional,
                            chart=chart), "headline")
