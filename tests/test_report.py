@@ -245,6 +245,20 @@ def test_report_styles_touch_only_report_outputs():
     assert selectors and all(sel == ".kpi" or sel.startswith(".kpi ") for sel in selectors), selectors
 
 
+def test_links_into_amocrm_only_for_a_plain_subdomain():
+    from types import SimpleNamespace
+
+    from kpi_lib.sections import crm_link
+
+    def link(subdomain, entity_type="leads", entity_id=31460459):
+        return crm_link(SimpleNamespace(data=SimpleNamespace(account={"subdomain": subdomain})), entity_type, entity_id)
+
+    assert link("demo-sales") == "https://demo-sales.amocrm.ru/leads/detail/31460459"
+    assert link("demo-sales", "contacts", 7) == "https://demo-sales.amocrm.ru/contacts/detail/7"
+    assert link("evil.example/x?") is None and link(None) is None and link("demo", "unknown") is None
+    assert link("demo", "leads", None) is None
+
+
 def test_strings_exist_in_both_languages_with_the_same_placeholders():
     fields = re.compile(r"{(\w+)}")
     for key, entry in i18n.strings().items():
