@@ -49,7 +49,7 @@ matplotlib.rcParams.update(THEME)
 
 def _png(fig: Figure, dpi: int = DPI) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 3})  # fast; pages stay small
     return buffer.getvalue()
 
 
