@@ -41,7 +41,7 @@ def build_store(scale: float) -> Path:
     import pandas as pd
 
     from kpi_lib.demo import generate_account
-    from kpi_lib.store import _COLLECTION, ENTITIES, Store, _frame, _rows
+    from kpi_lib.store import COLLECTIONS, ENTITIES, Store, typed_frame, typed_rows
 
     data_dir = OUT / f"kpis-scale-{scale:g}"
     done = data_dir / "complete.json"
@@ -63,7 +63,7 @@ def build_store(scale: float) -> Path:
             if table == "events":
                 rows = [(r[0], next_seq + i) + r[2:] for i, r in enumerate(rows)]
                 next_seq += len(rows)
-            frame: pd.DataFrame = _frame(table, rows)
+            frame: pd.DataFrame = typed_frame(table, rows)
             store.con.register("_bench_rows", frame)
             store.con.execute(f"INSERT INTO {table} SELECT * FROM _bench_rows")
             store.con.unregister("_bench_rows")
@@ -71,9 +71,9 @@ def build_store(scale: float) -> Path:
         for entity, page in generate_account(seed=7, today=TODAY, scale=scale):
             if not page:
                 continue
-            items = [page] if entity == "account" else page["_embedded"][_COLLECTION.get(entity, entity)]
+            items = [page] if entity == "account" else page["_embedded"][COLLECTIONS.get(entity, entity)]
             counts[entity] = counts.get(entity, 0) + len(items)
-            for table, rows in _rows(entity, items).items():
+            for table, rows in typed_rows(entity, items).items():
                 buffers.setdefault(table, []).extend(rows)
                 if len(buffers[table]) >= CHUNK_ROWS:
                     flush(table)

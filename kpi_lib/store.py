@@ -97,7 +97,8 @@ ENTITIES: dict[str, tuple[str, dict[str, str]]] = {
     "contact_notes": ("calls", {}),
     "events": ("events", {}),
 }
-_COLLECTION = {"lead_notes": "notes", "contact_notes": "notes", "lead_custom_fields": "custom_fields"}
+#: Raw entity -> the `_embedded` key of its list pages, where the two differ.
+COLLECTIONS = {"lead_notes": "notes", "contact_notes": "notes", "lead_custom_fields": "custom_fields"}
 _CF_ENTITY = {"leads": "lead", "contacts": "contact", "companies": "company"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -152,7 +153,7 @@ def _first(values: Any, key: str) -> dict:
     return {}
 
 
-def _rows(entity: str, items: list[dict]) -> dict[str, list[tuple]]:
+def typed_rows(entity: str, items: list[dict]) -> dict[str, list[tuple]]:
     """Typed rows for one batch of raw items of ``entity``."""
     out: dict[str, list[tuple]] = {}
 
@@ -229,7 +230,7 @@ def _rows(entity: str, items: list[dict]) -> dict[str, list[tuple]]:
     return out
 
 
-def _frame(table: str, rows: list[tuple]) -> pd.DataFrame:
+def typed_frame(table: str, rows: list[tuple]) -> pd.DataFrame:
     cols = TABLES[table]
     frame = pd.DataFrame.from_records(rows, columns=[c for c, _ in cols])
     for name, kind in cols:
@@ -346,7 +347,7 @@ class Store:
             "updated_at": pd.array([_int(it.get("updated_at", it.get("created_at"))) for it in items], dtype="Int64"),
             "body": [json.dumps(it, ensure_ascii=False, separators=(",", ":")) for it in items],
         })
-        rows = _rows(entity, items)
+        rows = typed_rows(entity, items)
         table, children = ENTITIES[entity]
         with self.transaction():
             con = self.con
@@ -379,7 +380,7 @@ class Store:
                                 "(SELECT CAST(id AS BIGINT) FROM _batch_ids)", [_CF_ENTITY[entity]])
             con.unregister("_batch_ids")
             for name, table_rows in rows.items():
-                frame = _frame(name, table_rows)
+                frame = typed_frame(name, table_rows)
                 con.register("_batch_rows", frame)
                 con.execute(f"INSERT INTO {name} SELECT * FROM _batch_rows")
                 con.unregister("_batch_rows")
@@ -391,7 +392,7 @@ class Store:
             return 0
         if entity == "account":
             return self.ingest("account", [payload])
-        collection = _COLLECTION.get(entity, entity)
+        collection = COLLECTIONS.get(entity, entity)
         items = (payload.get("_embedded") or {}).get(collection)
         if items is None:
             raise StoreError(f"a page of {entity} has no _embedded.{collection}: not an amoCRM v4 list answer")
