@@ -37,6 +37,7 @@ from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
 from ..errors import ConfigError, StoreError
+from ..log import progress
 from ..store import Store, store_path
 from .items import (ENDPOINTS, FULL_STREAMS, list_companies, list_contacts, make_account, make_company, make_contact,
                     make_custom_fields, make_event, make_event_id, make_lead, make_note, make_pipelines_page, make_task,
@@ -190,7 +191,7 @@ def build_demo(data_dir: str | Path, account: str = "demo", seed: int = 7, today
     data_dir = Path(data_dir)
     target = store_path(data_dir, account)
     today = resolve_today(today)
-    answers = generate_account(seed, today, scale)
+    answers = iter(progress(generate_account(seed, today, scale), desc="demo account", unit=" pages"))
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         _remove_stale_builds(data_dir, account)
