@@ -146,6 +146,7 @@ def execute_notebook(name: str, source: Path, staging: Path, parameters: dict[st
         nb = papermill.execute_notebook(
             str(source), str(output), parameters=parameters, kernel_name=kernel, progress_bar=False,
             log_output=False, request_save_on_cell_execute=False, start_timeout=120,
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],  # kernel chatter off; errors arrive as cell errors
             timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
             resources={"metadata": {"path": str(staging)}})
     except Exception as exc:  # any failure becomes an artefact, never a lost run
