@@ -80,3 +80,14 @@ def check_page(target: str | Path, screenshot: str | Path | None = None, timeout
         finally:
             browser.close()
     return report
+
+
+def save_email_page(html: str, images, folder: Path) -> Path:
+    """Write a received email's HTML with its ``cid:`` images as files beside it, for :func:`check_page`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, image in enumerate(images):
+        (folder / f"image{n}.png").write_bytes(image.get_content())
+        html = html.replace(f"cid:{image['Content-ID'].strip('<>')}", f"image{n}.png")
+    page = folder / "body.html"
+    page.write_text(html, encoding="utf-8")
+    return page

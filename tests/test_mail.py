@@ -315,19 +315,13 @@ def test_missing_reports_and_settings_name_the_fix(tmp_path, smtp_server, chart_
 
 
 def test_received_html_opens_in_headless_chromium(tmp_path, smtp_server, chart_png):
-    from browser import check_page
+    from browser import check_page, save_email_page
 
     inbox, smtp = smtp_server
     make_week(tmp_path / "reports", chart_png, failed=("06_smart_audit",))
     assert send(tmp_path, smtp, settings_for(tmp_path, base_url="https://kpi.example.ru")) == 0
     _, html, images, _ = parts_of(inbox.messages()[0])
-    page_dir = tmp_path / "received"
-    page_dir.mkdir()
-    for n, image in enumerate(images):
-        (page_dir / f"image{n}.png").write_bytes(image.get_content())
-        html = html.replace(f"cid:{image['Content-ID'].strip('<>')}", f"image{n}.png")
-    (page_dir / "body.html").write_text(html, encoding="utf-8")
-    report = check_page(page_dir / "body.html", screenshot=tmp_path / "body.png")
+    report = check_page(save_email_page(html, images, tmp_path / "received"), screenshot=tmp_path / "body.png")
     assert report.console_errors == [] and report.dialogs == []
     assert report.images == len(images) and report.broken_images == []
     assert "3 of 5 targets met" in report.text and "<b>Evil</b> & Co" in report.text

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_demo_week_built_then_mailed(demo_store, tmp_path, monkeypatch):
-    from browser import check_page
+    from browser import check_page, save_email_page
     from kpi_lib.report import run_command
 
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the notebook kernels import kpi_lib from this tree
@@ -65,12 +65,6 @@ def test_demo_week_built_then_mailed(demo_store, tmp_path, monkeypatch):
             archive_names.append(part.get_filename())
     assert archive_names == [nb["html"] for nb in summary["notebooks"]]
 
-    page = tmp_path / "received"
-    page.mkdir()
-    for n, image in enumerate(images):
-        (page / f"image{n}.png").write_bytes(image.get_content())
-        html = html.replace(f"cid:{image['Content-ID'].strip('<>')}", f"image{n}.png")
-    (page / "body.html").write_text(html, encoding="utf-8")
-    report = check_page(page / "body.html")
+    report = check_page(save_email_page(html, images, tmp_path / "received"))
     assert report.console_errors == [] and report.broken_images == [] and report.images == len(images)
     assert headline in report.text
