@@ -8,6 +8,8 @@ fix, with a non-zero exit code; no secret is ever printed.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 from pathlib import Path
 
@@ -135,10 +137,40 @@ def cmd_auth(args: argparse.Namespace) -> int:
     return auth_command(settings_from_args(args), code=args.code)
 
 
-def cmd_kpis(args: argparse.Namespace) -> int:
-    from .kpis import kpis_command
+def format_figure(value) -> str:
+    """A figure for a plain-text table: integers as is, numbers to one decimal, null as 'no data'."""
+    if value is None:
+        return "no data"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:,.1f}" if math.isfinite(value) else "no data"
 
-    return kpis_command(settings_from_args(args), as_json=args.json)
+
+def format_kpis_text(result: dict) -> str:
+    """Plain-text tables of a §8 result, one per block: managers × keys, then the team row."""
+    names = {str(m["user_id"]): f"{m['name']} ({m['user_id']})" for m in result["managers"]}
+    lines = [f"KPIs for {result['week']} ({result['timezone']}, as of {result['as_of']}, "
+             f"currency {result['currency'] or 'not set'})"]
+    for block, table in result["kpis"].items():
+        rows = [(names.get(m, m), figures) for m, figures in table["by_manager"].items()] + [("team", table["team"])]
+        keys = list(table["team"])
+        header = ["manager"] + keys
+        body = [[label] + [format_figure(figures.get(k)) for k in keys] for label, figures in rows]
+        widths = [max(len(str(row[i])) for row in [header] + body) for i in range(len(header))]
+        lines += ["", block.replace("_", " ").capitalize(), "  ".join(h.ljust(w) for h, w in zip(header, widths))]
+        lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                  for row in body]
+    return "\n".join(lines)
+
+
+def cmd_kpis(args: argparse.Namespace) -> int:
+    from .kpis import compute_kpis, load_context
+
+    result = compute_kpis(load_context(settings_from_args(args)))
+    print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else format_kpis_text(result))
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ delivery settings under ``email:``::
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -46,32 +46,6 @@ DEFAULT_GENERIC_TEXTS = (
     "call", "call back", "follow up", "contact",
 )
 
-#: Primary figure of each block, its direction and default target (None: trailing median).
-PRIMARY = {
-    "customer_satisfaction": ("csat_pct", ">=", 80.0),
-    "cost_of_service": ("escalation_rate_pct", "<=", 10.0),
-    "first_call": ("fcr_pct", ">=", 70.0),
-    "average_check": ("avg_check", ">=", None),
-    "productivity": ("revenue_per_active_day", ">=", None),
-    "smart_audit": ("smart_index", ">=", 90.0),
-}
-#: Secondary figures that also carry a target.
-EXTRA_TARGETS = {"stl_median_min": ("<=", 5.0)}
-
-
-def default_targets() -> dict[str, float | None]:
-    targets = {key: value for key, _, value in PRIMARY.values()}
-    targets.update({key: value for key, (_, value) in EXTRA_TARGETS.items()})
-    return targets
-
-
-def target_direction(key: str) -> str:
-    for name, direction, _ in PRIMARY.values():
-        if name == key:
-            return direction
-    return EXTRA_TARGETS[key][0]
-
-
 @dataclass(frozen=True)
 class KpiSettings:
     """Everything the KPI definitions let a team choose (kpi-definitions.md)."""
@@ -91,7 +65,9 @@ class KpiSettings:
     min_result_words: int = 2
     max_tasks_per_day: int = 25
     generic_task_texts: tuple[str, ...] = DEFAULT_GENERIC_TEXTS
-    targets: Mapping[str, float | None] = field(default_factory=default_targets)
+    #: Targets given in params (figure key -> number, or None for the trailing median); the KPI
+    #: registry (:mod:`kpi_lib.kpis.registry`) knows each figure's default and range and checks them.
+    targets: Mapping[str, float | None] = field(default_factory=dict)
     trend_weeks: int = 12
 
 
@@ -117,6 +93,8 @@ class Settings:
     params_file: Path | None = None
     kpi: KpiSettings = field(default_factory=KpiSettings)
     email: EmailSettings = field(default_factory=EmailSettings)
+    #: The ``kpi:`` mapping as given, passed on to every notebook.
+    kpi_params: Mapping[str, Any] = field(default_factory=dict)
 
     def notebook_parameters(self) -> dict[str, Any]:
         """The parameters papermill passes to every notebook (never a secret)."""
@@ -126,13 +104,9 @@ class Settings:
             "lang": self.lang,
             "account": self.account,
             "data_dir": str(self.data_dir),
-            "kpi": self.raw_kpi,
+            "kpi": dict(self.kpi_params),
             "email": {},
         }
-
-    @property
-    def raw_kpi(self) -> dict[str, Any]:
-        return getattr(self, "_raw_kpi", {})
 
 
 def _fail(where: str, message: str) -> ConfigError:
@@ -189,15 +163,10 @@ def _business_hours(value: Any, where: str) -> BusinessHours:
     return BusinessHours(tuple(sorted(set(days))), start, end)
 
 
-def _targets(value: Any, where: str) -> dict[str, float | None]:
-    if not isinstance(value, Mapping):
-        raise _fail(where, f"expected a mapping of KPI name to target, got {value!r}")
-    targets = default_targets()
-    for key, target in value.items():
-        if key not in targets:
-            raise _fail(f"{where}.{key}", f"unknown target: use one of {', '.join(sorted(targets))}")
-        targets[key] = None if target is None else _number(target, f"{where}.{key}", minimum=-1e18)
-    return targets
+def _targets(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise _fail(where, f"expected a mapping of KPI name to target, e.g. {{csat_pct: 85}}, got {value!r}")
+    return dict(value)
 
 
 def parse_kpi_settings(raw: Mapping[str, Any] | None, where: str = "kpi") -> KpiSettings:
@@ -329,17 +298,9 @@ def load_settings(
         params_file=Path(params_file).resolve() if params_file else None,
         kpi=kpi,
         email=parse_email_settings(values["email"]),
+        kpi_params=dict(values["kpi"] or {}),
     )
-    object.__setattr__(settings, "_raw_kpi", dict(values["kpi"] or {}))
     return settings
-
-
-def with_overrides(settings: Settings, **changes: Any) -> Settings:
-    """A copy of ``settings`` with fields replaced (None values ignored)."""
-    raw = settings.raw_kpi
-    new = replace(settings, **{k: v for k, v in changes.items() if v is not None})
-    object.__setattr__(new, "_raw_kpi", raw)
-    return new
 
 
 # --- environment: connection and delivery secrets -------------------------------------------

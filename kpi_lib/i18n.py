@@ -19,6 +19,7 @@ import yaml
 
 from .config import LANGUAGES
 from .errors import ConfigError
+from .kpis.registry import KINDS  # how each KPI key is displayed
 
 NBSP = "\u00a0"
 _STRINGS = Path(__file__).with_name("locale") / "strings.yaml"
@@ -28,23 +29,6 @@ _MONTHS = {
            "октября", "ноября", "декабря"),
 }
 _SYMBOLS = {"RUB": "₽", "USD": "$", "EUR": "€", "KZT": "₸", "UAH": "₴", "GBP": "£", "BYN": "Br"}
-
-#: How each KPI key is displayed.
-KINDS: dict[str, str] = {
-    **dict.fromkeys((
-        "csat_pct", "coverage_pct", "repeat_win_share_pct", "escalation_rate_pct", "fcr_pct",
-        "first_call_connect_pct", "stl_within_5_pct", "unpriced_share_pct", "win_rate_pct",
-        "smart_complete_pct", "specific_pct", "measurable_pct", "achievable_pct", "relevant_pct",
-        "time_bound_pct", "overdue_pct"), "pct"),
-    **dict.fromkeys(("avg_check", "median_check", "won_revenue", "cost_per_won_deal",
-                     "revenue_per_active_day", "check_x_calls_per_day"), "money"),
-    **dict.fromkeys(("supervisor_minutes", "stl_median_min", "talk_minutes"), "minutes"),
-    **dict.fromkeys(("csat_mean",), "number2"),
-    **dict.fromkeys(("smart_index", "calls_per_active_day", "wins_per_100_calls"), "number1"),
-    **dict.fromkeys(("nps",), "number0"),
-    **dict.fromkeys(("fcr_final",), "bool"),
-}
-
 
 @lru_cache(maxsize=1)
 def _catalogue() -> dict[str, dict[str, str]]:

@@ -19,7 +19,8 @@ from functools import lru_cache
 from jinja2 import Environment, FileSystemLoader
 
 from . import i18n
-from .config import PRIMARY, Settings
+from .config import Settings
+from .kpis.registry import BLOCKS, BY_NAME
 
 if TYPE_CHECKING:  # pragma: no cover
     from .report import WeekRun
@@ -92,11 +93,11 @@ def save_team_chart(nb, folder: Path, lang: str) -> dict[str, str] | None:
             if match is None:
                 continue
             block = match["block"]
-            if block not in PRIMARY:
+            if block not in BY_NAME:
                 return None
             (folder / "charts").mkdir(exist_ok=True)
             (folder / "charts" / f"{block}.png").write_bytes(base64.b64decode(match["data"]))
-            title = f"{i18n.block_title(block, lang)}: {i18n.label(PRIMARY[block][0], lang)}"
+            title = f"{i18n.block_title(block, lang)}: {i18n.label(BY_NAME[block].primary, lang)}"
             return {"file": f"charts/{block}.png", "title": title}
     return None
 
@@ -113,9 +114,10 @@ def scorecard(data: "WeekData", lang: str) -> dict[str, Any]:
     currency = data.account.get("currency") or "RUB"
     table = data.targets
     columns, rows = [], []
-    for block, (key, direction, _) in PRIMARY.items():
-        columns.append({"block": block, "key": key, "label": i18n.label(key, lang), "direction": direction,
-                        "target": team_target(data, block, key)})
+    for block in BLOCKS:
+        key = block.primary
+        columns.append({"block": block.name, "key": key, "label": i18n.label(key, lang), "direction": block.direction,
+                        "target": team_target(data, block.name, key)})
     names = data.names(i18n.text("team", lang))
     for manager in [str(int(u)) for u in data.managers["user_id"]] + ["team"]:
         cells = []

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,20 +29,12 @@ from typing import Any
 from filelock import FileLock
 
 from . import i18n
-from .config import Settings, with_overrides
+from .config import Settings
 from .errors import ReportError
+from .kpis.registry import NOTEBOOKS
 from .log import logger, redact
 from .weekdata import CACHE_NAME, PENDING_NAME, WeekData, build_week_data, write_week_data
 
-#: The report notebooks, in order, and the KPI block each shows.
-NOTEBOOKS = {
-    "01_customer_satisfaction": "customer_satisfaction",
-    "02_cost_of_service": "cost_of_service",
-    "03_first_call_quality": "first_call",
-    "04_average_check": "average_check",
-    "05_manager_productivity": "productivity",
-    "06_smart_audit": "smart_audit",
-}
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 MAX_JOBS = 6
 # jsonschema builds an IRI grammar at import when rfc3987_syntax is installed (seconds of CPU);
@@ -115,7 +107,7 @@ def load_run_context(settings: Settings, now: datetime | None = None):
     now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     ctx = kpis.load_context(settings, now=now)  # a bad setting or store stops the run here
     pinned = settings.as_of or ctx.now.isoformat(timespec="seconds")
-    ctx.settings = with_overrides(settings, week=ctx.week.label, as_of=pinned)
+    ctx.settings = replace(settings, week=ctx.week.label, as_of=pinned)
     return ctx
 
 

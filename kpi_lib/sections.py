@@ -19,18 +19,6 @@ from . import i18n, plots
 if TYPE_CHECKING:  # pragma: no cover
     from .views import BlockReport
 
-#: The denominator shown as ``n`` beside each figure with a target, and whether it is a proportion.
-SAMPLE = {"csat_pct": ("responses", True), "escalation_rate_pct": ("worked_leads", True),
-          "fcr_pct": ("fcr_eligible", True), "avg_check": ("priced_won", False),
-          "revenue_per_active_day": ("active_days", False), "smart_index": ("tasks", False),
-          "stl_median_min": ("new_leads", False)}
-#: Data-quality frames that matter to each block.
-QUALITY = {"customer_satisfaction": ("survey_coverage", "won_without_contact"),
-           "cost_of_service": ("unmapped_calls",),
-           "first_call": ("unmapped_calls", "calls_without_status"),
-           "average_check": ("unpriced_wins",),
-           "productivity": ("unpriced_wins", "unmapped_calls", "calls_without_status"),
-           "smart_audit": ()}
 SMALL_N = 30
 STL_BINS = (0, 5, 15, 30, 60, 120, 240, 480)
 _SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$", re.IGNORECASE)
@@ -54,61 +42,80 @@ def _mine(report: "BlockReport", frame: pd.DataFrame, column: str = "manager") -
     return frame.loc[values.isin(ids).to_numpy()]
 
 
-def distribution(report: "BlockReport") -> tuple[str, bytes | None]:
-    """The block's distribution chart: a title and PNG bytes (None when there is nothing to show)."""
-    t, lang, block = report.t, report.lang, report.block
-    detail = report.data.details.get(block, pd.DataFrame())
-    if block == "customer_satisfaction":
-        scores = pd.to_numeric(_mine(report, detail)["score"], errors="coerce").dropna() if len(detail) else []
-        counts = [int((np.floor(scores) == s).sum()) for s in range(1, 6)] if len(scores) else []
-        title = t("chart.csat_title")
-        png = plots.plot_bars([str(s) for s in range(1, 6)], counts, title=title, xlabel=t("chart.deals"),
-                              formatter=lambda v: i18n.format_number(v, lang)) if sum(counts or [0]) else None
-        return title, png
-    if block == "cost_of_service":
-        title = t("chart.cost_title")
-        if not len(detail):
-            return title, None
-        counts = pd.crosstab(pd.to_numeric(detail["manager"]), detail["kind"])
-        ids = report.manager_ids()
-        parts = {t(f"chart.{kind}"): [int(counts.at[int(m), kind]) if int(m) in counts.index and kind in counts
-                                      else 0 for m in ids] for kind in ("E1", "E2", "E3")}
-        return title, plots.plot_stacked_bars([report.name(m) for m in ids], parts, title=title,
-                                              xlabel=t("chart.cost_x"))
-    if block == "first_call":
-        title = t("chart.stl_title")
-        stl = pd.to_numeric(_mine(report, detail)["stl_min"], errors="coerce").dropna() if len(detail) else []
-        if not len(stl):
-            return title, None
-        edges = list(STL_BINS) + [float("inf")]
-        counts = pd.cut(stl, edges, include_lowest=True).value_counts(sort=False).astype(int).tolist()
-        labels = [_span_label(lo, hi, t) for lo, hi in zip(edges, edges[1:])]
-        counts.append(int(report.figures("team").get("uncalled_leads") or 0))
-        labels.append(t("chart.not_called"))
-        return title, plots.plot_bars(labels, counts, title=title, xlabel=t("chart.leads"),
-                                      formatter=lambda v: i18n.format_number(v, lang))
-    if block == "average_check":
-        title = t("chart.check_title")
-        won = _mine(report, detail) if len(detail) else detail
-        prices = pd.to_numeric(won.loc[won["status"] == "won", "price"], errors="coerce") if len(won) else []
-        prices = [p for p in prices if p > 0]
-        if not prices:
-            return title, None
-        return title, plots.plot_histogram(
-            prices, bins=min(20, max(5, len(prices) // 3)), title=title,
-            xlabel=f"{t('chart.check_x')}, {report.currency}", ylabel=t("chart.deals"),
-            marker=float(np.median(prices)), marker_label=t("chart.median"),
-            formatter=lambda v: i18n.format_number(v, lang))
-    if block == "productivity":
-        title = t("chart.calls_title")
-        ids = report.manager_ids()
-        figures = [report.figures(m).get("calls_per_active_day") for m in ids]
-        if all(i18n.is_missing(v) for v in figures):
-            return title, None
-        return title, plots.plot_bars([report.name(m) for m in ids], figures, title=title,
-                                      value_labels=[i18n.format_number(v, lang, 1) for v in figures],
-                                      formatter=lambda v: i18n.format_number(v, lang))
-    title = t("chart.smart_title")
+def _scores(report: "BlockReport", detail: pd.DataFrame) -> tuple[str, bytes | None]:
+    """Customer satisfaction: won deals by survey score, 1 to 5."""
+    t, lang = report.t, report.lang
+    scores = pd.to_numeric(_mine(report, detail)["score"], errors="coerce").dropna() if len(detail) else []
+    counts = [int((np.floor(scores) == s).sum()) for s in range(1, 6)] if len(scores) else []
+    title = t("chart.csat_title")
+    png = plots.plot_bars([str(s) for s in range(1, 6)], counts, title=title, xlabel=t("chart.deals"),
+                          formatter=lambda v: i18n.format_number(v, lang)) if sum(counts or [0]) else None
+    return title, png
+
+
+def _signals(report: "BlockReport", detail: pd.DataFrame) -> tuple[str, bytes | None]:
+    """Cost of service: each manager's escalation signals, stacked by kind (E1, E2, E3)."""
+    t = report.t
+    title = t("chart.cost_title")
+    if not len(detail):
+        return title, None
+    counts = pd.crosstab(pd.to_numeric(detail["manager"]), detail["kind"])
+    ids = report.manager_ids()
+    parts = {t(f"chart.{kind}"): [int(counts.at[int(m), kind]) if int(m) in counts.index and kind in counts
+                                  else 0 for m in ids] for kind in ("E1", "E2", "E3")}
+    return title, plots.plot_stacked_bars([report.name(m) for m in ids], parts, title=title,
+                                          xlabel=t("chart.cost_x"))
+
+
+def _speed_to_lead(report: "BlockReport", detail: pd.DataFrame) -> tuple[str, bytes | None]:
+    """First call: new leads by speed to lead in business minutes, and those not called."""
+    t, lang = report.t, report.lang
+    title = t("chart.stl_title")
+    stl = pd.to_numeric(_mine(report, detail)["stl_min"], errors="coerce").dropna() if len(detail) else []
+    if not len(stl):
+        return title, None
+    edges = list(STL_BINS) + [float("inf")]
+    counts = pd.cut(stl, edges, include_lowest=True).value_counts(sort=False).astype(int).tolist()
+    labels = [_span_label(lo, hi, t) for lo, hi in zip(edges, edges[1:])]
+    counts.append(int(report.figures("team").get("uncalled_leads") or 0))
+    labels.append(t("chart.not_called"))
+    return title, plots.plot_bars(labels, counts, title=title, xlabel=t("chart.leads"),
+                                  formatter=lambda v: i18n.format_number(v, lang))
+
+
+def _deal_sizes(report: "BlockReport", detail: pd.DataFrame) -> tuple[str, bytes | None]:
+    """Average check: a histogram of priced won deals with the median marked."""
+    t, lang = report.t, report.lang
+    title = t("chart.check_title")
+    won = _mine(report, detail) if len(detail) else detail
+    prices = pd.to_numeric(won.loc[won["status"] == "won", "price"], errors="coerce") if len(won) else []
+    prices = [p for p in prices if p > 0]
+    if not prices:
+        return title, None
+    return title, plots.plot_histogram(
+        prices, bins=min(20, max(5, len(prices) // 3)), title=title,
+        xlabel=f"{t('chart.check_x')}, {report.currency}", ylabel=t("chart.deals"),
+        marker=float(np.median(prices)), marker_label=t("chart.median"),
+        formatter=lambda v: i18n.format_number(v, lang))
+
+
+def _calls_per_day(report: "BlockReport", detail: pd.DataFrame) -> tuple[str, bytes | None]:
+    """Productivity: each manager's connected calls per active day."""
+    lang = report.lang
+    title = report.t("chart.calls_title")
+    ids = report.manager_ids()
+    figures = [report.figures(m).get("calls_per_active_day") for m in ids]
+    if all(i18n.is_missing(v) for v in figures):
+        return title, None
+    return title, plots.plot_bars([report.name(m) for m in ids], figures, title=title,
+                                  value_labels=[i18n.format_number(v, lang, 1) for v in figures],
+                                  formatter=lambda v: i18n.format_number(v, lang))
+
+
+def _criteria(report: "BlockReport", detail: pd.DataFrame) -> tuple[str, bytes | None]:
+    """SMART audit: the team's pass rate of each criterion."""
+    lang = report.lang
+    title = report.t("chart.smart_title")
     keys = ("specific_pct", "measurable_pct", "achievable_pct", "relevant_pct", "time_bound_pct")
     team = report.figures("team")
     if not team.get("tasks"):
@@ -117,6 +124,17 @@ def distribution(report: "BlockReport") -> tuple[str, bytes | None]:
     return title, plots.plot_bars([i18n.label(k, lang) for k in keys], values, title=title,
                                   value_labels=[i18n.format_pct(v, lang) for v in values],
                                   formatter=lambda v: i18n.format_number(v, lang, 0) + "%")
+
+
+#: The chart of each distribution kind a block record names.
+DISTRIBUTIONS = {"scores": _scores, "signals": _signals, "speed_to_lead": _speed_to_lead,
+                 "deal_sizes": _deal_sizes, "calls_per_day": _calls_per_day, "criteria": _criteria}
+
+
+def distribution(report: "BlockReport") -> tuple[str, bytes | None]:
+    """The block's distribution chart: a title and PNG bytes (None when there is nothing to show)."""
+    detail = report.data.details.get(report.block, pd.DataFrame())
+    return DISTRIBUTIONS[report.record.distribution](report, detail)
 
 
 def _span_label(low: float, high: float, t) -> str:
@@ -136,7 +154,7 @@ def quality_notes(report: "BlockReport") -> list[dict[str, Any]]:
     """Notes: ``{"text", "links": [{"text", "href"}], "table": {"columns", "rows"} | None}``."""
     notes: list[dict[str, Any]] = []
     t, lang = report.t, report.lang
-    for key in QUALITY[report.block]:
+    for key in report.record.quality:
         frame = report.data.quality.get(key)
         if frame is None:
             continue
@@ -162,7 +180,7 @@ def quality_notes(report: "BlockReport") -> list[dict[str, Any]]:
                 items.append({"text": t("dq.more", n=len(frame) - 10), "href": None})
         notes.append({"text": t(f"dq.{key}", n=i18n.format_number(len(frame), lang)), "links": items, "table": None})
     small = []
-    sample, proportion = SAMPLE[report.key]
+    sample, proportion = report.sample(report.key)
     if proportion:
         for m in report.manager_ids():
             n = report.figures(m).get(sample)

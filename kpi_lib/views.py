@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from . import i18n, plots, sections
-from .config import EXTRA_TARGETS, PRIMARY, load_settings
+from .config import load_settings
 from .errors import ConfigError
+from .kpis.registry import BLOCK_NAMES, BY_NAME
 from .render import render
-from .sections import SAMPLE, SMALL_N
+from .sections import SMALL_N
 from .weekdata import WeekData, load_week_data
 
 ARROWS = {"↑": "trend.up", "↓": "trend.down", "→": "trend.flat", "·": "trend.none"}
@@ -74,8 +75,8 @@ def trend_arrow(values: list[float], direction: str) -> tuple[str, str]:
 
 def check_block(block: str) -> str:
     """``block`` if it names a report block, else a ConfigError listing them."""
-    if block not in PRIMARY:
-        raise ConfigError(f"unknown report block {block!r}: use one of {', '.join(PRIMARY)}")
+    if block not in BY_NAME:
+        raise ConfigError(f"unknown report block {block!r}: use one of {', '.join(BLOCK_NAMES)}")
     return block
 
 
@@ -85,7 +86,8 @@ class BlockReport:
     def __init__(self, data: WeekData, block: str, lang: str):
         check_block(block)
         self.data, self.block, self.lang = data, block, i18n.check_lang(lang)
-        self.key, self.direction, _ = PRIMARY[block]
+        self.record = BY_NAME[block]
+        self.key, self.direction = self.record.primary, self.record.direction
         self.currency = data.account.get("currency") or "RUB"
         self.names = data.names(self.t("team"))
         self.kpis = data.result["kpis"][block]
@@ -115,6 +117,11 @@ class BlockReport:
     def figures(self, manager: str) -> dict[str, Any]:
         return self.kpis["team"] if manager == "team" else self.kpis["by_manager"].get(manager, {})
 
+    def sample(self, key: str) -> tuple[str | None, bool]:
+        """The key shown as ``n`` beside figure ``key``, and whether it is a proportion's denominator."""
+        figure = next((f for f in self.record.figures if f.key == key), None)
+        return (figure.sample, figure.proportion) if figure else (None, False)
+
     def target_row(self, manager: str, key: str | None = None) -> dict[str, Any]:
         """The target-table row of ``manager`` for ``key`` (default: the primary figure)."""
         return self._targets.get((key or self.key, manager), {})
@@ -129,7 +136,7 @@ class BlockReport:
     def _index(self) -> None:
         """Split the block's trends and targets by (key, manager) once."""
         trends = self.data.trends
-        keys = [self.key, *EXTRA_TARGETS]  # the figures with a target: the only ones drawn over time
+        keys = [f.key for f in self.record.targeted]  # the figures with a target: the only ones drawn over time
         trends = trends[(trends["block"] == self.block) & trends["key"].isin(keys)].sort_values("week_start")
         self._weeks = self.data.trends.drop_duplicates("week").sort_values("week_start")["week"].tolist()
         self._series = {(key, str(manager)): pd.Series(rows["value"].to_numpy("float64"), index=rows["week"].to_numpy())
@@ -153,7 +160,7 @@ class BlockReport:
         return f"{sign} {self.fmt(key, row['target'])}"
 
     def interval(self, key: str, figures: dict[str, Any], short: bool = False) -> str | None:
-        sample, proportion = SAMPLE.get(key, (None, False))
+        sample, proportion = self.sample(key)
         n, value = figures.get(sample), figures.get(key)
         if not proportion or i18n.is_missing(n) or i18n.is_missing(value) or not 0 < n < SMALL_N:
             return None
@@ -180,7 +187,7 @@ class BlockReport:
     def headline(self) -> Html:
         """The team's primary figure against its target and the previous week, with n."""
         items = []
-        keys = [self.key] + [k for k in EXTRA_TARGETS if k in self.kpis["team"]]
+        keys = [f.key for f in self.record.targeted if f.key in self.kpis["team"]]
         for key in keys:
             figures, row = self.kpis["team"], self.target_row("team", key)
             value = figures.get(key)
@@ -194,11 +201,11 @@ class BlockReport:
                 unit = i18n.format_number(change, self.lang, 1) + "\u00a0" + self.t("unit_pp") \
                     if i18n.KINDS.get(key) == "pct" else self.fmt(key, change)
                 sign = "+" if change > 0 else ""
-                better = change >= 0 if row.get("direction", PRIMARY[self.block][1]) == ">=" else change <= 0
+                better = change >= 0 if row.get("direction", self.direction) == ">=" else change <= 0
                 delta = self.t("headline.vs_prev", delta=f"{sign}{unit}", prev=self.fmt(key, prev))
                 delta_class = "flat" if change == 0 else ("good" if better else "bad")
             status_class, status_text = self.status(row)
-            sample = SAMPLE.get(key, (None, False))[0]
+            sample = self.sample(key)[0]
             items.append({
                 "label": i18n.label(key, self.lang), "value": self.fmt(key, value),
                 "n": self.t("headline.n", n=i18n.format_number(figures.get(sample), self.lang)) if sample else "",
@@ -223,7 +230,7 @@ class BlockReport:
 
     def manager_table(self) -> Html:
         """Per manager: value, n, target status and the 4-week trend arrow; the team last."""
-        sample = SAMPLE[self.key][0]
+        sample = self.sample(self.key)[0]
         rows = []
         inactive = dict(zip((str(int(u)) for u in self.data.managers["user_id"]),
                             ~self.data.managers["active"].astype(bool)))

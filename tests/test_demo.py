@@ -512,15 +512,17 @@ def test_a_killed_or_failed_build_leaves_the_previous_store_intact(demo_store, t
 # -- every primary figure has data ---------------------------------------------------------
 def test_every_primary_figure_has_values_for_most_managers_in_most_weeks(demo_store):
     kpis = pytest.importorskip("kpi_lib.kpis")
-    from kpi_lib.config import PRIMARY, load_settings
+    from kpi_lib.config import load_settings
+    from kpi_lib.kpis.registry import BLOCKS
 
     settings = load_settings(None, overrides={"data_dir": str(demo_store), "account": "demo", "as_of": DEMO_AS_OF})
     ctx = kpis.load_context(settings)
     trends = kpis.compute_trends(ctx, weeks=26)
     assert trends["week"].nunique() == 26 and trends["week"].max() == "2026-W47"
     managers = trends[trends["manager"] != "team"]
-    for block, (key, _, _) in PRIMARY.items():
-        figure = managers[(managers["block"] == block) & (managers["key"] == key)]
+    for block in BLOCKS:
+        key = block.primary
+        figure = managers[(managers["block"] == block.name) & (managers["key"] == key)]
         filled = figure.groupby("manager")["value"].apply(lambda v: v.notna().mean())
         assert (filled >= 0.6).sum() >= 7, (key, filled.round(2).to_dict())
         assert figure["value"].nunique() > 8, key

@@ -13,8 +13,6 @@ from .facts import closed_in, facts_of
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
 
-KEYS = ("won", "priced_won", "avg_check", "median_check", "won_revenue", "unpriced_share_pct", "lost", "win_rate_pct")
-
 
 def compute_average_check(ctx: "Context", span: Span) -> pd.DataFrame:
     """Average check per manager and team per week (kpi-definitions.md §4).

@@ -20,6 +20,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..periods import Week, report_timezone, resolve_now, resolve_week
 from ..store import Store
+from .registry import check_targets
 
 #: Typed tables and the columns the KPIs read (``None``: every column).
 COLUMNS: dict[str, list[str] | None] = {
@@ -122,6 +123,7 @@ def load_context(settings: Settings, now: datetime | None = None,
     week, as_of = resolve_week(settings.week, settings.as_of, tz, now)
     supervisors, managers = resolve_people(settings, frames["users"])
     _check_pipelines(settings, frames["pipelines"])
+    check_targets(settings.kpi.targets)
     return Context(settings=settings, frames=frames, tz=tz, week=week, as_of=as_of, now=now, managers=managers,
                    supervisors=supervisors, account=account, last_sync_at=last_sync)
 
@@ -180,8 +182,3 @@ def _check_pipelines(settings: Settings, pipelines: pd.DataFrame) -> None:
         if pid not in known:
             shown = ", ".join(str(i) for i in sorted(known)) or "none (sync the account first)"
             raise ConfigError(f"kpi.pipelines: pipeline id {pid} is not a pipeline of this account: use one of {shown}")
-
-
-def week_as_of(ctx: Context, week: Week) -> datetime:
-    """``as_of`` of any week: ``min(now, end of week)``."""
-    return min(ctx.now, week.end)

@@ -13,9 +13,6 @@ from .facts import closed_in, facts_of
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
 
-KEYS = ("escalated_leads", "worked_leads", "escalation_rate_pct", "escalation_events", "supervisor_minutes", "won",
-        "cost_per_won_deal")
-
 
 def escalations(ctx: "Context", span: Span) -> pd.DataFrame:
     """Escalation signals E1, E2 and E3 attributed to managers in the span.

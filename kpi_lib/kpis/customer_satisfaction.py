@@ -13,8 +13,6 @@ from .facts import closed_in, facts_of
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
 
-KEYS = ("won", "responses", "csat_pct", "csat_mean", "coverage_pct", "repeat_win_share_pct", "nps")
-
 
 def field_ids(ctx: "Context", ref: str | int) -> list[int]:
     """Lead custom field ids matching ``ref``: an id, or a name compared case-insensitively."""

@@ -15,8 +15,6 @@ from .facts import facts_of
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
 
-KEYS = ("fcr_eligible", "fcr_resolved", "fcr_pct", "fcr_final", "first_call_connect_pct", "new_leads",
-        "uncalled_leads", "stl_median_min", "stl_within_5_pct")
 DAY_S = 86400
 
 

@@ -15,8 +15,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
 
 _DAYS = 1 << 20  # days since 1970 stay below this until the year 4840
-KEYS = ("active_days", "connected_calls", "talk_minutes", "revenue_per_active_day", "calls_per_active_day",
-        "wins_per_100_calls", "check_x_calls_per_day")
 
 
 def connected_calls(ctx: "Context", span: Span) -> pd.DataFrame:

@@ -17,8 +17,6 @@ from .facts import facts_of
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
 
-KEYS = ("tasks", "smart_index", "smart_complete_pct", "specific_pct", "measurable_pct", "achievable_pct",
-        "relevant_pct", "time_bound_pct", "overdue_pct", "due_today", "due_tomorrow")
 CRITERIA = ("S", "M", "A", "R", "T")
 _URL = re.compile(r"(?:[a-z][a-z0-9+.\-]*://|www\.)\S*")
 _PHONE = re.compile(r"\+?[\s\-().]*(?:\d[\s\-().]*){7,}")

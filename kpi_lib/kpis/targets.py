@@ -7,20 +7,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..config import EXTRA_TARGETS, PRIMARY
 from ..periods import parse_week
+from .compute import compute_trends
+from .registry import check_targets, targeted_figures
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
 
 TRAILING_WEEKS = 12
-
-
-def targeted_figures() -> list[tuple[str, str, str]]:
-    """(block, key, direction) of every figure with a target: each block's primary, then extras."""
-    out = [(block, key, direction) for block, (key, direction, _) in PRIMARY.items()]
-    out += [("first_call", key, direction) for key, (direction, _) in EXTRA_TARGETS.items()]
-    return out
 
 
 def trailing_median(trends: pd.DataFrame, block: str, key: str, labels: list[str]) -> float | None:
@@ -50,20 +44,19 @@ def target_table(ctx: "Context", result: dict, trends: pd.DataFrame | None = Non
         block, key, manager ('team' or user id string), value, target, direction, met
         (boolean, NA when value or target is missing), target_source.
     """
-    from . import compute_trends
-
     week = parse_week(result["week"], ctx.tz)
     labels = [week.shift(-i).label for i in range(TRAILING_WEEKS, 0, -1)]
-    explicit = set((ctx.settings.raw_kpi.get("targets") or {}).keys())
+    explicit = check_targets(ctx.settings.kpi.targets)
     rows = []
-    for block, key, direction in targeted_figures():
-        target = ctx.settings.kpi.targets.get(key)
+    for block, figure in targeted_figures():
+        key, direction = figure.key, figure.direction
+        target = explicit[key] if key in explicit else figure.target
         source = "params" if key in explicit else "default"
         if target is None:
             if trends is None or not set(labels) <= set(trends["week"]):
                 trends = compute_trends(ctx, TRAILING_WEEKS, end=week.shift(-1))
-            target, source = trailing_median(trends, block, key, labels), "median12"
-        table = result["kpis"][block]
+            target, source = trailing_median(trends, block.name, key, labels), "median12"
+        table = result["kpis"][block.name]
         people = [("team", table["team"])] + list(table["by_manager"].items())
         for manager, figures in people:
             value = figures.get(key)
@@ -71,7 +64,7 @@ def target_table(ctx: "Context", result: dict, trends: pd.DataFrame | None = Non
                 met = pd.NA
             else:
                 met = bool(value >= target) if direction == ">=" else bool(value <= target)
-            rows.append({"block": block, "key": key, "manager": manager,
+            rows.append({"block": block.name, "key": key, "manager": manager,
                          "value": np.nan if value is None else float(value),
                          "target": np.nan if target is None else float(target), "direction": direction,
                          "met": met, "target_source": source})
