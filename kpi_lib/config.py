@@ -18,15 +18,16 @@ delivery settings under ``email:``::
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
 from .errors import ConfigError
-from .periods import BusinessHours
+from .periods import BusinessHours, load_timezone
 
 #: The parameters every notebook declares in its ``parameters`` cell, with their defaults.
 NOTEBOOK_PARAMETERS: dict[str, Any] = {
@@ -122,14 +123,14 @@ def _int_list(value: Any, where: str) -> tuple[int, ...] | None:
 
 
 def _number(value: Any, where: str, minimum: float = 0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise _fail(where, f"expected a number >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
+        raise _fail(where, f"expected a number of {minimum:g} or more, got {value!r}")
     return float(value)
 
 
 def _whole(value: Any, where: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(where, f"expected a whole number >= {minimum}, got {value!r}")
+        raise _fail(where, f"expected a whole number of {minimum} or more, got {value!r}")
     return value
 
 
@@ -139,12 +140,32 @@ def _field_ref(value: Any, where: str) -> str | int | None:
     raise _fail(where, f"expected a custom field id or name, got {value!r}")
 
 
+def _required_field_ref(value: Any, where: str) -> str | int:
+    if value is None:
+        raise _fail(where, "expected a custom field id or name, got None")
+    return _field_ref(value, where)
+
+
+def _timezone(value: Any, where: str) -> str | None:
+    if value is not None:
+        load_timezone(str(value))
+    return value
+
+
+def _texts(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(where, f"expected a list of texts, got {value!r}")
+    return tuple(value)
+
+
 def _hhmm(value: Any, where: str) -> str:
-    text = str(value)
-    parts = text.split(":")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[0]) > 24 or int(parts[1]) > 59:
-        raise _fail(where, f"expected a time like '09:00', got {value!r}")
-    return f"{int(parts[0]):02d}:{int(parts[1]):02d}"
+    """``HH:MM`` from 00:00 to 24:00 (the end of the day), zero-padded."""
+    parts = str(value).split(":")
+    ok = len(parts) == 2 and all(p.isdigit() and len(p) <= 2 for p in parts)
+    hours, minutes = (int(parts[0]), int(parts[1])) if ok else (0, 0)
+    if not ok or minutes > 59 or hours > 24 or (hours == 24 and minutes):
+        raise _fail(where, f"expected a time of day from '00:00' to '24:00', like '09:00' (quoted), got {value!r}")
+    return f"{hours:02d}:{minutes:02d}"
 
 
 def _business_hours(value: Any, where: str) -> BusinessHours:
@@ -154,7 +175,8 @@ def _business_hours(value: Any, where: str) -> BusinessHours:
     if unknown:
         raise _fail(where, f"unknown key {sorted(unknown)[0]!r}: use days, start and end")
     days = value.get("days", [1, 2, 3, 4, 5])
-    if not isinstance(days, list) or not all(isinstance(d, int) and 1 <= d <= 7 for d in days):
+    if not isinstance(days, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 7
+                                             for d in days):
         raise _fail(f"{where}.days", f"expected ISO weekdays 1 (Monday) to 7, got {days!r}")
     start = _hhmm(value.get("start", "09:00"), f"{where}.start")
     end = _hhmm(value.get("end", "18:00"), f"{where}.end")
@@ -164,46 +186,45 @@ def _business_hours(value: Any, where: str) -> BusinessHours:
 
 
 def _targets(value: Any, where: str) -> dict[str, Any]:
+    """The mapping as given: :func:`kpi_lib.kpis.registry.check_targets` knows each figure's range."""
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise _fail(where, f"expected a mapping of KPI name to target, e.g. {{csat_pct: 85}}, got {value!r}")
     return dict(value)
 
 
-def parse_kpi_settings(raw: Mapping[str, Any] | None, where: str = "kpi") -> KpiSettings:
-    """Validate the ``kpi:`` mapping of a params file."""
-    raw = dict(raw or {})
-    known = {f.name for f in fields(KpiSettings)}
-    for key in raw:
-        if key not in known:
-            raise _fail(f"{where}.{key}", f"unknown setting: use one of {', '.join(sorted(known))}")
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        at = f"{where}.{key}"
-        if key in ("supervisors", "managers", "pipelines"):
-            out[key] = _int_list(value, at)
-        elif key in ("csat_field", "nps_field"):
-            out[key] = _field_ref(value, at)
-            if key == "csat_field" and value is None:
-                raise _fail(at, "expected a custom field id or name, got None")
-        elif key == "timezone":
-            if value is not None:
-                from .periods import load_timezone
+def _at_least(check: Callable[..., Any], minimum: float) -> Callable[[Any, str], Any]:
+    return lambda value, where: check(value, where, minimum)
 
-                load_timezone(str(value))
-            out[key] = value
-        elif key in ("fcr_window_days", "min_task_words", "min_result_words", "max_tasks_per_day", "trend_weeks"):
-            out[key] = _whole(value, at, minimum=1 if key != "min_result_words" else 0)
-        elif key in ("supervisor_hourly_rate", "minutes_per_escalation_task", "minutes_per_takeover"):
-            out[key] = _number(value, at)
-        elif key == "business_hours":
-            out[key] = _business_hours(value, at)
-        elif key == "generic_task_texts":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise _fail(at, f"expected a list of texts, got {value!r}")
-            out[key] = tuple(value)
-        elif key == "targets":
-            out[key] = _targets(value, at)
-    return KpiSettings(**out)
+
+#: How each ``kpi:`` setting is checked: ``check(value, where) -> the value KpiSettings holds``.
+KPI_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "supervisors": _int_list,
+    "managers": _int_list,
+    "csat_field": _required_field_ref,
+    "nps_field": _field_ref,
+    "pipelines": _int_list,
+    "timezone": _timezone,
+    "fcr_window_days": _at_least(_whole, 1),
+    "business_hours": _business_hours,
+    "supervisor_hourly_rate": _at_least(_number, 0),
+    "minutes_per_escalation_task": _at_least(_number, 0),
+    "minutes_per_takeover": _at_least(_number, 0),
+    "min_task_words": _at_least(_whole, 1),
+    "min_result_words": _at_least(_whole, 0),
+    "max_tasks_per_day": _at_least(_whole, 1),
+    "generic_task_texts": _texts,
+    "targets": _targets,
+    "trend_weeks": _at_least(_whole, 1),
+}
+
+
+def parse_kpi_settings(raw: Mapping[str, Any] | None, where: str = "kpi") -> KpiSettings:
+    """Validate the ``kpi:`` mapping of a params file, each setting by its entry in :data:`KPI_CHECKS`."""
+    raw = dict(raw or {})
+    for key in raw:
+        if key not in KPI_CHECKS:
+            raise _fail(f"{where}.{key}", f"unknown setting: use one of {', '.join(sorted(KPI_CHECKS))}")
+    return KpiSettings(**{key: KPI_CHECKS[key](value, f"{where}.{key}") for key, value in raw.items()})
 
 
 def parse_email_settings(raw: Mapping[str, Any] | None, where: str = "email") -> EmailSettings:

@@ -85,6 +85,12 @@ def test_kpis_last_week_and_text_table(tmp_path, capsys):
     ({"pipelines": [77]}, "kpi.pipelines: pipeline id 77 is not a pipeline of this account: use one of 1, 2"),
     ({"timezone": "Mars/Olympus"}, "unknown timezone 'Mars/Olympus'"),
     ({"targets": {"csat": 80}}, "kpi.targets.csat: unknown target"),
+    ({"targets": {"csat_pct": 120}}, "kpi.targets.csat_pct: expected a number from 0 to 100 (a percentage), got 120"),
+    ({"targets": {"avg_check": -1}}, "kpi.targets.avg_check: expected a number of 0 or more, got -1"),
+    ({"targets": [80]}, "kpi.targets: expected a mapping of KPI name to target"),
+    ({"supervisor_hourly_rate": -5}, "kpi.supervisor_hourly_rate: expected a number of 0 or more, got -5"),
+    ({"business_hours": {"start": "09:00", "end": "24:30"}},
+     "kpi.business_hours.end: expected a time of day from '00:00' to '24:00'"),
 ])
 def test_params_validation_errors(tmp_path, capsys, kpi, message):
     data = write(small_account(), tmp_path)
