@@ -171,3 +171,18 @@ def test_due_today_and_tomorrow_in_the_current_week(tmp_path):
     assert due["manager"].tolist() == [101, 101, 101, 102]
     # the overdue share counts open tasks due before as_of = now
     assert audit(r, 101)["overdue_pct"] == pytest.approx(100 * 1 / 2)
+
+
+def test_achievable_allows_a_minute_of_grace_before_creation(tmp_path):
+    """§6 A: ``complete_till >= created_at − 60``; a task due 61 s before it was created is born overdue."""
+    acc = Account()
+    people(acc)
+    acc.lead(1, 101, at("2026-11-02 10:00"))
+    created = at("2026-11-18 12:00")
+    ids = {lag: acc.task(101, created, created - lag, entity_id=1, completed=True, result="done it")
+           for lag in (0, 30, 60, 61, 3600)}
+    ctx = acc.context(tmp_path)
+    detail = block_detail(ctx, "smart_audit").set_index("task_id")
+    assert {lag: bool(detail.loc[task, "A"]) for lag, task in ids.items()} == \
+        {0: True, 30: True, 60: True, 61: False, 3600: False}
+    assert audit(compute_kpis(ctx), 101)["achievable_pct"] == pytest.approx(100 * 3 / 5)

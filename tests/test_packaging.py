@@ -42,3 +42,16 @@ def test_console_script_points_at_the_cli():
 def test_generated_folders_are_ignored():
     ignored = (ROOT / ".gitignore").read_text().split()
     assert "/data/" in ignored and "/reports/" in ignored
+
+
+def test_public_names_are_pinned_and_documented():
+    import kpi_lib
+
+    assert kpi_lib.__all__ == ["KpiError", "Settings", "Store", "Week", "load_frames", "load_settings", "parse_week",
+                               "__version__"]
+    assert all(getattr(kpi_lib, name, None) is not None for name in kpi_lib.__all__)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    marker = "(its `__all__`):"
+    paragraph = readme[readme.index(marker) + len(marker):].split("\n\n")[0]
+    documented = re.findall(r"`([A-Za-z_]+)`", paragraph.split(". ")[0])
+    assert sorted(documented) == sorted(kpi_lib.__all__)
