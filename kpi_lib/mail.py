@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import jinja2
 import yaml
 from filelock import FileLock
 
@@ -49,17 +48,15 @@ from .log import logger, redact, register_secret
 from .periods import parse_week, report_timezone, resolve_week
 from .report import write_atomic
 from .store import Store
+from .templating import TEMPLATES, render
 
 #: Attachments above this many bytes are left out (mail servers refuse ~25 MB messages).
 MAX_ATTACHMENTS = 15_000_000
 #: Widest chart in the body, in CSS pixels (the body table is 640 wide, padded 24 each side).
 CHART_WIDTH = 592
 
-_HERE = Path(__file__).parent / "templates"
-_TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(_HERE), autoescape=jinja2.select_autoescape(["html"]),
-                                trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
 #: The email's sentences by language.
-TEXTS: dict[str, dict[str, str]] = yaml.safe_load((_HERE / "email_strings.yaml").read_text(encoding="utf-8"))
+TEXTS: dict[str, dict[str, str]] = yaml.safe_load((TEMPLATES / "email_strings.yaml").read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -71,11 +68,12 @@ class RetryPolicy:
 
 
 def targets_headline(met: int, total: int, lang: str) -> str:
-    """"4 of 6 targets met" / "выполнено 4 из 6 целей" (Russian: "из 21 цели", "из 6 целей")."""
+    """"4 of 6 targets met" / "выполнено 4 из 6 целей" ("1 of 1 target", "из 21 цели")."""
     t = TEXTS[lang]
     if not total:
         return t["no_targets"]
-    goals = t.get("goals_one") if total % 10 == 1 and total % 100 != 11 else t.get("goals_many")
+    one = total == 1 if lang == "en" else total % 10 == 1 and total % 100 != 11
+    goals = t["goals_one"] if one else t["goals_many"]
     return t["headline"].format(met=met, total=total, goals=goals)
 
 
@@ -241,8 +239,8 @@ def build_message(week_dir: str | os.PathLike, settings: Settings, smtp: SmtpEnv
     attachments = _attachments(week_dir, summary, settings.email.attach)
     ctx["attached"] = attachments[0][2] if attachments else ("none" if summary["notebooks"] else "")
     ctx["zip_name"] = attachments[0][0] if attachments else ""
-    msg.set_content(_TEMPLATES.get_template("email.txt").render(ctx), subtype="plain", cte="quoted-printable")
-    msg.add_alternative(_TEMPLATES.get_template("email.html").render(ctx), subtype="html", cte="quoted-printable")
+    msg.set_content(render("email.txt", **ctx), subtype="plain", cte="quoted-printable")
+    msg.add_alternative(render("email.html", **ctx), subtype="html", cte="quoted-printable")
     html_part = msg.get_payload()[1]
     for chart in ctx["charts"]:
         html_part.add_related(chart["data"], "image", "png", cid=chart["cid"], disposition="inline",

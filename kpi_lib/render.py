@@ -16,33 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 from functools import lru_cache
 
-from jinja2 import Environment, FileSystemLoader
-
 from . import i18n
 from .config import Settings
 from .kpis.registry import BLOCKS, BY_NAME
+from .templating import TEMPLATES, render
 
 if TYPE_CHECKING:  # pragma: no cover
     from .report import WeekRun
     from .weekdata import WeekData
 
-TEMPLATES = Path(__file__).with_name("templates")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CHART = re.compile(r'<img data-kpi-chart="(?P<block>[a-z_]+)" src="data:image/png;base64,(?P<data>[A-Za-z0-9+/=]+)"')
-
-
-@lru_cache(maxsize=1)
-def environment() -> Environment:
-    """The Jinja2 environment of report and index templates (autoescape on)."""
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    env.globals["css"] = (TEMPLATES / "report.css").read_text(encoding="utf-8")
-    env.globals["page_css"] = (TEMPLATES / "page.css").read_text(encoding="utf-8")
-    return env
-
-
-def render(template: str, **values: Any) -> str:
-    """Render a template of ``kpi_lib/templates`` (every value escaped unless marked safe)."""
-    return environment().get_template(template).render(**values)
 
 
 @lru_cache(maxsize=2)

@@ -21,8 +21,8 @@ from . import i18n, plots, sections
 from .config import load_settings
 from .errors import ConfigError
 from .kpis.registry import BLOCK_NAMES, BY_NAME
-from .render import render
 from .sections import SMALL_N
+from .templating import render
 from .weekdata import WeekData, load_week_data
 
 ARROWS = {"↑": "trend.up", "↓": "trend.down", "→": "trend.flat", "·": "trend.none"}
