@@ -1,4 +1,4 @@
-"""``kpi-report``: demo | sync | auth | kpis | run | send.
+"""``kpi-report``: demo | sync | auth | kpis | detail | run | send.
 
 Each subcommand resolves its settings once (flag, params file, environment, default) and
 calls one verb of the library.  Errors of kpi_lib are printed as one line that names the
@@ -72,6 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     _week(p)
     p.add_argument("--json", action="store_true", help="print the JSON of kpi-definitions.md §8")
     p.set_defaults(handler=cmd_kpis)
+
+    p = sub.add_parser("detail", help="list the deals, calls or tasks behind one block's figures",
+                       description="The items behind one block's figures in a week (kpi-definitions.md §10): "
+                                   "one row per item, with the deal's name, the manager, the amoCRM link and "
+                                   "times in the report timezone. --json and --csv give the same rows.")
+    _common(p)
+    _week(p)
+    p.add_argument("--block", required=True, metavar="BLOCK",
+                   help="customer_satisfaction, cost_of_service, first_call, speed_to_lead, average_check, "
+                        "productivity or smart_audit")
+    p.add_argument("--manager", type=int, metavar="ID", help="only this manager's rows (a user id)")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print a JSON list of rows")
+    form.add_argument("--csv", action="store_true", help="print CSV (lists joined by ';', null as empty)")
+    p.set_defaults(handler=cmd_detail)
 
     p = sub.add_parser("run", help="execute the notebooks and render the week's HTML reports",
                        description="Execute every notebook with papermill, render HTML without code with "
@@ -171,6 +186,37 @@ def cmd_kpis(args: argparse.Namespace) -> int:
     result = compute_kpis(load_context(settings_from_args(args)))
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else format_kpis_text(result))
     return 0
+
+
+def cmd_detail(args: argparse.Namespace) -> int:
+    import json
+
+    from . import kpis
+
+    ctx = kpis.load_context(settings_from_args(args))
+    rows = kpis.block_detail(ctx, args.block, manager=args.manager)
+    if args.json:
+        print(json.dumps(kpis.detail_records(rows), ensure_ascii=False, indent=2))
+    elif args.csv:
+        sys.stdout.write(kpis.detail_csv(rows))
+    else:
+        print(_detail_text(args.block, ctx.week.label, rows))
+    return 0
+
+
+def _detail_text(block: str, week: str, rows) -> str:
+    """The detail rows as an aligned plain-text table (long cells cut at 40 characters)."""
+    import csv
+    import io
+
+    from . import kpis
+
+    table = list(csv.reader(io.StringIO(kpis.detail_csv(rows))))
+    table = [[c if len(c) <= 40 else c[:39] + "…" for c in line] for line in table]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    lines = [f"{block} in {week}: {len(rows)} row(s)"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in table]
+    return "\n".join(lines)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -71,6 +71,7 @@ def _speed_to_lead(report: "BlockReport", detail: pd.DataFrame) -> tuple[str, by
     """First call: new leads by speed to lead in business minutes, and those not called."""
     t, lang = report.t, report.lang
     title = t("chart.stl_title")
+    detail = report.data.details.get("speed_to_lead", pd.DataFrame())  # the new leads, not the FCR rows
     stl = pd.to_numeric(_mine(report, detail)["stl_min"], errors="coerce").dropna() if len(detail) else []
     if not len(stl):
         return title, None

@@ -32,7 +32,7 @@ CACHE_NAME = ".week-data.pkl"
 PENDING_NAME = ".week-data.pending"
 PENDING_WAIT = 300
 #: Bumped whenever WeekData changes shape, so an old cache file is never read.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -99,7 +99,7 @@ def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = 
     result = kpis.compute_kpis(ctx)
     trends = kpis.compute_trends(ctx, weeks=settings.kpi.trend_weeks)
     targets = kpis.target_table(ctx, result, trends)
-    details = {block: kpis.block_detail(ctx, block) for block in kpis.BLOCKS}
+    details = {block: kpis.block_detail(ctx, block) for block in kpis.DETAIL_BLOCKS}
     quality = kpis.data_quality(ctx)
     data = WeekData(key=key, week=ctx.week, as_of=ctx.as_of, now=ctx.now, account=dict(ctx.account),
                     managers=ctx.managers.copy(), last_sync_at=ctx.last_sync_at, result=result, trends=trends,

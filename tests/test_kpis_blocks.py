@@ -6,6 +6,7 @@ figures are written as the arithmetic that gives them.
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from kpi_builders import LOST, NEW, OFFER, TALK, WON, Account, at
@@ -245,9 +246,9 @@ def test_speed_to_lead_across_a_weekend_and_outside_business_hours(tmp_path):
     })
     assert figures(r, "first_call", 102)["new_leads"] == 1  # lead 4, owned by 102 at its first call
     assert figures(r, "first_call", 102)["stl_median_min"] == 9 * 60  # Thu 10:00 -> Fri 10:00
-    detail = block_detail(ctx, "first_call").set_index("lead_id")
+    detail = block_detail(ctx, "speed_to_lead").set_index("lead_id")
     assert detail.loc[1, "stl_min"] == 45.0 and detail.loc[3, "stl_min"] == 0.0
-    assert not detail.loc[6, "called"]
+    assert detail.loc[6, "uncalled"] and pd.isna(detail.loc[6, "t1"])
     custom = compute_kpis(acc.context(tmp_path / "hours", week="2026-W46",
                                       business_hours={"days": [1, 2, 3, 4, 5, 6, 7], "start": "08:00",
                                                       "end": "20:00"}))

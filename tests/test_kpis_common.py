@@ -70,7 +70,7 @@ def test_contact_calls_map_to_leads_with_the_ten_minute_rule(tmp_path):
     unmapped = data_quality(ctx)["unmapped_calls"]
     assert unmapped["call_id"].tolist() == [c_closed]
     # the call 540 s before lead 12 was created gives it stl = 0 (§9)
-    detail = block_detail(ctx, "first_call").set_index("lead_id")
+    detail = block_detail(ctx, "speed_to_lead").set_index("lead_id")
     assert detail.loc[12, "stl_min"] == 0.0
     # the unmapped call still counts for the caller's productivity
     r = compute_kpis(ctx)
@@ -155,7 +155,7 @@ def test_report_timezone_other_than_the_accounts(tmp_path):
     assert team_of(r, "average_check")["won"] == 0
     assert team_of(compute_kpis(vlad, vlad.week.shift(1)), "average_check")["won"] == 1
     closed = block_detail(vlad, "average_check", vlad.week.shift(1))["closed_at"].iloc[0]
-    assert str(closed) == "2026-11-23 03:00:00"
+    assert closed.isoformat() == "2026-11-23T03:00:00+10:00"
 
 
 def test_account_without_timezone_reports_in_utc(tmp_path):

@@ -14,15 +14,20 @@ per-item facts built once per context, so twelve weeks of trends cost little mor
 
 from __future__ import annotations
 
-from .compute import block_detail, compute_blocks, compute_kpis, compute_trends, data_quality
+from .compute import (block_detail, compute_blocks, compute_kpis, compute_trends, data_quality,
+                      find_items_pulling_down, resolve_week)
+from .detail import detail_csv, detail_records
+from .items import pick_items_pulling_down
 from .context import Context, load_context, read_frames
 from .registry import BLOCK_NAMES as BLOCKS
-from .registry import BY_NAME, Block, Figure, get_block
+from .registry import BY_NAME, DETAIL_BLOCKS, Block, Figure, get_block
 from .smart_audit import due_tasks
 from .targets import target_table
 
 #: The keys of each block, in the order of kpi-definitions.md (``nps``, ``due_*`` only when they apply).
 KEYS: dict[str, tuple[str, ...]] = {name: block.keys for name, block in BY_NAME.items()}
 
-__all__ = ["BLOCKS", "KEYS", "Block", "Context", "Figure", "block_detail", "compute_blocks", "compute_kpis",
-           "compute_trends", "data_quality", "due_tasks", "get_block", "load_context", "read_frames", "target_table"]
+__all__ = ["BLOCKS", "DETAIL_BLOCKS", "KEYS", "Block", "Context", "Figure", "block_detail", "compute_blocks",
+           "compute_kpis", "compute_trends", "data_quality", "detail_csv", "detail_records", "due_tasks",
+           "find_items_pulling_down", "get_block", "load_context", "pick_items_pulling_down", "read_frames",
+           "resolve_week", "target_table"]

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .common import LOST, WON, Span, grid_index, ratio, tally, to_local_times
+from .detail import finish_rows
 from .facts import closed_in, facts_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,11 +42,25 @@ def compute_average_check(ctx: "Context", span: Span) -> pd.DataFrame:
 
 
 def detail_average_check(ctx: "Context", span: Span) -> pd.DataFrame:
-    """Won and lost deals: lead_id, name, manager, price, status ('won'|'lost'), closed_at (local)."""
+    """The won and lost deals behind the block (§4): one row per deal closed in the span.
+
+    Returns
+    -------
+    DataFrame
+        ``lead_id, name, manager, manager_name`` (the owner at closing), ``status`` (``won`` or
+        ``lost``), ``closed_at``, ``price`` (NaN when not set; a won deal counts in the average
+        only with a price above 0), ``pipeline_id``, ``pipeline`` (its name), ``url``.
+    """
     won, lost = closed_in(ctx, span, WON), closed_in(ctx, span, LOST)
     rows = pd.concat([won.assign(status="won"), lost.assign(status="lost")], ignore_index=True)
-    return pd.DataFrame({
-        "lead_id": rows["lead_id"].astype("int64").to_numpy(), "name": facts_of(ctx).lead_names(rows["lead_id"]),
-        "manager": rows["m"].astype("int64").to_numpy(), "price": rows["price"].to_numpy(dtype="float64"),
+    f = facts_of(ctx)
+    pipeline = f.lead_attr(rows["lead_id"], "pipeline_id")
+    pipelines = ctx.frames["pipelines"]
+    names = dict(zip(pipelines["id"].astype("float64"), pipelines["name"].astype(object)))
+    return finish_rows(ctx, {
+        "lead_id": rows["lead_id"].astype("int64").to_numpy(), "manager": rows["m"].to_numpy(),
         "status": rows["status"].to_numpy(dtype=object), "closed_at": to_local_times(ctx, rows["closed_at"]),
-    }).sort_values(["manager", "closed_at"], ignore_index=True)
+        "price": rows["price"].to_numpy(dtype="float64"),
+        "pipeline_id": pd.array(pipeline, dtype="Float64").astype("Int64"),
+        "pipeline": np.array([names.get(p) for p in pipeline], dtype=object),
+    }, ["manager", "closed_at", "lead_id"])

@@ -206,8 +206,6 @@ def count_sorted(keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray
     return np.searchsorted(keys, hi, side="right") - np.searchsorted(keys, lo, side="right")
 
 
-def to_local_times(ctx: "Context", ts) -> np.ndarray:
-    """Unix seconds to naive local datetimes in the report timezone."""
-    from ..periods import to_local
-
-    return to_local(num(ts), ctx.tz).to_numpy()
+def to_local_times(ctx: "Context", ts) -> pd.arrays.DatetimeArray:
+    """Unix seconds to timezone-aware times in the report timezone (NaT for missing)."""
+    return pd.to_datetime(num(ts), unit="s", utc=True).tz_convert(ctx.tz).array

@@ -13,12 +13,25 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from ..periods import Week
+from ..periods import Week, parse_week
 from .common import TEAM, Span, make_span
 from .context import Context
+from .items import pick_items_pulling_down
 from .quality import compute_quality
-from .registry import BLOCKS, KINDS, get_block
+from .registry import BLOCKS, DETAIL_BLOCKS, DETAILS, KINDS
 from .smart_audit import due_tasks
+
+
+def resolve_week(ctx: Context, week: Week | str | None = None) -> Week:
+    """A week argument as a :class:`Week`: a Week, an ISO label (``"2026-W47"``), ``"last"``
+    (the last complete week before the context's now), ``"current"``, or None (the context's week)."""
+    if week is None:
+        return ctx.week
+    if isinstance(week, Week):
+        return week
+    if isinstance(week, str):
+        return parse_week(week, ctx.tz, now=ctx.now)
+    raise ConfigError(f"week {week!r} is not a week: use an ISO label such as '2026-W47', 'last' or 'current'")
 
 
 def compute_blocks(ctx: Context, span: Span) -> dict[str, pd.DataFrame]:
@@ -52,16 +65,17 @@ def _with_due(ctx: Context, table: pd.DataFrame, people: list[str]) -> pd.DataFr
     return table
 
 
-def compute_kpis(ctx: Context, week: Week | None = None) -> dict:
+def compute_kpis(ctx: Context, week: Week | str | None = None) -> dict:
     """One week's KPIs in exactly the structure of ``kpi-report kpis --json`` (§8).
 
     Parameters
     ----------
-    week : Week, optional
-        Default: the context's week.  ``due_today``/``due_tomorrow`` appear only when ``now``
+    week : Week or str, optional
+        ``"2026-W47"``, ``"last"``, ``"current"`` or a Week; default: the context's week.
+        ``due_today``/``due_tomorrow`` appear only when ``now``
         falls inside the week, ``nps`` only when ``nps_field`` is set.
     """
-    week = week or ctx.week
+    week = resolve_week(ctx, week)
     span = make_span(ctx, [week])
     tables = compute_blocks(ctx, span)
     current = week.start <= ctx.now < week.end
@@ -85,7 +99,7 @@ def compute_kpis(ctx: Context, week: Week | None = None) -> dict:
     }
 
 
-def compute_trends(ctx: Context, weeks: int = 12, end: Week | None = None) -> pd.DataFrame:
+def compute_trends(ctx: Context, weeks: int = 12, end: Week | str | None = None) -> pd.DataFrame:
     """The KPIs over the ``weeks`` weeks ending with ``end`` (default: the context's week), tidy.
 
     Returns
@@ -96,7 +110,7 @@ def compute_trends(ctx: Context, weeks: int = 12, end: Week | None = None) -> pd
     """
     if isinstance(weeks, bool) or not isinstance(weeks, int) or weeks < 1:
         raise ConfigError(f"trend weeks {weeks!r} is not a whole number of weeks: use 1 or more (e.g. 12)")
-    end = end or ctx.week
+    end = resolve_week(ctx, end)
     span = make_span(ctx, [end.shift(-i) for i in range(weeks - 1, -1, -1)])
     labels = np.array([w.label for w in span.weeks], dtype=object)
     starts = np.array([pd.Timestamp(w.start.replace(tzinfo=None)) for w in span.weeks], dtype="datetime64[ns]")
@@ -111,12 +125,65 @@ def compute_trends(ctx: Context, weeks: int = 12, end: Week | None = None) -> pd
     return pd.concat(parts, ignore_index=True)
 
 
-def block_detail(ctx: Context, block: str, week: Week | None = None) -> pd.DataFrame:
-    """The item-level rows behind one block for a week (columns per block: see the module docs)."""
-    return get_block(block).detail(ctx, make_span(ctx, [week or ctx.week]))
+def block_detail(ctx: Context, block: str, week: Week | str | None = None, manager: int | None = None) -> pd.DataFrame:
+    """The items behind one block's figures in a week (kpi-definitions.md §10): exactly the
+    rows ``kpi-report detail --block BLOCK`` prints.
+
+    Parameters
+    ----------
+    block : str
+        One of :data:`~kpi_lib.kpis.registry.DETAIL_BLOCKS`: the six blocks and
+        ``speed_to_lead`` (the new leads behind the first-call block's speed to lead).
+    week : Week or str, optional
+        ``"2026-W47"``, ``"last"``, ``"current"`` or a Week (default: the context's week).
+    manager : int, optional
+        Only this manager's rows.
+
+    Returns
+    -------
+    DataFrame
+        One row per item, sorted by manager then time.  Every frame has ``manager`` (int
+        user id), ``manager_name`` and ``url``; times are timezone-aware in the report
+        timezone.  The columns of each block are listed in its function's docstring:
+        :func:`~kpi_lib.kpis.first_call.detail_first_call` (``first_call``: ``lead_id, name,
+        manager, manager_name, fc_at, resolved, reasons, callback_at, repeat_call_at, url``),
+        :func:`~kpi_lib.kpis.first_call.detail_speed_to_lead`,
+        :func:`~kpi_lib.kpis.cost_of_service.detail_cost_of_service` (``cost_of_service``:
+        ``lead_id, name, manager, manager_name, kind, at, supervisor, supervisor_name,
+        minutes, text, url``),
+        :func:`~kpi_lib.kpis.customer_satisfaction.detail_customer_satisfaction`,
+        :func:`~kpi_lib.kpis.average_check.detail_average_check`,
+        :func:`~kpi_lib.kpis.productivity.detail_productivity` and
+        :func:`~kpi_lib.kpis.smart_audit.detail_smart_audit`.
+    """
+    if block not in DETAILS:
+        raise ConfigError(f"unknown KPI block {block!r}: use one of {', '.join(DETAIL_BLOCKS)}")
+    rows = DETAILS[block](ctx, make_span(ctx, [resolve_week(ctx, week)]))
+    if manager is not None:
+        ids = ctx.managers["user_id"].tolist()
+        if int(manager) not in ids:
+            raise ConfigError(f"manager {manager} is not a manager of this report: use one of "
+                              f"{', '.join(str(i) for i in ids) or 'none'}")
+        rows = rows.loc[rows["manager"].to_numpy() == int(manager)].reset_index(drop=True)
+    return rows
 
 
-def data_quality(ctx: Context, week: Week | None = None) -> dict[str, pd.DataFrame]:
+def find_items_pulling_down(ctx: Context, week: Week | str | None = None,
+                            manager: int | None = None) -> pd.DataFrame:
+    """The items pulling each figure down in a week, per manager and reason (see
+    :func:`kpi_lib.kpis.items.pick_items_pulling_down` for the columns).
+
+    Parameters
+    ----------
+    week : Week or str, optional
+        ``"2026-W47"``, ``"last"``, ``"current"`` or a Week (default: the context's week).
+    manager : int, optional
+        Only this manager's items.
+    """
+    return pick_items_pulling_down({b: block_detail(ctx, b, week, manager) for b in DETAIL_BLOCKS})
+
+
+def data_quality(ctx: Context, week: Week | str | None = None) -> dict[str, pd.DataFrame]:
     """Data-quality tables for a week: unpriced_wins, unmapped_calls, calls_without_status,
     won_without_contact, survey_coverage (see :func:`kpi_lib.kpis.quality.compute_quality`)."""
-    return compute_quality(ctx, make_span(ctx, [week or ctx.week]))
+    return compute_quality(ctx, make_span(ctx, [resolve_week(ctx, week)]))

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .common import WON, Span, grid_index, member, ratio, scope, tally, to_local_times
+from .detail import finish_rows, user_names
 from .facts import closed_in, facts_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -17,25 +18,30 @@ if TYPE_CHECKING:  # pragma: no cover
 def escalations(ctx: "Context", span: Span) -> pd.DataFrame:
     """Escalation signals E1, E2 and E3 attributed to managers in the span.
 
-    Columns ``w, m, lead_id, kind, t, minutes`` (``minutes``: E3 call duration / 60, else 0).
-    Signals on leads that do not count (deleted, other pipelines, unknown) are dropped.
+    Columns ``w, m, lead_id, kind, t, minutes`` (``minutes``: E3 call duration / 60, else 0),
+    ``supervisor`` (the task's responsible, the new owner or the caller) and ``task_row`` (the
+    E1 task's row in the tasks frame, else -1).  Signals on leads that do not count (deleted,
+    other pipelines, unknown) are dropped.
     """
     f = facts_of(ctx)
     sup = ctx.supervisor_ids
     tasks = f.tasks
     asks = (tasks["etype"] == 1).to_numpy() & member(tasks["responsible"], sup) & tasks["lead_counted"].to_numpy()
-    e1 = scope(ctx, tasks, span, "created_at", "created_by", asks, ["created_at", "created_by", "lead_id"])
-    e1 = e1.assign(kind="E1", t=e1["created_at"], minutes=0.0)
+    e1 = scope(ctx, tasks, span, "created_at", "created_by", asks,
+               ["created_at", "created_by", "lead_id", "responsible", "row"])
+    e1 = e1.assign(kind="E1", t=e1["created_at"], minutes=0.0, supervisor=e1["responsible"], task_row=e1["row"])
     ev = f.responsible_events
     ev = ev.loc[member(ev["after"], sup) & f.lead_attr(ev["lead_id"], "counted")]
-    e2 = scope(ctx, ev, span, "t", "before").assign(kind="E2", minutes=0.0)
+    e2 = scope(ctx, ev, span, "t", "before").assign(kind="E2", minutes=0.0, task_row=-1)
+    e2["supervisor"] = e2["after"]
     calls = f.calls
     t = calls["t"].to_numpy()
     calls = calls.loc[calls["connected"].to_numpy() & member(calls["caller"], sup) & calls["lead_counted"].to_numpy()
-                      & (t >= span.start) & (t < span.end), ["t", "lead_id", "duration"]]
+                      & (t >= span.start) & (t < span.end), ["t", "lead_id", "duration", "caller"]]
     calls = calls.assign(owner=f.owner_at(calls["lead_id"], calls["t"]))
-    e3 = scope(ctx, calls, span, "t", "owner").assign(kind="E3", minutes=lambda d: d["duration"] / 60.0)
-    cols = ["w", "m", "lead_id", "kind", "t", "minutes"]
+    e3 = scope(ctx, calls, span, "t", "owner").assign(kind="E3", minutes=lambda d: d["duration"] / 60.0, task_row=-1)
+    e3["supervisor"] = e3["caller"]
+    cols = ["w", "m", "lead_id", "kind", "t", "minutes", "supervisor", "task_row"]
     return pd.concat([e1[cols], e2[cols], e3[cols]], ignore_index=True)
 
 
@@ -82,12 +88,25 @@ def compute_cost_of_service(ctx: "Context", span: Span) -> pd.DataFrame:
 
 
 def detail_cost_of_service(ctx: "Context", span: Span) -> pd.DataFrame:
-    """Escalation signals: lead_id, manager, kind, at (local), minutes (supervisor minutes charged)."""
+    """The escalation signals behind the block (§10): one row per signal.
+
+    Returns
+    -------
+    DataFrame
+        ``lead_id, name, manager, manager_name, kind`` (``E1`` escalation task, ``E2``
+        take-over, ``E3`` supervisor call), ``at``, ``supervisor`` (user id),
+        ``supervisor_name``, ``minutes`` (the supervisor minutes §2 charges for it), ``text``
+        (the E1 task's text, else None), ``url``.
+    """
     kpi = ctx.settings.kpi
     sig = escalations(ctx, span)
     minutes = np.select([sig["kind"] == "E1", sig["kind"] == "E2"],
                         [kpi.minutes_per_escalation_task, kpi.minutes_per_takeover], sig["minutes"])
-    return pd.DataFrame({
+    rows = sig["task_row"].to_numpy(dtype="int64")
+    texts = facts_of(ctx).task_column(np.maximum(rows, 0), "text") if len(ctx.frames["tasks"]) else rows.astype(object)
+    return finish_rows(ctx, {
         "lead_id": sig["lead_id"].astype("int64").to_numpy(), "manager": sig["m"].to_numpy(),
-        "kind": sig["kind"].to_numpy(), "at": to_local_times(ctx, sig["t"]), "minutes": minutes.astype(float),
-    }).sort_values(["manager", "at"], ignore_index=True)
+        "kind": sig["kind"].to_numpy(dtype=object), "at": to_local_times(ctx, sig["t"]),
+        "supervisor": sig["supervisor"].astype("int64").to_numpy(), "supervisor_name": user_names(ctx, sig["supervisor"]),
+        "minutes": minutes.astype(float), "text": np.where(rows >= 0, texts, None),
+    }, ["manager", "at", "lead_id"])

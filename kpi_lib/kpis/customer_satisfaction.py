@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .common import WON, Span, grid_index, num, ratio, tally, to_local_times
+from .detail import finish_rows
 from .facts import closed_in, facts_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -108,11 +109,23 @@ def compute_customer_satisfaction(ctx: "Context", span: Span) -> pd.DataFrame:
 
 
 def detail_customer_satisfaction(ctx: "Context", span: Span) -> pd.DataFrame:
-    """Won deals of the span with their CSAT score: lead_id, name, manager, price, score, closed_at."""
+    """The won deals behind the block (§1): one row per deal in ``won(M, W)``.
+
+    Returns
+    -------
+    DataFrame
+        ``lead_id, name, manager, manager_name`` (the owner at closing), ``closed_at``,
+        ``price``, ``score`` (the valid CSAT score, else NaN), ``satisfied`` (score 4 or 5; NA
+        without a score), ``repeat`` (the main contact won an earlier deal; NA without a
+        contact), ``url``.
+    """
     won = closed_in(ctx, span, WON)
     score = lead_scores(ctx, ctx.settings.kpi.csat_field, 1, 5).reindex(won["lead_id"].to_numpy()).to_numpy()
-    return pd.DataFrame({
-        "lead_id": won["lead_id"].astype("int64").to_numpy(), "name": facts_of(ctx).lead_names(won["lead_id"]),
-        "manager": won["m"].to_numpy(), "price": won["price"].to_numpy(), "score": score,
-        "closed_at": to_local_times(ctx, won["closed_at"]),
-    }).sort_values(["manager", "closed_at"], ignore_index=True)
+    has_contact, repeat = repeat_flags(ctx, won)
+    return finish_rows(ctx, {
+        "lead_id": won["lead_id"].astype("int64").to_numpy(), "manager": won["m"].to_numpy(),
+        "closed_at": to_local_times(ctx, won["closed_at"]), "price": won["price"].to_numpy(dtype="float64"),
+        "score": np.asarray(score, dtype="float64"),
+        "satisfied": pd.array(np.where(np.isnan(score), None, score >= 4), dtype="boolean"),
+        "repeat": pd.array(np.where(has_contact, repeat, None), dtype="boolean"),
+    }, ["manager", "closed_at", "lead_id"])

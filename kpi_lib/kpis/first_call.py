@@ -10,6 +10,7 @@ import pandas as pd
 
 from .common import (Span, business_minutes, count_sorted, grid_index, member, num, ratio, scope, sort_key, tally,
                      to_local_times)
+from .detail import finish_rows
 from .facts import facts_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,9 +29,22 @@ def _firsts(pos: np.ndarray, mask: np.ndarray, leads: np.ndarray) -> np.ndarray:
     return out
 
 
+def _first_between(keys: np.ndarray, t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Time of the first sorted key in ``(lo, hi]`` for each pair (NaN when there is none)."""
+    at = np.searchsorted(keys, lo, side="right")
+    inside = at < len(keys)
+    inside[inside] = keys[at[inside]] <= hi[inside]
+    return np.where(inside, t[np.minimum(at, len(t) - 1)] if len(t) else np.nan, np.nan)
+
+
 def lead_calls(ctx: "Context") -> pd.DataFrame:
     """Per counted lead with calls: first call (``fa_*``), first connected call (``fc_*``),
-    whether ``fc`` resolved the lead, and ``t1`` (first ``call_out`` or connected ``call_in``)."""
+    whether ``fc`` resolved the lead, and ``t1`` (first ``call_out`` or connected ``call_in``).
+
+    ``fc_callback_t`` and ``fc_repeat_t`` are the first ``call_in`` and the first connected
+    ``call_out`` in (``fc``, ``fc`` + window] (NaN when none), ``fc_advanced`` whether the lead
+    advanced in that window: ``fc_resolved`` is true exactly when neither call exists and it did.
+    """
     if "lead_calls" in ctx.cache:
         return ctx.cache["lead_calls"]
     f = facts_of(ctx)
@@ -54,14 +68,17 @@ def lead_calls(ctx: "Context") -> pd.DataFrame:
 
     fc_t = pick(t, fc)
     keys = sort_key(pos, t)  # already in order: lead, then time
-    again_keys = keys[connected | call_in]
     moves = f.status.loc[f.status["advances"].to_numpy() & f.status["lead_counted"].to_numpy()]
     move_keys = np.sort(sort_key(f.lead_pos(moves["lead_id"])[0], moves["t"]))
     lo, hi = sort_key(leads, fc_t), sort_key(leads, fc_t + window)
-    resolved = (count_sorted(again_keys, lo, hi) == 0) & (count_sorted(move_keys, lo, hi) > 0)
+    callback_t = _first_between(keys[call_in], t[call_in], lo, hi)
+    repeat_t = _first_between(keys[connected & call_out], t[connected & call_out], lo, hi)
+    advanced = count_sorted(move_keys, lo, hi) > 0
+    resolved = np.isnan(callback_t) & np.isnan(repeat_t) & advanced
     out = pd.DataFrame({
         "fa_t": pick(t, fa), "fa_caller": pick(caller, fa), "fa_connected": pick(connected, fa) == 1,
         "fc_t": fc_t, "fc_caller": pick(caller, fc), "fc_resolved": ~np.isnan(fc_t) & resolved,
+        "fc_callback_t": callback_t, "fc_repeat_t": repeat_t, "fc_advanced": ~np.isnan(fc_t) & advanced,
         "t1": pick(t, reach),
     }, index=pd.Index(f.lead_ids[leads] if len(f.lead_ids) else np.zeros(0), name="lead_id"))
     ctx.cache["lead_calls"] = out
@@ -123,27 +140,53 @@ def compute_first_call(ctx: "Context", span: Span) -> pd.DataFrame:
     return out
 
 
-def detail_first_call(ctx: "Context", span: Span) -> pd.DataFrame:
-    """Leads behind the block: lead_id, manager, fc_at, resolved, stl_min, called.
+#: Why an unresolved lead failed (§10), in this order.
+REASONS = ("callback", "repeat_call", "no_advance")
 
-    One row per lead that is eligible for FCR in the span or was created in it; ``resolved``
-    is NA for a lead that is not eligible, ``stl_min`` NaN for a lead not created in the span.
+
+def detail_first_call(ctx: "Context", span: Span) -> pd.DataFrame:
+    """The leads behind FCR (§10): one row per lead eligible in the span.
+
+    Returns
+    -------
+    DataFrame
+        ``lead_id, name, manager, manager_name, fc_at`` (the first connected call),
+        ``resolved``, ``reasons`` (list, empty exactly when resolved: ``callback`` — the
+        customer called in within the window, ``repeat_call`` — another connected outgoing
+        call in the window, ``no_advance`` — no stage advance in the window, in that order),
+        ``callback_at`` and ``repeat_call_at`` (the first such call, else NaT), ``url``.
     """
     facts = lead_calls(ctx).reset_index()
-    eligible = scope(ctx, facts.loc[facts["fc_t"].notna()], span, "fc_t", "fc_caller")
+    rows = scope(ctx, facts.loc[facts["fc_t"].notna()], span, "fc_t", "fc_caller")
+    failed = np.stack([rows["fc_callback_t"].notna().to_numpy(), rows["fc_repeat_t"].notna().to_numpy(),
+                       ~rows["fc_advanced"].to_numpy(dtype=bool)], axis=1) if len(rows) else np.zeros((0, 3), bool)
+    return finish_rows(ctx, {
+        "lead_id": rows["lead_id"].astype("int64").to_numpy(), "manager": rows["m"].to_numpy(),
+        "fc_at": to_local_times(ctx, rows["fc_t"]), "resolved": rows["fc_resolved"].to_numpy(dtype=bool),
+        "reasons": [[r for r, hit in zip(REASONS, line) if hit] for line in failed],
+        "callback_at": to_local_times(ctx, rows["fc_callback_t"]),
+        "repeat_call_at": to_local_times(ctx, rows["fc_repeat_t"]),
+    }, ["manager", "fc_at", "lead_id"])
+
+
+def detail_speed_to_lead(ctx: "Context", span: Span) -> pd.DataFrame:
+    """The new leads behind speed to lead (§3): one row per lead created in the span.
+
+    Returns
+    -------
+    DataFrame
+        ``lead_id, name, manager, manager_name`` (the owner at ``t1``, or at as_of when
+        uncalled), ``created_at``, ``t1`` (the first outgoing or connected incoming call up to
+        as_of, else NaT), ``stl_min`` (business minutes to ``t1``), ``uncalled``,
+        ``waited_min`` (for an uncalled lead, minutes on the clock from creation to as_of),
+        ``url``.
+    """
     new = speed_to_lead(ctx, span)
-    left = pd.DataFrame({"lead_id": eligible["lead_id"].to_numpy(), "manager_fc": eligible["m"].to_numpy(),
-                         "fc_t": eligible["fc_t"].to_numpy(),
-                         "resolved": eligible["fc_resolved"].to_numpy(dtype=bool)})
-    right = pd.DataFrame({"lead_id": new["lead_id"].to_numpy(dtype="float64"), "manager_new": new["m"].to_numpy(),
-                          "stl_min": new["stl"].to_numpy(), "called": new["called"].to_numpy()})
-    both = left.merge(right, on="lead_id", how="outer")
-    fc_all = facts.set_index("lead_id")["fc_t"]
-    fc_t = both["fc_t"].fillna(pd.Series(fc_all.reindex(both["lead_id"]).to_numpy(), index=both.index))
-    manager = both["manager_fc"].fillna(both["manager_new"])
-    return pd.DataFrame({
-        "lead_id": both["lead_id"].astype("int64").to_numpy(), "manager": manager.astype("int64").to_numpy(),
-        "fc_at": to_local_times(ctx, fc_t), "resolved": pd.array(both["resolved"], dtype="boolean"),
-        "stl_min": num(both["stl_min"]),
-        "called": np.where(both["called"].isna(), fc_t.notna(), both["called"]).astype(bool),
-    }).sort_values(["manager", "lead_id"], ignore_index=True)
+    as_of = span.as_of[new["w"].to_numpy()] if len(new) else np.zeros(0)
+    uncalled = ~new["called"].to_numpy(dtype=bool)
+    waited = np.where(uncalled, (as_of - new["created_at"].to_numpy(dtype="float64")) / 60.0, np.nan)
+    return finish_rows(ctx, {
+        "lead_id": new["lead_id"].astype("int64").to_numpy(), "manager": new["m"].to_numpy(),
+        "created_at": to_local_times(ctx, new["created_at"]), "t1": to_local_times(ctx, new["t1"]),
+        "stl_min": num(new["stl"]), "uncalled": uncalled, "waited_min": np.maximum(waited, 0.0),
+    }, ["manager", "created_at", "lead_id"])

@@ -9,6 +9,7 @@ import pandas as pd
 
 from .average_check import compute_average_check
 from .common import Span, distinct, grid_index, local_days, ratio, scope, tally
+from .detail import finish_rows
 from .facts import facts_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,15 +70,41 @@ def compute_productivity(ctx: "Context", span: Span, checks: pd.DataFrame | None
     return out
 
 
+#: What can make a day active (§5), in the order ``active_by`` lists them.
+ACTIVITIES = ("connected_call", "status_change", "task_completed")
+
+
 def detail_productivity(ctx: "Context", span: Span) -> pd.DataFrame:
-    """Per manager and active date: manager, date, connected_calls, talk_minutes."""
+    """The active days behind the block (§5): one row per manager and active local date.
+
+    Returns
+    -------
+    DataFrame
+        ``manager, manager_name, date`` (a ``datetime.date`` in the report timezone),
+        ``active_by`` (list: what made the day active — ``connected_call``, ``status_change``,
+        ``task_completed``), ``connected_calls``, ``talk_minutes``, ``status_changes``,
+        ``tasks_completed``, ``url`` (None: a day has no page in amoCRM).
+    """
+    f = facts_of(ctx)
+    tasks = f.tasks
     days = active_days(ctx, span)
-    calls = connected_calls(ctx, span)
-    calls["date"] = local_days(ctx, calls["t"]).to_numpy()
-    per = calls.groupby(["m", "date"]).agg(connected_calls=("t", "size"), talk=("duration", "sum"))
-    out = days.merge(per.reset_index(), on=["m", "date"], how="left")
-    return pd.DataFrame({
-        "manager": out["m"].astype("int64").to_numpy(), "date": out["date"].to_numpy(),
-        "connected_calls": out["connected_calls"].fillna(0).astype("int64").to_numpy(),
+    parts = {
+        "connected_call": connected_calls(ctx, span),
+        "status_change": scope(ctx, f.status, span, "t", "actor", columns=["t"]),
+        "task_completed": scope(ctx, tasks, span, "done_at", "responsible", tasks["is_completed"], ["done_at"]),
+    }
+    out = days[["m", "date"]]
+    for name, part in parts.items():
+        part = part.assign(date=local_days(ctx, part.iloc[:, 0]).to_numpy())
+        agg = {name: ("w", "size")} if name != "connected_call" else {name: ("w", "size"), "talk": ("duration", "sum")}
+        out = out.merge(part.groupby(["m", "date"]).agg(**agg).reset_index(), on=["m", "date"], how="left")
+    counts = out[list(ACTIVITIES)].fillna(0).astype("int64")
+    frame = finish_rows(ctx, {
+        "manager": out["m"].astype("int64").to_numpy(), "date": [d.date() for d in pd.to_datetime(out["date"])],
+        "active_by": [[a for a, n in zip(ACTIVITIES, line) if n] for line in counts.to_numpy()],
+        "connected_calls": counts["connected_call"].to_numpy(),
         "talk_minutes": out["talk"].fillna(0.0).to_numpy(dtype="float64") / 60.0,
-    }).sort_values(["manager", "date"], ignore_index=True)
+        "status_changes": counts["status_change"].to_numpy(), "tasks_completed": counts["task_completed"].to_numpy(),
+    }, ["manager", "date"], entity_type=None)
+    frame["url"] = None
+    return frame

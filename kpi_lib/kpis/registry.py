@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from .average_check import compute_average_check, detail_average_check
 from .cost_of_service import compute_cost_of_service, detail_cost_of_service
 from .customer_satisfaction import compute_customer_satisfaction, detail_customer_satisfaction
-from .first_call import compute_first_call, detail_first_call
+from .first_call import compute_first_call, detail_first_call, detail_speed_to_lead
 from .productivity import compute_productivity, detail_productivity
 from .smart_audit import compute_smart_audit, detail_smart_audit
 
@@ -90,6 +90,9 @@ class Block:
         manager or 'team'), a column per key.
     detail : callable
         ``detail(ctx, span)``: the item-level rows behind the block (§10).
+    more_details : tuple of (str, callable)
+        Further item-level rows behind some of its figures, by name (``speed_to_lead``: the new
+        leads behind the first-call block's speed to lead).
     distribution : str
         The kind of distribution chart its report draws.
     quality : tuple of str
@@ -107,6 +110,7 @@ class Block:
     distribution: str
     quality: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
+    more_details: tuple[tuple[str, Callable[..., Any]], ...] = ()
 
     def figure(self, key: str) -> Figure:
         """The figure ``key`` of this block (KeyError when it has none)."""
@@ -170,7 +174,8 @@ BLOCKS: tuple[Block, ...] = (
          Figure("stl_median_min", "minutes", direction="<=", target=5.0, sample="new_leads"),
          _pct("stl_within_5_pct")),
         primary="fcr_pct", compute=compute_first_call, detail=detail_first_call,
-        distribution="speed_to_lead", quality=("unmapped_calls", "calls_without_status")),
+        distribution="speed_to_lead", quality=("unmapped_calls", "calls_without_status"),
+        more_details=(("speed_to_lead", detail_speed_to_lead),)),
     Block(
         "average_check", "04_average_check",
         (Figure("won"), Figure("priced_won"),
@@ -203,6 +208,11 @@ BLOCKS: tuple[Block, ...] = (
 BY_NAME: dict[str, Block] = {b.name: b for b in BLOCKS}
 #: The block names, in §8 order.
 BLOCK_NAMES: tuple[str, ...] = tuple(BY_NAME)
+#: Every set of item-level rows (§10) by name: each block's, then its further ones, in §8 order.
+DETAILS: dict[str, Callable[..., Any]] = {
+    name: fn for b in BLOCKS for name, fn in ((b.name, b.detail), *b.more_details)}
+#: What :func:`kpi_lib.kpis.block_detail` and ``kpi-report detail --block`` accept.
+DETAIL_BLOCKS: tuple[str, ...] = tuple(DETAILS)
 #: Display kind of every key (a key appearing in several blocks has one kind everywhere).
 KINDS: dict[str, str] = {f.key: f.kind for b in BLOCKS for f in b.figures}
 #: The report notebooks, in order, and the block each shows.

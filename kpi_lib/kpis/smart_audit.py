@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from .common import Span, grid_index, local_days, member, num, ratio, scope, tally, to_local_times
-from .facts import facts_of
+from .detail import finish_rows
+from .facts import ENTITY_TYPES, facts_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
@@ -138,22 +139,34 @@ def compute_smart_audit(ctx: "Context", span: Span) -> pd.DataFrame:
 
 
 def detail_smart_audit(ctx: "Context", span: Span) -> pd.DataFrame:
-    """Audited tasks with their criteria (boolean, NA when not applicable), score and overdue flag."""
+    """The audited tasks behind the block (§6): one row per task of a manager due in the span.
+
+    Returns
+    -------
+    DataFrame
+        ``task_id, name`` (the name of the task's lead, else None), ``manager, manager_name,
+        text, entity_type`` (``leads``, ``contacts``, ``companies`` or None), ``entity_id,
+        lead_id, complete_till, is_completed, completed_at`` (NaT when open), ``S, M, A, R, T``
+        (boolean; NA when not applicable), ``score`` (criteria passed / applicable),
+        ``overdue``, ``url`` (the task's entity in amoCRM).
+    """
     tasks = audited_tasks(ctx, span)
     f = facts_of(ctx)
-    out = pd.DataFrame({
-        "task_id": tasks["id"].astype("int64").to_numpy(), "manager": tasks["m"].to_numpy(),
-        "text": f.task_column(tasks["row"], "text"), "entity_type": f.task_column(tasks["row"], "entity_type"),
+    kinds = np.array(ENTITY_TYPES, dtype=object)[tasks["etype"].to_numpy(dtype="int64")]
+    rows = {
+        "task_id": tasks["id"].astype("int64").to_numpy(), "name": f.lead_names(tasks["lead_id"]),
+        "manager": tasks["m"].to_numpy(), "text": f.task_column(tasks["row"], "text"), "entity_type": kinds,
         "entity_id": pd.array(tasks["entity_id"].to_numpy(), dtype="Float64").astype("Int64"),
         "lead_id": pd.array(tasks["lead_id"].to_numpy(), dtype="Float64").astype("Int64"),
         "complete_till": to_local_times(ctx, tasks["complete_till"]),
         "is_completed": tasks["is_completed"].to_numpy(dtype=bool),
-    })
+        "completed_at": to_local_times(ctx, tasks["done_at"]),
+    }
     for crit in CRITERIA:
-        out[crit] = pd.array(tasks[crit].to_numpy(), dtype="Float64").astype("boolean")
-    out["score"] = tasks["score"].to_numpy(dtype="float64")
-    out["overdue"] = tasks["overdue"].to_numpy(dtype=bool)
-    return out.sort_values(["manager", "complete_till", "task_id"], ignore_index=True)
+        rows[crit] = pd.array(tasks[crit].to_numpy(), dtype="Float64").astype("boolean")
+    rows["score"] = tasks["score"].to_numpy(dtype="float64")
+    rows["overdue"] = tasks["overdue"].to_numpy(dtype=bool)
+    return finish_rows(ctx, rows, ["manager", "complete_till", "task_id"], entity_col="entity_id")
 
 
 def due_tasks(ctx: "Context") -> pd.DataFrame:
@@ -174,7 +187,8 @@ def due_tasks(ctx: "Context") -> pd.DataFrame:
     tasks = tasks.loc[keep]
     out = pd.DataFrame({
         "manager": tasks["responsible"].astype("int64").to_numpy(), "task_id": tasks["id"].astype("int64").to_numpy(),
-        "text": f.task_column(tasks["row"], "text"), "entity_type": f.task_column(tasks["row"], "entity_type"),
+        "text": f.task_column(tasks["row"], "text"),
+        "entity_type": np.array(ENTITY_TYPES, dtype=object)[tasks["etype"].to_numpy(dtype="int64")],
         "entity_id": pd.array(tasks["entity_id"].to_numpy(), dtype="Float64").astype("Int64"),
         "lead_id": pd.array(tasks["lead_id"].to_numpy(), dtype="Float64").astype("Int64"),
         "due": to_local_times(ctx, tasks["complete_till"]), "day": which[keep],

@@ -1,0 +1,126 @@
+"""The items behind a figure (kpi-definitions.md §10): shared columns, links, JSON and CSV.
+
+Every block's ``detail_*`` function returns one row per item its figures count, with the same
+conventions, so that a frame, ``kpi-report detail --json`` and ``--csv`` carry the same rows:
+
+- ``manager`` is the integer user id the item is attributed to, ``manager_name`` its name;
+- ``name`` is the deal's (or the task's entity's) name and ``url`` its page in amoCRM
+  (``https://{subdomain}.amocrm.ru/leads/detail/{id}``; null when the account has no usable
+  subdomain or the item has no entity);
+- times are timezone-aware in the report timezone (``*_at`` columns, ``t1``,
+  ``complete_till``); a calendar day is a ``datetime.date``;
+- entity types are spelled as amoCRM's task API and URLs spell them: ``leads``, ``contacts``,
+  ``companies``;
+- rows are sorted by manager, then by time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from .common import num
+from .facts import facts_of
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import Context
+
+#: The one spelling of entity types in KPI frames (amoCRM's task ``entity_type`` and URL path).
+ENTITY_TYPES = ("leads", "contacts", "companies")
+_SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$", re.IGNORECASE)
+
+
+def entity_url(subdomain: Any, entity_type: Any, entity_id: Any) -> str | None:
+    """``https://{subdomain}.amocrm.ru/{entity_type}/detail/{id}``, or None unless all three are sane."""
+    subdomain = "" if subdomain is None else str(subdomain)
+    if not _SUBDOMAIN.match(subdomain) or entity_type not in ENTITY_TYPES:
+        return None
+    if entity_id is None or entity_id is pd.NA or (isinstance(entity_id, float) and math.isnan(entity_id)):
+        return None
+    return f"https://{subdomain}.amocrm.ru/{entity_type}/detail/{int(entity_id)}"
+
+
+def entity_urls(ctx: "Context", entity_types, entity_ids) -> np.ndarray:
+    """:func:`entity_url` for each (type, id) pair (a single type string applies to all ids)."""
+    ids = num(entity_ids)
+    types = [entity_types] * len(ids) if isinstance(entity_types, str) or entity_types is None else entity_types
+    sub = ctx.account.get("subdomain")
+    return np.array([entity_url(sub, kind, i) for kind, i in zip(types, ids)], dtype=object)
+
+
+def user_names(ctx: "Context", ids) -> np.ndarray:
+    """The users' names for ``ids`` (None for an unknown id)."""
+    users = ctx.frames["users"]
+    names = dict(zip(num(users["id"]), users["name"].astype(object)))
+    return np.array([names.get(i) for i in num(ids)], dtype=object)
+
+
+def finish_rows(ctx: "Context", rows: dict[str, Any], order: Iterable[str], entity_type: str | None = "leads",
+                entity_col: str = "lead_id") -> pd.DataFrame:
+    """A detail frame from ``rows``, with ``name``, ``manager_name`` and ``url`` filled in for the
+    entity in ``entity_col`` (of type ``entity_type``, or of the ``entity_type`` column when
+    ``entity_col`` is not ``lead_id``; None: no link), sorted by ``order``.  The first column of
+    ``rows``, ``name``, ``manager`` and ``manager_name`` lead; ``url`` comes last."""
+    frame = pd.DataFrame(rows)
+    frame["manager"] = frame["manager"].astype("int64")
+    frame["manager_name"] = user_names(ctx, frame["manager"])
+    if entity_type is not None:
+        if "name" not in frame:
+            frame["name"] = facts_of(ctx).lead_names(frame[entity_col])
+        frame["url"] = entity_urls(ctx, entity_type if entity_col == "lead_id" else frame["entity_type"],
+                                   frame[entity_col])
+    first = list(dict.fromkeys(c for c in (next(iter(rows)), "name", "manager", "manager_name") if c in frame))
+    frame = frame[first + [c for c in frame.columns if c not in first]]
+    return frame.sort_values(list(order), ignore_index=True, kind="stable")
+
+
+def _plain(value: Any) -> Any:
+    """A frame value as a JSON value: ISO 8601 times, None for missing, Python numbers."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (pd.Timestamp, datetime)):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    return value
+
+
+def detail_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of a detail frame as JSON-ready dicts (what ``kpi-report detail --json`` prints)."""
+    columns = list(frame.columns)
+    return [{c: _plain(v) for c, v in zip(columns, row)} for row in frame.itertuples(index=False, name=None)]
+
+
+def detail_csv(frame: pd.DataFrame) -> str:
+    """The rows of a detail frame as CSV: the JSON's values, lists joined by ``;``, null as empty."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(frame.columns)
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, list):
+            return ";".join(str(v) for v in value)
+        return str(value)
+
+    for record in detail_records(frame):
+        writer.writerow([cell(v) for v in record.values()])
+    return out.getvalue()
