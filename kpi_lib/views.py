@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import i18n, plots, sections
+from . import drilldown, i18n, plots, sections
 from .config import load_settings
 from .errors import ConfigError
+from .kpis import pick_items_pulling_down
 from .kpis.registry import BLOCK_NAMES, BY_NAME
 from .sections import SMALL_N
 from .templating import render
@@ -91,6 +92,7 @@ class BlockReport:
         self.currency = data.account.get("currency") or "RUB"
         self.names = data.names(self.t("team"))
         self.kpis = data.result["kpis"][block]
+        self._items: pd.DataFrame | None = None
         self._index()
 
     # -- helpers -----------------------------------------------------------------------------
@@ -234,12 +236,14 @@ class BlockReport:
         rows = []
         inactive = dict(zip((str(int(u)) for u in self.data.managers["user_id"]),
                             ~self.data.managers["active"].astype(bool)))
+        listed = {str(m) for m in self.items()["manager"].unique()}
         for manager in self.manager_ids() + ["team"]:
             figures, row = self.figures(manager), self.target_row(manager)
             status_class, status_text = self.status(row)
             arrow, arrow_class = trend_arrow(self.series(manager).tolist(), self.direction)
             rows.append({
                 "name": self.name(manager), "team": manager == "team", "inactive": inactive.get(manager, False),
+                "anchor": f"items-{manager}" if manager in listed else None,
                 "value": self.fmt(self.key, figures.get(self.key)), "interval": self.interval(self.key, figures, short=True),
                 "n": i18n.format_number(figures.get(sample), self.lang), "target": self.target_text(self.key, row),
                 "status": status_text, "status_class": status_class, "arrow": arrow, "arrow_class": arrow_class,
@@ -247,7 +251,8 @@ class BlockReport:
             })
         columns = {k: self.t(f"col.{k}") for k in ("manager", "value", "n", "target", "status", "trend")}
         return Html(render("report_managers.html.j2", heading=self.t("sec.managers"), label=i18n.label(self.key, self.lang),
-                           columns=columns, rows=rows, inactive=self.t("inactive")), "manager table")
+                           columns=columns, rows=rows, inactive=self.t("inactive"), items=self.t("sec.items")),
+                    "manager table")
 
     def trend_chart(self) -> Html:
         """Twelve weeks of the primary figure, one panel per manager and one for the team, target dashed."""
@@ -287,12 +292,39 @@ class BlockReport:
     def data_quality(self) -> Html:
         """Data-quality notes: the store's gaps for this block, small samples and missing plans."""
         return Html(render("report_quality.html.j2", heading=self.t("sec.quality"), notes=sections.quality_notes(self),
-                           none=self.t("dq.none")), "data quality")
+                           empty=self.t("dq.none")), "data quality")
 
     def method(self) -> Html:
         """How the figure is computed, in plain words, with this run's settings filled in."""
         return Html(render("report_method.html.j2", heading=self.t("sec.method"), text=sections.method_text(self),
                            definitions=self.t("method.definitions")), "method")
+
+    def items(self) -> pd.DataFrame:
+        """This block's items pulling a figure down, from the week's detail rows (see
+        :func:`kpi_lib.kpis.pick_items_pulling_down`), for the report's managers only."""
+        if self._items is None:
+            items = pick_items_pulling_down(self.data.details)
+            ids = [int(m) for m in self.manager_ids()]
+            self._items = items.loc[(items["block"] == self.block).to_numpy() & items["manager"].isin(ids).to_numpy()]
+        return self._items
+
+    def items_behind(self, limit: int = drilldown.LIMIT) -> Html:
+        """Per manager, a collapsible list of the items pulling the figure down, by reason, linked to amoCRM."""
+        items, managers = self.items(), []
+        for m in self.manager_ids():
+            mine = items.loc[items["manager"].to_numpy() == int(m)]
+            if not len(mine):
+                continue
+            groups = drilldown.group_items(mine, self.lang, self.data.settings.kpi.fcr_window_days, self.currency,
+                                           limit)
+            for g in groups:
+                block = "speed_to_lead" if g["reason"] in ("uncalled", "slow_call") else (
+                    "average_check" if g["reason"] == "unpriced_win" else self.block)
+                g["more_text"] = self.t("items.more", n=g["more"], week=self.data.week.label, block=block, manager=m)
+            managers.append({"id": m, "name": self.name(m), "count": self.t("items.count", n=len(mine)),
+                             "groups": groups})
+        return Html(render("report_items.html.j2", heading=self.t("sec.items"), intro=self.t("items.intro"),
+                           managers=managers, empty=self.t("items.none")), "items behind the figure")
 
     def worst_tasks(self, limit: int = 15) -> Html:
         """The SMART audit's lowest-scoring tasks, with links into amoCRM."""

@@ -91,3 +91,34 @@ def save_email_page(html: str, images, folder: Path) -> Path:
     page = folder / "body.html"
     page.write_text(html, encoding="utf-8")
     return page
+
+
+def open_details(target: str | Path, selector: str = "details", timeout_ms: int = 30000) -> list[dict]:
+    """Load ``target`` with JavaScript switched off and click every ``selector`` element's summary.
+
+    Returns, per element: its ``id``, whether its first list item was ``hidden_before`` the
+    click and ``shown_after`` it, and the ``links`` (href) inside.
+    """
+    from playwright.sync_api import sync_playwright
+
+    exe = chromium_path()
+    if exe is None:
+        raise RuntimeError("chromium is not installed: apt-get install chromium (make test-deps does it as root)")
+    url = Path(target).resolve().as_uri() if not str(target).startswith(("http://", "https://", "file:")) else str(target)
+    out = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 900}).new_page()
+            page.goto(url, wait_until="load", timeout=timeout_ms)
+            found = page.locator(selector)
+            for i in range(found.count()):
+                element = found.nth(i)
+                item = element.locator("li").first
+                hidden = not item.is_visible()
+                element.locator("summary").click()
+                out.append({"id": element.get_attribute("id"), "hidden_before": hidden, "shown_after": item.is_visible(),
+                            "links": [a.get_attribute("href") for a in element.locator("a").all()]})
+        finally:
+            browser.close()
+    return out

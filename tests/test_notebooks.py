@@ -134,3 +134,24 @@ def test_pages_open_cleanly_in_chromium(weekly_runs, params, tmp_path):
         if page.name != "index.html":
             assert report.images >= 3, (page.name, report.images)  # team trend, per-manager trends, distribution
             assert "import " not in report.text and "open_report" not in report.text
+
+
+@pytest.mark.slow
+def test_items_behind_each_figure_open_without_javascript(weekly_runs):
+    from tests.browser import open_details
+
+    for params, pages in (("weekly", ("03_first_call_quality", "02_cost_of_service", "06_smart_audit")),
+                          ("weekly_ru", ("01_customer_satisfaction",))):
+        _, week, _ = weekly_runs[params]
+        for name in pages:
+            page = week / f"{name}.html"
+            html = page.read_text(encoding="utf-8")
+            sections = open_details(page, "details.kpi-items-manager")
+            assert sections, name
+            for section in sections:
+                assert section["id"].startswith("items-") and f'href="#{section["id"]}"' in html, name
+                assert section["hidden_before"] and section["shown_after"], (name, section["id"])
+                assert section["links"] and all(
+                    re.fullmatch(r"https://demo-sales\.amocrm\.ru/(leads|contacts|companies)/detail/\d+", href)
+                    for href in section["links"]), name
+            assert page.stat().st_size < MAX_PAGE
