@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from functools import lru_cache
 
 from . import i18n
+from .kpis import manager_label
 from .config import Settings
 from .kpis.registry import BLOCKS, BY_NAME
 from .templating import TEMPLATES, render
@@ -88,7 +89,7 @@ def save_team_chart(nb, folder: Path, lang: str) -> dict[str, str] | None:
 
 def team_target(data: "WeekData", block: str, key: str) -> float | None:
     table = data.targets
-    rows = table[(table["block"] == block) & (table["key"] == key) & (table["manager"].astype(str) == "team")]
+    rows = table[(table["block"] == block) & (table["key"] == key) & table["manager"].isna()]
     value = rows["target"].iloc[0] if len(rows) else None
     return None if i18n.is_missing(value) else float(value)
 
@@ -107,7 +108,7 @@ def scorecard(data: "WeekData", lang: str) -> dict[str, Any]:
         cells = []
         for col in columns:
             match = table[(table["block"] == col["block"]) & (table["key"] == col["key"])
-                          & (table["manager"].astype(str) == manager)]
+                          & (table["manager"].map(manager_label) == manager)]
             value = match["value"].iloc[0] if len(match) else None
             met = match["met"].iloc[0] if len(match) else None
             value = None if i18n.is_missing(value) else float(value)

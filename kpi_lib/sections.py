@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import i18n, plots
+from .kpis import manager_label
 
 if TYPE_CHECKING:  # pragma: no cover
     from .views import BlockReport
@@ -161,7 +162,7 @@ def quality_notes(report: "BlockReport") -> list[dict[str, Any]]:
             continue
         if key == "survey_coverage":
             frame = frame[frame["week"] == report.data.week.label] if "week" in frame else frame
-            rows = [[report.name(r["manager"]), i18n.format_number(r["won"], lang),
+            rows = [[report.name(manager_label(r["manager"])), i18n.format_number(r["won"], lang),
                      i18n.format_number(r["responses"], lang), i18n.format_pct(r["coverage_pct"], lang)]
                     for _, r in frame.iterrows()]
             if rows:

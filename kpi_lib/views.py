@@ -20,7 +20,7 @@ import pandas as pd
 from . import drilldown, i18n, plots, sections
 from .config import load_settings
 from .errors import ConfigError
-from .kpis import pick_items_pulling_down
+from .kpis import manager_label, pick_items_pulling_down
 from .kpis.registry import BLOCK_NAMES, BY_NAME
 from .sections import SMALL_N
 from .templating import render
@@ -141,11 +141,12 @@ class BlockReport:
         keys = [f.key for f in self.record.targeted]  # the figures with a target: the only ones drawn over time
         trends = trends[(trends["block"] == self.block) & trends["key"].isin(keys)].sort_values("week_start")
         self._weeks = self.data.trends.drop_duplicates("week").sort_values("week_start")["week"].tolist()
-        self._series = {(key, str(manager)): pd.Series(rows["value"].to_numpy("float64"), index=rows["week"].to_numpy())
-                        for (key, manager), rows in trends.groupby(["key", "manager"], sort=False)}
+        self._series = {(key, manager_label(manager)): pd.Series(rows["value"].to_numpy("float64"),
+                                                                  index=rows["week"].to_numpy())
+                        for (key, manager), rows in trends.groupby(["key", "manager"], sort=False, dropna=False)}
         targets = self.data.targets
         targets = targets[targets["block"] == self.block]
-        self._targets = {(row["key"], str(row["manager"])): row for row in targets.to_dict("records")}
+        self._targets = {(row["key"], manager_label(row["manager"])): row for row in targets.to_dict("records")}
 
     def status(self, row: dict[str, Any]) -> tuple[str, str]:
         met = row.get("met")

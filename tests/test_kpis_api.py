@@ -121,7 +121,8 @@ def test_trends_match_single_weeks(tmp_path):
     trends = compute_trends(ctx, 4)
     assert list(trends.columns) == ["week", "week_start", "block", "key", "manager", "value"]
     assert sorted(trends["week"].unique()) == ["2026-W44", "2026-W45", "2026-W46", "2026-W47"]
-    assert trends["week_start"].min() == pd.Timestamp("2026-10-26")
+    assert trends["week_start"].min() == pd.Timestamp("2026-10-26", tz="Europe/Moscow")
+    assert str(trends["manager"].dtype) == "Int64" and trends["manager"].dropna().unique().tolist() == [101, 102]
     for week in (ctx.week.shift(-2), ctx.week.shift(-1), ctx.week):
         single = compute_kpis(ctx, week)
         rows = trends.loc[trends["week"] == week.label]
@@ -129,14 +130,14 @@ def test_trends_match_single_weeks(tmp_path):
             for manager, figures in [("team", single["kpis"][block]["team"]),
                                      *single["kpis"][block]["by_manager"].items()]:
                 for key, value in figures.items():
-                    got = rows.loc[(rows["block"] == block) & (rows["manager"] == manager) & (rows["key"] == key),
-                                   "value"]
+                    who = rows["manager"].isna() if manager == "team" else rows["manager"] == int(manager)
+                    got = rows.loc[(rows["block"] == block) & who.fillna(False) & (rows["key"] == key), "value"]
                     assert len(got) == 1, (block, key)
                     if value is None:
                         assert np.isnan(got.iloc[0]), (week.label, block, manager, key)
                     else:
                         assert got.iloc[0] == pytest.approx(float(value)), (week.label, block, manager, key)
-    revenue = trends.loc[(trends["key"] == "won_revenue") & (trends["manager"] == "101")
+    revenue = trends.loc[(trends["key"] == "won_revenue") & (trends["manager"] == 101)
                          & (trends["block"] == "average_check")]
     assert revenue["value"].tolist() == [0.0, 100.0, 300.0, 200.0]
 
@@ -147,10 +148,12 @@ def test_target_table(tmp_path):
     table = target_table(ctx, result)
     assert list(table.columns) == ["block", "key", "manager", "value", "target", "direction", "met", "target_source"]
     assert len(table) == 7 * 3  # six primaries and stl_median_min, for team, 101 and 102
-    row = table.set_index(["key", "manager"])
-    assert row.loc[("csat_pct", "101"), "target"] == 90 and row.loc[("csat_pct", "101"), "target_source"] == "params"
-    assert bool(row.loc[("csat_pct", "101"), "met"]) is True  # 100 >= 90
-    assert row.loc[("csat_pct", "102"), "met"] is pd.NA  # no response: no value
+    assert str(table["manager"].dtype) == "Int64"
+    row = table.assign(manager=table["manager"].astype(object).where(table["manager"].notna(), "team")).set_index(
+        ["key", "manager"])
+    assert row.loc[("csat_pct", 101), "target"] == 90 and row.loc[("csat_pct", 101), "target_source"] == "params"
+    assert bool(row.loc[("csat_pct", 101), "met"]) is True  # 100 >= 90
+    assert row.loc[("csat_pct", 102), "met"] is pd.NA  # no response: no value
     assert row.loc[("escalation_rate_pct", "team"), "target_source"] == "default"
     assert row.loc[("escalation_rate_pct", "team"), "direction"] == "<="
     # no target for avg_check: the team's median over W35–W46 of the weeks with a value: 100 and 300
@@ -171,9 +174,10 @@ def test_data_quality_tables(tmp_path):
     assert quality["unmapped_calls"][["contact_id", "caller"]].values.tolist() == [[1009, 102]]
     assert quality["calls_without_status"][["duration", "connected"]].values.tolist() == [[25, True]]
     assert quality["won_without_contact"]["lead_id"].tolist() == [40]
-    coverage = quality["survey_coverage"].set_index("manager")
-    assert coverage.loc["team", "won"] == 2 and coverage.loc["team", "responses"] == 1
-    assert coverage.loc["team", "coverage_pct"] == 100 * 1 / 2
+    coverage = quality["survey_coverage"]
+    team = coverage.loc[coverage["manager"].isna()].iloc[0]
+    assert team["won"] == 2 and team["responses"] == 1 and team["coverage_pct"] == 100 * 1 / 2
+    assert coverage["manager"].dropna().tolist() == [101, 102]
 
 
 def test_unknown_block_detail(tmp_path):

@@ -113,8 +113,8 @@ def test_percentages_and_team_totals(spec):
     pct = values.loc[values["key"].str.endswith("_pct") | (values["key"] == "smart_index"), "value"]
     assert ((pct >= 0) & (pct <= 100 + 1e-9)).all()
     for (week, block, key), rows in trends.groupby(["week", "block", "key"]):
-        team = rows.loc[rows["manager"] == "team", "value"].iloc[0]
-        people = rows.loc[rows["manager"] != "team", "value"]
+        team = rows.loc[rows["manager"].isna().to_numpy(), "value"].iloc[0]
+        people = rows.loc[rows["manager"].notna().to_numpy(), "value"]
         if key in SUMMED:
             assert math.isclose(team, people.sum(), abs_tol=1e-9), (week, block, key)
         if key in DISTINCT:

@@ -20,6 +20,7 @@ from .detail import detail_csv, detail_records
 from .items import pick_items_pulling_down
 from .context import Context, load_context, read_frames
 from .registry import BLOCK_NAMES as BLOCKS
+from .common import manager_label
 from .registry import BY_NAME, DETAIL_BLOCKS, Block, Figure, get_block
 from .smart_audit import due_tasks
 from .targets import target_table
@@ -29,5 +30,5 @@ KEYS: dict[str, tuple[str, ...]] = {name: block.keys for name, block in BY_NAME.
 
 __all__ = ["BLOCKS", "DETAIL_BLOCKS", "KEYS", "Block", "Context", "Figure", "block_detail", "compute_blocks",
            "compute_kpis", "compute_trends", "data_quality", "detail_csv", "detail_records", "due_tasks",
-           "find_items_pulling_down", "get_block", "load_context", "pick_items_pulling_down", "read_frames",
+           "find_items_pulling_down", "get_block", "load_context", "manager_label", "pick_items_pulling_down", "read_frames",
            "resolve_week", "target_table"]

@@ -95,6 +95,16 @@ def make_span(ctx: "Context", weeks: Iterable[Week]) -> Span:
 
 # --- per week × manager tables -------------------------------------------------------------------
 
+def manager_ids(labels) -> pd.arrays.IntegerArray:
+    """Per-manager labels (user id strings and ``team``) as int user ids, NA for the team row."""
+    return pd.array([None if label == TEAM else int(label) for label in labels], dtype="Int64")
+
+
+def manager_label(value) -> str:
+    """The label of a ``manager`` value in a frame: the user id as a string, ``team`` for NA."""
+    return TEAM if value is None or value is pd.NA or value != value else str(int(value))
+
+
 def grid_index(span: Span, managers: Iterable[int]) -> pd.MultiIndex:
     """Every (week index, manager) pair, managers as user-id strings then ``team``."""
     people = [str(int(m)) for m in managers] + [TEAM]

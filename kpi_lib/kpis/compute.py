@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..periods import Week, parse_week
-from .common import TEAM, Span, make_span
+from .common import TEAM, Span, make_span, manager_ids
 from .context import Context
 from .items import pick_items_pulling_down
 from .quality import compute_quality
@@ -105,22 +105,31 @@ def compute_trends(ctx: Context, weeks: int = 12, end: Week | str | None = None)
     Returns
     -------
     DataFrame
-        week (label), week_start (local Timestamp), block, key, manager ('team' or user id
-        string), value (float; NaN where the figure is null; ``fcr_final`` as 1.0/0.0).
+        week (label), week_start (local midnight, timezone-aware), block, key, manager (int
+        user id; NA for the team row), value (float; NaN where the figure is null;
+        ``fcr_final`` as 1.0/0.0).
+
+    Parameters
+    ----------
+    weeks : int
+        How many weeks, oldest first.
+    end : Week or str, optional
+        The last week: ``"2026-W47"``, ``"last"``, ``"current"`` or a Week (default: the
+        context's week).
     """
     if isinstance(weeks, bool) or not isinstance(weeks, int) or weeks < 1:
         raise ConfigError(f"trend weeks {weeks!r} is not a whole number of weeks: use 1 or more (e.g. 12)")
     end = resolve_week(ctx, end)
     span = make_span(ctx, [end.shift(-i) for i in range(weeks - 1, -1, -1)])
     labels = np.array([w.label for w in span.weeks], dtype=object)
-    starts = np.array([pd.Timestamp(w.start.replace(tzinfo=None)) for w in span.weeks], dtype="datetime64[ns]")
+    starts = pd.DatetimeIndex([pd.Timestamp(w.start) for w in span.weeks]).tz_convert(ctx.tz)
     parts = []
     for block, table in compute_blocks(ctx, span).items():
         long = table.reset_index().melt(id_vars=["w", "manager"], var_name="key", value_name="value")
         w = long["w"].to_numpy()
         parts.append(pd.DataFrame({"week": labels[w], "week_start": starts[w], "block": block,
                                    "key": long["key"].to_numpy(dtype=object),
-                                   "manager": long["manager"].to_numpy(dtype=object),
+                                   "manager": manager_ids(long["manager"]),
                                    "value": long["value"].to_numpy(dtype="float64")}))
     return pd.concat(parts, ignore_index=True)
 

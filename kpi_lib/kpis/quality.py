@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import WON, Span, grid_index, num, ratio, tally, to_local_times
+from .common import WON, Span, grid_index, manager_ids, num, ratio, tally, to_local_times
 from .facts import closed_in, facts_of
 from .customer_satisfaction import lead_scores
 
@@ -34,7 +34,8 @@ def compute_quality(ctx: "Context", span: Span) -> dict[str, pd.DataFrame]:
         duration, connected);
         ``won_without_contact`` (won deals of managers with no linked contact: lead_id, name, manager,
         closed_at);
-        ``survey_coverage`` (per manager and team: won, responses, coverage_pct).
+        ``survey_coverage`` (per manager and team: week, manager (int; NA for the team row),
+        won, responses, coverage_pct).
     """
     won = closed_in(ctx, span, WON)
     unpriced = won.loc[~(np.nan_to_num(won["price"].to_numpy(dtype="float64")) > 0)]
@@ -52,6 +53,7 @@ def compute_quality(ctx: "Context", span: Span) -> dict[str, pd.DataFrame]:
     coverage["coverage_pct"] = ratio(coverage["responses"], coverage["won"], 100)
     coverage = coverage.reset_index()
     coverage["week"] = [span.weeks[w].label for w in coverage["w"]]
+    coverage["manager"] = manager_ids(coverage["manager"])
 
     def deals(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({

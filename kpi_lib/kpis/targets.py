@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..periods import parse_week
+from .common import manager_ids
 from .compute import compute_trends
 from .registry import check_targets, targeted_figures
 
@@ -19,7 +20,7 @@ TRAILING_WEEKS = 12
 
 def trailing_median(trends: pd.DataFrame, block: str, key: str, labels: list[str]) -> float | None:
     """The team's median of ``key`` over the weeks ``labels`` (missing weeks ignored)."""
-    rows = trends.loc[(trends["block"] == block) & (trends["key"] == key) & (trends["manager"] == "team")
+    rows = trends.loc[(trends["block"] == block) & (trends["key"] == key) & trends["manager"].isna()
                       & trends["week"].isin(labels), "value"].dropna()
     return float(rows.median()) if len(rows) else None
 
@@ -41,7 +42,7 @@ def target_table(ctx: "Context", result: dict, trends: pd.DataFrame | None = Non
     Returns
     -------
     DataFrame
-        block, key, manager ('team' or user id string), value, target, direction, met
+        block, key, manager (int user id; NA for the team row), value, target, direction, met
         (boolean, NA when value or target is missing), target_source.
     """
     week = parse_week(result["week"], ctx.tz)
@@ -71,4 +72,5 @@ def target_table(ctx: "Context", result: dict, trends: pd.DataFrame | None = Non
     out = pd.DataFrame(rows, columns=["block", "key", "manager", "value", "target", "direction", "met",
                                       "target_source"])
     out["met"] = out["met"].astype("boolean")
+    out["manager"] = manager_ids(out["manager"])
     return out
