@@ -475,6 +475,11 @@ def load_frames(data_dir: str | Path | None = None, account: str | None = None,
                 tables: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
     """Open an account read-only and return its typed tables as pandas frames.
 
+    Times stay amoCRM's Unix seconds (the epoch columns ``created_at``, ``updated_at``,
+    ``closed_at``, ``complete_till``), ids are integers, and every ``entity_type`` is spelled
+    the way amoCRM's URLs and tasks spell it: ``leads``, ``contacts``, ``companies``,
+    ``tasks`` (the API's events and notes say ``lead``, ``contact``…; the frames do not).
+
     >>> frames = load_frames()              # the only store under data/
     >>> frames["leads"].head()
     """
@@ -483,4 +488,13 @@ def load_frames(data_dir: str | Path | None = None, account: str | None = None,
 
         data_dir = default_data_dir()
     with Store.open(data_dir, account, read_only=True) as store:
-        return store.frames(tables)
+        frames = store.frames(tables)
+    for frame in frames.values():
+        if "entity_type" in frame:
+            frame["entity_type"] = frame["entity_type"].replace(ENTITY_PLURALS)
+    return frames
+
+
+#: The one spelling of entity types in :func:`load_frames`.
+ENTITY_PLURALS = {"lead": "leads", "contact": "contacts", "company": "companies", "task": "tasks",
+                  "customer": "customers"}

@@ -338,9 +338,9 @@ def test_events_come_in_time_order_and_nothing_precedes_its_lead(items, frames):
     times = [e["created_at"] for e in items["events"]]
     assert times == sorted(times)  # as the API lists them
     leads = frames["leads"].set_index("id")["created_at"]
-    events = frames["events"][frames["events"]["entity_type"] == "lead"]
+    events = frames["events"][frames["events"]["entity_type"] == "leads"]
     assert (events["created_at"].to_numpy() >= leads.reindex(events["entity_id"]).fillna(0).to_numpy()).all()
-    calls = frames["calls"][frames["calls"]["entity_type"] == "lead"]
+    calls = frames["calls"][frames["calls"]["entity_type"] == "leads"]
     assert (calls["created_at"].to_numpy() >= leads.reindex(calls["entity_id"]).to_numpy()).all()
     tasks = frames["tasks"][frames["tasks"]["entity_type"] == "leads"]
     assert (tasks["created_at"].to_numpy() >= leads.reindex(tasks["entity_id"]).fillna(0).to_numpy()).all()
@@ -387,19 +387,19 @@ def test_calls_cover_every_status_mapping_and_duplicate(frames):
     assert set(calls["call_status"].dropna().astype(int)) == set(range(1, 9))
     missing = calls[calls["call_status"].isna()]
     assert {19, 20} <= set(missing["duration"].astype(int))
-    assert set(calls["entity_type"]) == {"lead", "contact"} and set(calls["note_type"]) == {"call_in", "call_out"}
+    assert set(calls["entity_type"]) == {"leads", "contacts"} and set(calls["note_type"]) == {"call_in", "call_out"}
     uniq = calls[calls["uniq"].notna()].groupby("uniq")["entity_type"].agg(set)
     assert (uniq.map(len) == 2).sum() > 10  # the same call logged on the lead and on its contact
     same_second = calls[calls["uniq"].notna()].groupby("uniq")["created_at"].agg(["size", "nunique"])
     assert ((same_second["size"] == 2) & (same_second["nunique"] == 1)).any()  # the lower id is kept
     # contact calls: mapped to a live lead (some just before it was made) and mapped to none
-    cc = calls[calls["entity_type"] == "contact"].merge(links, left_on="entity_id", right_on="contact_id")
+    cc = calls[calls["entity_type"] == "contacts"].merge(links, left_on="entity_id", right_on="contact_id")
     cc = cc.merge(leads[["id", "created_at", "closed_at"]], left_on="lead_id", right_on="id",
                   suffixes=("", "_lead"))
     live = (cc["created_at_lead"] <= cc["created_at"] + 600) & (
         cc["closed_at"].isna() | (cc["closed_at"] >= cc["created_at"]))
     mapped = set(cc.loc[live.fillna(False), "id"])
-    contact_calls = set(calls.loc[calls["entity_type"] == "contact", "id"])
+    contact_calls = set(calls.loc[calls["entity_type"] == "contacts", "id"])
     assert len(mapped) > 100 and len(contact_calls - mapped) > 50
     before = live & (cc["created_at"] < cc["created_at_lead"])
     assert before.sum() > 50
@@ -413,8 +413,8 @@ def test_supervisor_escalations_takeovers_and_deletions(frames):
                & (tasks["entity_type"] == "leads")]
     assert len(e1) > 30
     changes = events[events["type"] == "entity_responsible_changed"]
-    assert set(changes["entity_type"]) == {"lead", "contact"}  # only lead events rebuild owners
-    changes = changes[changes["entity_type"] == "lead"]
+    assert set(changes["entity_type"]) == {"leads", "contacts"}  # only lead events rebuild owners
+    changes = changes[changes["entity_type"] == "leads"]
     moves = events[events["type"] == "lead_status_changed"]
     assert (moves["pipeline_before"] != moves["pipeline_after"]).sum() > 20  # between pipelines: no advance
     assert (changes["responsible_after"] == supervisor).sum() > 20
