@@ -244,7 +244,8 @@ class BlockReport:
             arrow, arrow_class = trend_arrow(self.series(manager).tolist(), self.direction)
             rows.append({
                 "name": self.name(manager), "team": manager == "team", "inactive": inactive.get(manager, False),
-                "anchor": f"items-{manager}" if manager in listed else None,
+                "anchor": ("items" if listed else None) if manager == "team" else (
+                    f"items-{manager}" if manager in listed else None),
                 "value": self.fmt(self.key, figures.get(self.key)), "interval": self.interval(self.key, figures, short=True),
                 "n": i18n.format_number(figures.get(sample), self.lang), "target": self.target_text(self.key, row),
                 "status": status_text, "status_class": status_class, "arrow": arrow, "arrow_class": arrow_class,

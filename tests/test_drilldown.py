@@ -75,6 +75,8 @@ def test_manager_table_links_to_the_items(data):
     assert 'href="#items-101"' in table and 'href="#items-102"' in table
     table = BlockReport(data, "cost_of_service", "en").manager_table().markup
     assert 'href="#items-101"' in table and 'href="#items-102"' not in table
+    assert 'href="#items"' in table  # the team's figure leads to the whole section
+    assert 'id="items"' in section(data, "cost_of_service")
 
 
 def test_nothing_to_show_and_long_lists(data):
