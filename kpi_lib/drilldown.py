@@ -85,6 +85,9 @@ def _label(item: dict[str, Any], lang: str) -> str:
     name = item.get("name")
     name = "" if i18n.is_missing(name) else " ".join(str(name).split())
     if i18n.is_missing(lead):
+        kind, entity = item.get("entity_type"), item.get("entity_id")
+        if kind in ("contacts", "companies") and not i18n.is_missing(entity):
+            return i18n.text(f"items.{kind}", lang, id=int(entity))
         return name or i18n.text("items.no_deal", lang)
     return f"#{int(lead)} {name}".strip()
 

@@ -88,3 +88,12 @@ def test_nothing_to_show_and_long_lists(data):
     (group,) = group_items(many, "en", limit=30)
     assert group["n"] == 40 and len(group["entries"]) == 30 and group["more"] == 10
     assert format_duration(59.6, "en") == "1\u00a0h" and format_duration(3 * 1440 + 5, "ru") == "3\u00a0дн"
+
+
+def test_a_task_on_a_contact_is_labelled_by_its_contact(data):
+    items = pick_items_pulling_down(data.details)
+    task = items.loc[items["reason"] == "not_specific"].copy()
+    assert task[["entity_type", "entity_id"]].values.tolist() == [["leads", 1]]
+    task["lead_id"], task["entity_type"], task["entity_id"] = None, "contacts", 501
+    (group,) = group_items(task, "ru")
+    assert group["entries"][0]["label"] == "контакт #501"

@@ -51,7 +51,8 @@ REASONS: tuple[tuple[str, str, str], ...] = (
     ("smart_audit", "smart_index", "not_relevant"),
     ("smart_audit", "smart_index", "not_time_bound"),
 )
-COLUMNS = ("block", "key", "reason", "manager", "manager_name", "lead_id", "task_id", "name", "url", "at",
+COLUMNS = ("block", "key", "reason", "manager", "manager_name", "lead_id", "task_id", "entity_type", "entity_id",
+           "name", "url", "at",
            "minutes", "supervisor", "supervisor_name", "text", "score", "price", "overdue")
 SLOW_CALL_MIN = 5.0
 _CRITERIA = {"S": "not_specific", "M": "no_result", "A": "not_achievable", "R": "not_relevant", "T": "not_time_bound"}
@@ -63,6 +64,8 @@ def _part(block: str, reason: str, rows: pd.DataFrame, at: str, **extra: str) ->
     for column in ("manager", "manager_name", "lead_id", "task_id", "name", "url"):
         if column in rows:
             out[column] = rows[column]
+    out["entity_type"] = rows["entity_type"] if "entity_type" in rows else "leads"
+    out["entity_id"] = rows["entity_id"] if "entity_id" in rows else rows["lead_id"]
     out["at"] = rows[at]
     for column, source in extra.items():
         out[column] = rows[source]
@@ -83,7 +86,8 @@ def pick_items_pulling_down(details: dict[str, pd.DataFrame]) -> pd.DataFrame:
     DataFrame
         One row per (item, reason): ``block, key`` (the figure), ``reason`` (see the module
         table), ``manager`` (int), ``manager_name``, ``lead_id`` and ``task_id`` (Int64, NA
-        when not applicable), ``name`` (the deal's name), ``url``, ``at`` (the moment the
+        when not applicable), ``entity_type`` and ``entity_id`` (what ``url`` opens: the deal,
+        or a task's contact or company), ``name`` (the deal's name), ``url``, ``at`` (the moment the
         reason is about: the call back, the repeat call, the first call, the lead's creation,
         the late first call, the signal, the closing, the due time), ``minutes`` (waited for
         ``uncalled``, speed to lead for ``slow_call``, charged for E1–E3), ``supervisor``,
@@ -148,7 +152,7 @@ def _empty(n: int = 0) -> pd.DataFrame:
 def _typed(items: pd.DataFrame) -> pd.DataFrame:
     """The item columns in their documented types."""
     items["manager"] = items["manager"].astype("int64")
-    for column in ("lead_id", "task_id", "supervisor"):
+    for column in ("lead_id", "task_id", "entity_id", "supervisor"):
         items[column] = pd.array(pd.to_numeric(items[column], errors="coerce"), dtype="Float64").astype("Int64")
     for column in ("minutes", "score", "price"):
         items[column] = pd.to_numeric(items[column], errors="coerce").astype("float64")
