@@ -147,9 +147,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_auth(args: argparse.Namespace) -> int:
-    from .amocrm.auth import auth_command
+    from .amocrm.auth import authorize
 
-    return auth_command(settings_from_args(args), code=args.code)
+    path = authorize(settings_from_args(args), code=args.code)
+    print(f"OAuth tokens saved to {path} (mode 0600); run 'kpi-report sync' next")
+    return 0
 
 
 def format_figure(value) -> str:

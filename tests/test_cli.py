@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -58,3 +59,20 @@ def test_bad_params_file_names_the_key(tmp_path, capsys):
     code = main(["kpis", "--params", str(params), "--data-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code != 0 and "kpi.supervisor" in err and "supervisors" in err
+
+
+def test_auth_saves_the_first_token_pair_and_says_where(tmp_path, monkeypatch, capsys):
+    from tests.fake_amocrm import FakeAmoCRM, make_account
+
+    with FakeAmoCRM(make_account(5)) as amo:
+        c = amo.client
+        path = tmp_path / "tokens.json"
+        for name, value in (("AMOCRM_BASE_URL", amo.url), ("AMOCRM_CLIENT_ID", c["client_id"]),
+                            ("AMOCRM_CLIENT_SECRET", c["client_secret"]), ("AMOCRM_REDIRECT_URI", c["redirect_uri"]),
+                            ("AMOCRM_TOKEN_FILE", str(path))):
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("AMOCRM_TOKEN", raising=False)
+        assert main(["auth", "--code", amo.issue_code(), "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr()
+    assert out.out == f"OAuth tokens saved to {path} (mode 0600); run 'kpi-report sync' next\n"
+    assert json.loads(path.read_text())["refresh_token"] and c["client_secret"] not in out.out + out.err

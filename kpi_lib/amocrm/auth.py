@@ -197,8 +197,14 @@ def require_base_url(env: AmoEnv) -> str:
     return env.base_url
 
 
-def auth_command(settings: Settings, code: str) -> int:
-    """``kpi-report auth --code CODE``: save the first OAuth token pair to the token file."""
+def authorize(settings: Settings, code: str) -> Path:
+    """Exchange an OAuth authorization code for the first token pair (``kpi-report auth``).
+
+    Returns
+    -------
+    Path
+        The token file the pair was saved to (mode 0600).
+    """
     from .client import AmoClient
 
     env = amocrm_env(data_dir=settings.data_dir)
@@ -214,5 +220,4 @@ def auth_command(settings: Settings, code: str) -> int:
         tokens.exchange_code(code)
     finally:
         client.close()
-    print(f"OAuth tokens saved to {env.token_file} (mode 0600); run 'kpi-report sync' next")
-    return 0
+    return env.token_file

@@ -19,8 +19,8 @@ from .compute import (block_detail, compute_blocks, compute_kpis, compute_trends
 from .detail import detail_csv, detail_records
 from .items import pick_items_pulling_down
 from .context import Context, load_context, read_frames
-from .registry import BLOCK_NAMES as BLOCKS
 from .common import manager_label
+from .registry import BLOCK_NAMES as BLOCKS  # the names; registry.BLOCKS holds the records
 from .registry import BY_NAME, DETAIL_BLOCKS, Block, Figure, get_block
 from .smart_audit import due_tasks
 from .targets import target_table
