@@ -140,6 +140,8 @@ def write_summary(folder: Path, run: "WeekRun", data: "WeekData | None", setting
         "targets_met": sum(1 for c, _ in with_target if c["met"] is True),
         "targets_total": len(with_target),
         "charts": charts,
+        "cards": [{"manager": c.manager, "html": c.html, "data": c.data, "ok": c.ok, "error": c.error}
+                  for c in run.cards],
     }
     if run.error:
         summary["error"] = run.error
@@ -161,7 +163,7 @@ def write_index(folder: Path, run: "WeekRun", data: "WeekData | None", settings:
                   week=i18n.format_week(data.week, lang) if data else run.week,
                   account=summary["account"]["name"] or "", freshness=freshness, card=summary["scorecard"],
                   targets=t("index.targets_met", met=summary["targets_met"], total=summary["targets_total"]),
-                  notebooks=run.notebooks, error=t("index.no_scorecard", error=run.error) if run.error else None,
+                  notebooks=run.notebooks, cards={c.manager: c for c in run.cards}, error=t("index.no_scorecard", error=run.error) if run.error else None,
                   stale=t("index.stale") if data is not None and data.last_sync_at is not None
                   and not data.current and data.last_sync_at < data.week.end else None,
                   inactive=set() if data is None else {str(int(u)) for u, active in
@@ -169,7 +171,7 @@ def write_index(folder: Path, run: "WeekRun", data: "WeekData | None", settings:
                                                        if not active},
                   labels={k: t(f"index.{k}") for k in ("scorecard", "reports", "notebooks", "failed", "ok",
                                                          "failures", "previous_kept", "previous", "error_page",
-                                                         "legend", "all_weeks")}
+                                                         "legend", "all_weeks", "cards", "card_failed")}
                   | {"manager": t("col.manager"), "inactive": t("inactive")})
     (folder / "index.html").write_text(page, encoding="utf-8")
 

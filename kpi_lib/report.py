@@ -30,6 +30,7 @@ from filelock import FileLock
 
 from . import i18n
 from .config import Settings
+from .cardrun import CARD_NOTEBOOK, CardRun, execute_cards, split_cards, write_card_data
 from .errors import ReportError
 from .kpis.registry import NOTEBOOKS
 from .log import logger, redact
@@ -65,10 +66,11 @@ class WeekRun:
     folder: Path
     notebooks: list[NotebookRun] = field(default_factory=list)
     error: str | None = None
+    cards: list[CardRun] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.error is None and all(nb.ok for nb in self.notebooks)
+        return self.error is None and all(nb.ok for nb in self.notebooks) and all(c.ok for c in self.cards)
 
 
 def pinned_kernel() -> str:
@@ -123,8 +125,11 @@ class Execution:
 
 
 def execute_notebook(name: str, source: Path, staging: Path, parameters: dict[str, Any], kernel: str,
-                     timeout: int) -> Execution:
-    """Execute one notebook into ``staging/notebooks`` on ``kernel`` within ``timeout`` seconds."""
+                     timeout: int, **engine: Any) -> Execution:
+    """Execute one notebook into ``staging/notebooks`` on ``kernel`` within ``timeout`` seconds.
+
+    ``engine`` goes to papermill's engine (``km``: a running kernel manager to reuse).
+    """
     import nbformat
     import papermill
 
@@ -140,7 +145,7 @@ def execute_notebook(name: str, source: Path, staging: Path, parameters: dict[st
             log_output=False, request_save_on_cell_execute=False, start_timeout=120,
             extra_arguments=["--IPKernelApp.log_level=CRITICAL"],  # kernel chatter off; errors arrive as cell errors
             timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
-            resources={"metadata": {"path": str(staging)}})
+            resources={"metadata": {"path": str(staging)}}, **engine)
     except Exception as exc:  # any failure becomes an artefact, never a lost run
         error = exc
     seconds = time.monotonic() - started
@@ -149,14 +154,14 @@ def execute_notebook(name: str, source: Path, staging: Path, parameters: dict[st
     return Execution(name, source, nb, error, seconds)
 
 
-def finish_notebook(done: Execution, staging: Path, timeout: int, lang: str) -> NotebookRun:
+def finish_notebook(done: Execution, staging: Path, timeout: int, lang: str, title: str | None = None) -> NotebookRun:
     """Render an executed notebook's HTML page, or its error page and failed notebook."""
     import nbformat
 
     from .render import render_error_page, render_notebook_html, save_team_chart
 
     name, nb = done.name, done.nb
-    title = i18n.block_title(NOTEBOOKS[name], lang) if name in NOTEBOOKS else name
+    title = title or (i18n.block_title(NOTEBOOKS[name], lang) if name in NOTEBOOKS else name)
     nb.metadata["title"] = title
     if done.error is None:
         try:
@@ -167,15 +172,15 @@ def finish_notebook(done: Execution, staging: Path, timeout: int, lang: str) -> 
             done.error = exc
             (staging / f"{name}.html").unlink(missing_ok=True)
     output = staging / "notebooks" / f"{name}.ipynb"
-    failed = output.with_name(f"{name}.failed.ipynb")
+    failed = output.with_name(f"{output.stem}.failed.ipynb")
     nbformat.write(nb, failed)
     output.unlink(missing_ok=True)
     message = redact(describe_error(done.error, timeout))
-    page = render_error_page(nb, title, message, lang, notebook=f"notebooks/{failed.name}")
+    page = render_error_page(nb, title, message, lang, notebook=failed.relative_to(staging).as_posix())
     (staging / f"{name}.failed.html").write_text(page, encoding="utf-8")
     logger.error("notebook %s failed: %s", name, message)
     return NotebookRun(name, title, f"{name}.failed.html", False, error=message, seconds=done.seconds,
-                       notebook=f"notebooks/{failed.name}")
+                       notebook=failed.relative_to(staging).as_posix())
 
 
 def prepared_notebook(source: Path, parameters: dict[str, Any]):
@@ -207,7 +212,8 @@ def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | N
 
     out_dir = Path(out_dir).resolve()
     notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR).resolve()
-    sources = sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
+    sources = [p for p in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")) if p.stem != CARD_NOTEBOOK]
+    card_source = notebooks_dir / f"{CARD_NOTEBOOK}.ipynb"
     if not sources:
         raise ReportError(f"no notebooks in {notebooks_dir}: run from the project folder or pass the notebooks folder")
     clock = time.monotonic()
@@ -243,11 +249,20 @@ def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | N
                     logger.error("could not compute the week's figures: %s", run.error)
                 finally:
                     pending.unlink(missing_ok=True)
+                # the cards need the figures (who gets one), so they queue behind the reports
+                names = dict(write_card_data(data, staging)) if data is not None and card_source.is_file() else {}
+                futures += [pool.submit(execute_cards, group, card_source, staging, parameters, kernel, timeout)
+                            for group in split_cards(list(names), workers)]
                 pages = {}
                 for future in as_completed(futures):
-                    done = future.result()
-                    pages[done.name] = renderer.submit(finish_notebook, done, staging, timeout, settings.lang)
+                    result = future.result()  # one report, or a kernel's share of the cards
+                    for done in result if isinstance(result, list) else [result]:
+                        card = names.get(done.name.partition("managers/")[2])
+                        title = i18n.text("card.title", settings.lang, name=card) if card is not None else None
+                        pages[done.name] = renderer.submit(finish_notebook, done, staging, timeout, settings.lang,
+                                                           title)
                 run.notebooks = [pages[src.stem].result() for src in sources]
+                run.cards = [card_run(pages[f"managers/{m}"].result(), m, names[m]) for m in names]
             logger.debug("notebooks done after %.2f s", time.monotonic() - clock)
             charts = [nb.chart for nb in run.notebooks if nb.chart]
             for nb in run.notebooks:
@@ -256,12 +271,19 @@ def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | N
             generated = datetime.now(timezone.utc)
             write_summary(staging, run, data, run_settings, charts, generated)
             write_index(staging, run, data, run_settings, generated)
-            publish(staging, final, [nb.name for nb in run.notebooks if nb.ok])
+            publish(staging, final, [nb.name for nb in run.notebooks if nb.ok]
+                    + [f"managers/{card.manager}" for card in run.cards if card.ok])
             write_reports_index(out_dir, settings.lang)
             logger.debug("published after %.2f s", time.monotonic() - clock)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return run
+
+
+def card_run(page: NotebookRun, manager: str, name: str) -> CardRun:
+    """The card's outcome from its rendered page."""
+    return CardRun(manager=manager, name=name, html=page.html, ok=page.ok, data=f"managers/{manager}.json",
+                   error=page.error, seconds=page.seconds)
 
 
 def publish(staging: Path, final: Path, succeeded: list[str]) -> None:
