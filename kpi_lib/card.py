@@ -226,7 +226,7 @@ class ManagerCard:
         """The manager's list for the coming week, every item linked to amoCRM."""
         groups = action_groups(self.card_data_cached(), self.lang)
         return Html(render("card_actions.html.j2", heading=self.t("card.actions"), groups=groups,
-                           open=self.t("smart.open_lead"), none=self.t("card.none")), "actions")
+                           open=self.t("smart.open_lead"), nothing=self.t("card.none")), "actions")
 
     def card_data_cached(self) -> dict[str, Any]:
         if not hasattr(self, "_card"):

@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="reports folder (default: reports/ beside the data dir)")
     p.add_argument("--dry-run", action="store_true", help="write the .eml into reports/<week>/ instead of sending")
     p.add_argument("--force", action="store_true", help="send even if this week was already sent")
+    p.add_argument("--managers", action="store_true",
+                   help="mail each manager their own card instead (address from amoCRM or email.manager_addresses)")
     p.set_defaults(handler=cmd_send)
     return parser
 
@@ -227,10 +229,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     code = run_command(settings, out_dir=reports_dir(args, settings), jobs=args.jobs, timeout=args.timeout)
     if args.email:
+        from .cardmail import send_cards_command
         from .mail import send_command
 
-        mail_code = send_command(settings, out_dir=reports_dir(args, settings), dry_run=False, force=False)
-        code = code or mail_code
+        if settings.email.to or not settings.email.managers:  # the head's email, unless only cards are asked
+            mail_code = send_command(settings, out_dir=reports_dir(args, settings), dry_run=False, force=False)
+            code = code or mail_code
+        if settings.email.managers:
+            cards_code = send_cards_command(settings, out_dir=reports_dir(args, settings))
+            code = code or cards_code
     return code
 
 
@@ -238,6 +245,11 @@ def cmd_send(args: argparse.Namespace) -> int:
     from .mail import send_command
 
     settings = settings_from_args(args)
+    if args.managers:
+        from .cardmail import send_cards_command
+
+        return send_cards_command(settings, out_dir=reports_dir(args, settings), dry_run=args.dry_run,
+                                  force=args.force)
     return send_command(settings, out_dir=reports_dir(args, settings), dry_run=args.dry_run, force=args.force)
 
 

@@ -80,6 +80,10 @@ class EmailSettings:
     cc: tuple[str, ...] = ()
     base_url: str | None = None
     attach: str = "auto"  # auto | html | zip
+    managers: bool = False  # `run --email` also mails each manager their card
+    manager_addresses: Mapping[int, str] = field(default_factory=dict)  # user id -> address (over amoCRM's)
+    skip_managers: tuple[int, ...] = ()
+    manager_lang: Mapping[int, str] = field(default_factory=dict)  # user id -> en | ru (default: lang)
 
 
 @dataclass(frozen=True)
@@ -249,7 +253,34 @@ def parse_email_settings(raw: Mapping[str, Any] | None, where: str = "email") ->
             if value not in ("auto", "html", "zip"):
                 raise _fail(at, f"expected auto, html or zip, got {value!r}")
             out[key] = value
+        elif key == "managers":
+            if not isinstance(value, bool):
+                raise _fail(at, f"expected true or false, got {value!r}")
+            out[key] = value
+        elif key == "skip_managers":
+            out[key] = _int_list(value, at) or ()
+        elif key in ("manager_addresses", "manager_lang"):
+            out[key] = _by_user(value, at, "address" if key == "manager_addresses" else "lang")
     return EmailSettings(**out)
+
+
+def _by_user(value: Any, where: str, kind: str) -> dict[int, str]:
+    """``{user_id: address}`` or ``{user_id: en | ru}``, keys as integers."""
+    example = "{10400111: anna@example.ru}" if kind == "address" else "{10400111: ru}"
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(where, f"expected a mapping of amoCRM user id to {kind}, e.g. {example}, got {value!r}")
+    out = {}
+    for user, item in value.items():
+        if isinstance(user, bool) or not str(user).strip().isdigit():
+            raise _fail(f"{where}.{user}", f"expected an amoCRM user id (a whole number) as the key, e.g. {example}")
+        if kind == "address" and not (isinstance(item, str) and "@" in item):
+            raise _fail(f"{where}.{user}", f"expected an email address, got {item!r}")
+        if kind == "lang" and item not in LANGUAGES:
+            raise _fail(f"{where}.{user}", f"expected one of {', '.join(LANGUAGES)}, got {item!r}")
+        out[int(user)] = item
+    return out
 
 
 def read_params_file(path: str | os.PathLike) -> dict[str, Any]:

@@ -72,4 +72,16 @@ class ReportError(KpiError):
 
 
 class MailError(KpiError):
-    """An email could not be delivered."""
+    """An email could not be delivered.
+
+    Parameters
+    ----------
+    message : str
+        What happened and what to do.
+    refused : bool
+        True when the server refused the recipients themselves (other emails may still go).
+    """
+
+    def __init__(self, message: str, refused: bool = False):
+        super().__init__(message)
+        self.refused = refused

@@ -312,7 +312,8 @@ def deliver(msg: EmailMessage, smtp: SmtpEnv, recipients: list[str], retry: Retr
         except OSError as exc:  # smtplib's errors are OSErrors
             reason = redact(_explain(exc, smtp))
             if not _temporary(exc):
-                raise MailError(f"email not sent: {reason}; the reports stay on disk") from None
+                raise MailError(f"email not sent: {reason}; the reports stay on disk",
+                                refused=isinstance(exc, smtplib.SMTPRecipientsRefused)) from None
             if attempt == retry.attempts:
                 raise MailError(f"email not sent after {attempt} attempts: {reason}; the reports stay on disk; "
                                 f"rerun 'kpi-report send --week {msg['X-KPI-Week']}' when the server is reachable") from None
@@ -348,6 +349,20 @@ def _report_tz(settings: Settings):
     return report_timezone(settings.kpi.timezone, account_tz)
 
 
+def check_smtp(smtp: SmtpEnv) -> None:
+    """Raise a ConfigError naming the fix when the SMTP settings cannot send."""
+    for wrong, problem in (
+        (not smtp.host, "SMTP_HOST is not set: export SMTP_HOST, SMTP_PORT, SMTP_USER, SMTP_PASSWORD, "
+                        "SMTP_STARTTLS=1 or SMTP_SSL=1 and SMTP_FROM, or use --dry-run"),
+        (not smtp.sender, "SMTP_FROM is not set: export SMTP_FROM='KPI reports <kpi@example.com>'"),
+        (smtp.user and not smtp.password, f"SMTP_USER={smtp.user!r} is set but SMTP_PASSWORD is not: export it"),
+        (smtp.password and not smtp.password.isascii(),
+         "SMTP_PASSWORD has non-ASCII characters, which SMTP AUTH cannot carry: use an ASCII (app) password"),
+    ):
+        if wrong:
+            raise ConfigError(problem)
+
+
 def send_command(settings: Settings, out_dir: str | os.PathLike, dry_run: bool = False, force: bool = False,
                  *, smtp: SmtpEnv | None = None, retry: RetryPolicy = RetryPolicy()) -> int:
     """``kpi-report send``: email one week's reports once; returns the exit code.
@@ -368,17 +383,9 @@ def send_command(settings: Settings, out_dir: str | os.PathLike, dry_run: bool =
         write_atomic(path, msg.as_bytes())
         print(f"{week.label}: email written to {path} (not sent): {msg['Subject']}")
         return 0
-    for wrong, problem in (
-        (not recipients, "no recipients: add 'email: {to: [head@example.com]}' to the params file (--params FILE)"),
-        (not smtp.host, "SMTP_HOST is not set: export SMTP_HOST, SMTP_PORT, SMTP_USER, SMTP_PASSWORD, "
-                        "SMTP_STARTTLS=1 or SMTP_SSL=1 and SMTP_FROM, or use --dry-run"),
-        (not smtp.sender, "SMTP_FROM is not set: export SMTP_FROM='KPI reports <kpi@example.com>'"),
-        (smtp.user and not smtp.password, f"SMTP_USER={smtp.user!r} is set but SMTP_PASSWORD is not: export it"),
-        (smtp.password and not smtp.password.isascii(),
-         "SMTP_PASSWORD has non-ASCII characters, which SMTP AUTH cannot carry: use an ASCII (app) password"),
-    ):
-        if wrong:
-            raise ConfigError(problem)
+    if not recipients:
+        raise ConfigError("no recipients: add 'email: {to: [head@example.com]}' to the params file (--params FILE)")
+    check_smtp(smtp)
     out_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out_dir / ".sent.lock"), timeout=600):
         ledger = read_ledger(out_dir)
