@@ -1,7 +1,6 @@
 """One manager's card: their week in six figures, their 12-week lines and their actions.
 
-:func:`kpi_lib.views.open_card` (called by the notebook
-``07_manager_card``) returns a :class:`ManagerCard` whose sections are ``title``,
+:func:`open_card` (called by the notebook ``07_manager_card``) returns a :class:`ManagerCard` whose sections are ``title``,
 ``figures``, ``trends`` and ``actions``.  :meth:`ManagerCard.card_data` is the same card as
 plain JSON-able data, written beside the page by the weekly run and read by the managers'
 email, which formats it again in each manager's own language (:func:`figure_rows`,
@@ -19,12 +18,12 @@ from typing import Any
 import pandas as pd
 
 from . import i18n, plots
-from .config import PRIMARY
+from .config import PRIMARY, load_settings
 from .errors import ConfigError
 from .render import render
 from .sections import crm_link
 from .views import Html, image_src
-from .weekdata import WeekData
+from .weekdata import WeekData, load_week_data
 
 CRITERIA = ("S", "M", "A", "R", "T")
 #: At most this many items per action list (the card says how many more there are).
@@ -335,3 +334,23 @@ def trend_png(card: dict[str, Any], lang: str) -> bytes | None:
     fmt = (lambda v: i18n.format_number(v, lang, 0 if abs(v) >= 10 or float(v).is_integer() else 1))
     return plots.plot_trend_grid(weeks, series, targets, target_label=i18n.text("chart.target", lang),
                                  formatter=fmt, empty=i18n.text("no_data", lang))
+
+
+def open_card(manager: Any = None, week: str = "last", as_of: str | None = None, lang: str = "en",
+              account: str | None = None, data_dir: str | None = None, kpi: dict | None = None,
+              email: dict | None = None) -> ManagerCard:
+    """Open one manager's card for the notebook parameters.
+
+    ``manager`` is the amoCRM user id (None: the first manager with a card); ``email`` is
+    accepted and unused.  The week's figures come from the weekly run's snapshot in the
+    working folder when it matches these parameters, else they are computed from the store.
+    """
+    settings = load_settings(overrides={"week": week, "as_of": as_of, "lang": lang, "account": account,
+                                        "data_dir": data_dir, "kpi": kpi or {}})
+    data = load_week_data(settings)
+    if manager is None:
+        chosen = carded_managers(data)
+        if not chosen:
+            raise ConfigError("no manager of this account has a card this week: pass manager=<amoCRM user id>")
+        manager = chosen[0]
+    return ManagerCard(data, manager, lang)

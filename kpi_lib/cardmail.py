@@ -26,7 +26,8 @@ import os
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
-from email.utils import format_datetime as rfc2822_date, formataddr, make_msgid
+from email.headerregistry import Address
+from email.utils import format_datetime as rfc2822_date, make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ def build_card_message(card: dict[str, Any], lang: str, address: str, smtp: Smtp
     msg["Subject"] = subject
     sender = (smtp.sender if smtp else None) or "kpi-report@localhost"
     msg["From"] = sender
-    msg["To"] = formataddr((name, address))
+    msg["To"] = Address(display_name=name, addr_spec=address)  # quotes and markup in the name survive
     msg["Date"] = rfc2822_date(datetime.now(timezone.utc))
     msg["Message-ID"] = make_msgid("kpi-card", domain=(_address_list((sender,)) or ["@localhost"])[0].rpartition("@")[2])
     msg["X-KPI-Week"] = week
@@ -127,6 +128,8 @@ def build_card_message(card: dict[str, Any], lang: str, address: str, smtp: Smtp
     if page:
         msg.add_attachment(page.decode("utf-8", "replace"), subtype="html", filename=f"card-{week}.html",
                            cte="base64")
+    else:
+        msg.make_mixed()  # the same tree with or without the page
     return msg
 
 

@@ -15,7 +15,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from jupyter_client import AsyncKernelManager
 from jupyter_core.utils import run_sync
@@ -87,19 +87,21 @@ def split_cards(managers: list[str], workers: int) -> list[list[str]]:
     return [managers[i::kernels] for i in range(kernels)]
 
 
-def execute_cards(managers: list[str], source: Path, staging: Path, parameters: dict[str, Any], kernel: str,
-                  timeout: int) -> list:
-    """Execute the card notebook for each of ``managers`` in turn on one kernel (Executions)."""
-    from papermill.exceptions import PapermillExecutionError
+def execute_cards(execute: Callable[..., Any], managers: list[str], source: Path, staging: Path,
+                  parameters: dict[str, Any], kernel: str, timeout: int) -> list:
+    """Execute the card notebook for each of ``managers`` in turn on one kernel.
 
-    from .report import execute_notebook
+    ``execute`` is the run's own :func:`kpi_lib.report.execute_notebook`; what it returns is
+    collected in order.
+    """
+    from papermill.exceptions import PapermillExecutionError
 
     (staging / "notebooks" / "managers").mkdir(parents=True, exist_ok=True)
     shared = SharedKernel(kernel_name=kernel)
     done = []
     try:
         for manager in managers:
-            result = execute_notebook(f"managers/{manager}", source, staging, dict(parameters, manager=int(manager)),
+            result = execute(f"managers/{manager}", source, staging, dict(parameters, manager=int(manager)),
                                       kernel, timeout, km=shared)
             shared.close_clients()
             done.append(result)

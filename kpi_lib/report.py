@@ -214,7 +214,7 @@ def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | N
     notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR).resolve()
     sources = [p for p in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")) if p.stem != CARD_NOTEBOOK]
     card_source = notebooks_dir / f"{CARD_NOTEBOOK}.ipynb"
-    if not sources:
+    if not sources and not card_source.is_file():
         raise ReportError(f"no notebooks in {notebooks_dir}: run from the project folder or pass the notebooks folder")
     clock = time.monotonic()
     ctx = load_run_context(settings, now)
@@ -251,8 +251,8 @@ def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | N
                     pending.unlink(missing_ok=True)
                 # the cards need the figures (who gets one), so they queue behind the reports
                 names = dict(write_card_data(data, staging)) if data is not None and card_source.is_file() else {}
-                futures += [pool.submit(execute_cards, group, card_source, staging, parameters, kernel, timeout)
-                            for group in split_cards(list(names), workers)]
+                futures += [pool.submit(execute_cards, execute_notebook, group, card_source, staging, parameters,
+                                        kernel, timeout) for group in split_cards(list(names), workers)]
                 pages = {}
                 for future in as_completed(futures):
                     result = future.result()  # one report, or a kernel's share of the cards

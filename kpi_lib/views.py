@@ -358,24 +358,3 @@ def open_report(block: str, week: str = "last", as_of: str | None = None, lang: 
                                         "data_dir": data_dir, "kpi": kpi or {}})
     return BlockReport(load_week_data(settings), block, lang)
 
-
-def open_card(manager: Any, week: str = "last", as_of: str | None = None, lang: str = "en",
-              account: str | None = None, data_dir: str | None = None, kpi: dict | None = None,
-              email: dict | None = None):
-    """Open one manager's card (:class:`kpi_lib.card.ManagerCard`) for the notebook parameters.
-
-    ``manager`` is the amoCRM user id (None: the first manager with a card); ``email`` is
-    accepted and unused.  The week's figures come from the weekly run's snapshot in the
-    working folder when it matches these parameters, else they are computed from the store.
-    """
-    from .card import ManagerCard, carded_managers  # the card builds on this module's fragments
-
-    settings = load_settings(overrides={"week": week, "as_of": as_of, "lang": lang, "account": account,
-                                        "data_dir": data_dir, "kpi": kpi or {}})
-    data = load_week_data(settings)
-    if manager is None:
-        chosen = carded_managers(data)
-        if not chosen:
-            raise ConfigError("no manager of this account has a card this week: pass manager=<amoCRM user id>")
-        manager = chosen[0]
-    return ManagerCard(data, manager, lang)

@@ -17,6 +17,7 @@ import papermill
 import pytest
 
 from kpi_lib.config import NOTEBOOK_PARAMETERS, load_settings, read_params_file
+from kpi_lib.cardrun import CARD_NOTEBOOK
 from kpi_lib.report import NOTEBOOKS, run_command
 from tests.conftest import DEMO_AS_OF
 
@@ -50,7 +51,7 @@ def weekly_runs(demo_store, tmp_path_factory):
 
 
 def test_notebooks_are_committed_clean_and_thin():
-    assert [p.stem for p in NOTEBOOK_FILES] == list(NOTEBOOKS)
+    assert [p.stem for p in NOTEBOOK_FILES] == list(NOTEBOOKS) + [CARD_NOTEBOOK]
     for path in NOTEBOOK_FILES:
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
@@ -70,7 +71,8 @@ def test_params_file_matches_every_notebook(params):
     load_settings(params)  # validates the kpi: and email: sections
     for path in NOTEBOOK_FILES:
         declared = set(papermill.inspect_notebook(str(path)))
-        assert declared == set(NOTEBOOK_PARAMETERS), path.name
+        card = {"manager"} if path.stem == CARD_NOTEBOOK else set()  # the card's own parameter
+        assert declared == set(NOTEBOOK_PARAMETERS) | card, path.name
         assert keys <= declared, f"{params.name} sets {sorted(keys - declared)} unknown to {path.name}"
 
 
@@ -92,6 +94,13 @@ def test_every_notebook_executes(weekly_runs, params):
         html = (week / f"{name}.html").read_text(encoding="utf-8")
         assert html.count("<section") >= 7 and f'lang="{lang}"' in html
         assert (week / f"{name}.html").stat().st_size < MAX_PAGE
+    assert len(summary["cards"]) == 7 and all(c["ok"] for c in summary["cards"]), summary["cards"]
+    for card in summary["cards"]:
+        nb = nbformat.read(week / "notebooks" / "managers" / f"{card['manager']}.ipynb", as_version=4)
+        assert nb.metadata["papermill"]["parameters"]["manager"] == int(card["manager"])
+        assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        html = (week / card["html"]).read_text(encoding="utf-8")
+        assert html.count("<section") >= 3 and f'lang="{lang}"' in html and len(html) < MAX_PAGE
 
 
 @pytest.mark.slow
@@ -122,6 +131,7 @@ def test_pages_open_cleanly_in_chromium(weekly_runs, params, tmp_path):
 
     _, week, _ = weekly_runs[params]
     pages = [week / f"{name}.html" for name in NOTEBOOKS] + [week / "index.html", week.parent / "index.html"]
+    pages.append(week / json.loads((week / "summary.json").read_text(encoding="utf-8"))["cards"][0]["html"])
     for page in pages:
         shot = tmp_path / f"{page.parent.name}-{page.stem}.png"
         report = check_page(page, screenshot=shot)
@@ -131,7 +141,7 @@ def test_pages_open_cleanly_in_chromium(weekly_runs, params, tmp_path):
         assert report.external_requests == [] and report.dialogs == [], page.name
         assert shot.stat().st_size > 10_000
         assert page.stat().st_size < MAX_PAGE, page.name
-        if page.name != "index.html":
+        if page.name != "index.html" and page.parent.name != "managers":
             assert report.images >= 3, (page.name, report.images)  # team trend, per-manager trends, distribution
             assert "import " not in report.text and "open_report" not in report.text
 

@@ -1,0 +1,304 @@
+"""The managers' cards: one page per manager from the real weekly run, in English and Russian,
+showing nobody else's name, figures or deals, and one email per manager received by a real
+SMTP server on 127.0.0.1 (aiosmtpd).
+
+The demo account is copied and every manager renamed with markup in the name, one manager
+loses their email address and the inactive manager gets a won deal in the report week.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import logging
+import re
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import nbformat
+import pytest
+from aiosmtpd.controller import Controller
+
+from kpi_lib.card import ManagerCard, carded_managers, ordinal
+from kpi_lib.cardmail import ledger_key, send_cards_command
+from kpi_lib.config import SmtpEnv, load_settings
+from kpi_lib.errors import ConfigError, MailError
+from kpi_lib.report import render_week
+from kpi_lib.store import Store
+from kpi_lib.weekdata import build_week_data
+from tests.conftest import DEMO_AS_OF
+from tests.test_mail import FAST, Inbox, free_port, parts_of
+
+ROOT = Path(__file__).resolve().parent.parent
+WEEK = "2026-W47"
+NO_EMAIL = 10400113  # the manager whose amoCRM user has no email
+INACTIVE = 10400118  # inactive in amoCRM; gets a won deal in WEEK
+LINK = re.compile(r"https://demo-sales\.amocrm\.ru/(leads|contacts|companies)/detail/(\d+)")
+
+
+def marked(name: str, n: int) -> str:
+    """A manager's name with markup in it (and a quote and an ampersand)."""
+    return f'<b>{name}</b> & "{n}"'
+
+
+@pytest.fixture(scope="module")
+def team_store(demo_store, tmp_path_factory):
+    """The demo account with every manager renamed with markup, one without email, the inactive one with a win."""
+    data = tmp_path_factory.mktemp("team-data")
+    shutil.copy(demo_store / "demo.duckdb", data / "demo.duckdb")
+    closed = int(datetime.fromisoformat("2026-11-19T12:00:00+03:00").timestamp())
+    with Store.open(data, "demo", read_only=False) as store:
+        users = store.raw_items("users")
+        pipeline = int(store.frame("pipelines")["id"].iloc[0])
+        with store.transaction():
+            for n, user in enumerate(users):
+                if not (user.get("rights") or {}).get("is_admin"):
+                    user["name"] = marked(user["name"], n)
+                if user["id"] == NO_EMAIL:
+                    user.pop("email", None)
+            store.ingest("users", users)
+            store.ingest("leads", [{"id": 99100001, "name": "Inactive's deal", "price": 50000,
+                                    "responsible_user_id": INACTIVE, "status_id": 142, "pipeline_id": pipeline,
+                                    "created_by": INACTIVE, "created_at": closed - 86400, "updated_at": closed,
+                                    "closed_at": closed}])
+    return data
+
+
+def settings_for(data_dir: Path, **overrides):
+    return load_settings(None, env={}, overrides={"data_dir": str(data_dir), "as_of": DEMO_AS_OF, **overrides})
+
+
+def card_only_notebooks(tmp_path: Path) -> Path:
+    folder = tmp_path / "nb-cards"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "notebooks" / "07_manager_card.ipynb", folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def card_runs(team_store, tmp_path_factory):
+    """The weekly run with only the card notebook: English for WEEK, Russian for the current week."""
+    runs = {}
+    for lang, week in (("en", WEEK), ("ru", "current")):
+        tmp = tmp_path_factory.mktemp(f"cards-{lang}")
+        run = render_week(settings_for(team_store, lang=lang, week=week), tmp / "reports",
+                          notebooks_dir=card_only_notebooks(tmp))
+        runs[lang] = run
+    return runs
+
+
+def names_of(data) -> dict[str, str]:
+    return {str(int(u)): str(n) for u, n in zip(data.managers["user_id"], data.managers["name"])}
+
+
+def own_items(data, manager: str) -> set[int]:
+    """Every deal, contact or company id the manager's own items point at (their leads and tasks)."""
+    ids = set()
+    for block in ("first_call", "smart_audit"):
+        rows = data.details[block]
+        rows = rows[rows["manager"].astype("int64") == int(manager)]
+        for column in ("lead_id", "entity_id"):
+            ids |= {int(v) for v in rows[column].dropna()} if column in rows else set()
+    if data.due is not None:
+        rows = data.due[data.due["manager"].astype("int64") == int(manager)]
+        ids |= {int(v) for v in rows["entity_id"].dropna()}
+    return ids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_every_card_shows_only_its_manager(card_runs, team_store, lang):
+    from tests.browser import check_page
+
+    run = card_runs[lang]
+    assert run.ok, [(c.manager, c.error) for c in run.cards]
+    data = build_week_data(settings_for(team_store, lang=lang, week=run.week))
+    names = names_of(data)
+    expected = carded_managers(data)
+    # the inactive manager gets a card for the week of their win only
+    assert expected == [m for m in names if m != str(INACTIVE) or run.week == WEEK]
+    assert [c.manager for c in run.cards] == expected
+    index = (run.folder / "index.html").read_text(encoding="utf-8")
+    for manager in expected:
+        page = run.folder / "managers" / f"{manager}.html"
+        assert f'href="managers/{manager}.html"' in index  # the head's scorecard links every card
+        shown = check_page(page)
+        assert shown.console_errors == [] and shown.broken_images == [] and shown.dialogs == []
+        assert shown.code_cells_visible == 0 and shown.external_requests == [] and shown.images == 1
+        assert names[manager] in shown.text  # their own name, markup shown as text
+        for other, name in names.items():
+            if other != manager:
+                assert name not in shown.text, (manager, other)
+                assert name.split("</b>")[0][3:] not in shown.text, (manager, other)  # not even the plain name
+        html = page.read_text(encoding="utf-8")
+        assert "<b>" not in html.split("<body", 1)[1]  # names are escaped, never markup
+        linked = {int(m[2]) for m in LINK.finditer(html)}
+        assert linked and linked <= own_items(data, manager), (manager, linked - own_items(data, manager))
+        nb = nbformat.read(run.folder / "notebooks" / "managers" / f"{manager}.ipynb", as_version=4)
+        assert nb.metadata["papermill"]["parameters"]["manager"] == int(manager)
+        card = json.loads((run.folder / "managers" / f"{manager}.json").read_text(encoding="utf-8"))
+        assert card["manager"]["name"] == names[manager] and names[manager] not in json.dumps(
+            {k: v for k, v in card.items() if k != "manager"}, ensure_ascii=False)
+
+
+@pytest.mark.slow
+def test_cards_speak_the_report_language(card_runs):
+    en = (card_runs["en"].folder / "managers" / "10400111.html").read_text(encoding="utf-8")
+    ru = (card_runs["ru"].folder / "managers" / "10400111.html").read_text(encoding="utf-8")
+    assert "Your six figures" in en and "Your list for the coming week" in en and " of " in en
+    assert "Ваши шесть показателей" in ru and "Ваш список на следующую неделю" in ru and "Your" not in ru
+    assert re.search(r"\d-е из \d", ru) and re.search(r"\d(st|nd|rd|th) of \d", en)
+    assert "Open tasks for today and tomorrow" not in en  # a past week has no "today"
+    assert "Открытые задачи на сегодня и завтра" in ru  # the current week lists them
+
+
+def test_a_card_has_six_figures_with_rank_change_and_team(demo_store):
+    data = build_week_data(settings_for(demo_store, week=WEEK))
+    managers = carded_managers(data)
+    figures = {m: ManagerCard(data, m, "en").figure_data() for m in managers}
+    for i, (key, block) in enumerate((f["key"], f["block"]) for f in figures[managers[0]]):
+        team = data.result["kpis"][block]["team"][key]
+        values = {m: figures[m][i]["value"] for m in managers if figures[m][i]["value"] is not None}
+        for m, value in values.items():
+            row = figures[m][i]
+            better = sum(1 for v in values.values() if (v > value if row["direction"] == ">=" else v < value))
+            assert row["rank"] == better + 1 and row["ranked"] == len(values) and row["team"] == team
+            trend = data.trends
+            previous = trend[(trend["block"] == block) & (trend["key"] == key) & (trend["manager"] == m)
+                             & (trend["week"] == "2026-W46")]["value"].iloc[0]
+            assert row["change"] == pytest.approx(value - previous) and row["previous"] == pytest.approx(previous)
+    assert [ordinal(n, "en") for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st"]
+    with pytest.raises(ConfigError, match="10400111"):
+        ManagerCard(data, 424242, "en")
+
+
+# --- the emails ---------------------------------------------------------------------------------
+
+class PickyInbox(Inbox):
+    """An inbox whose server refuses the addresses in ``refuse`` (550 at RCPT TO)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refuse: set[str] = set()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server():
+    inbox = PickyInbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield inbox, SmtpEnv(host="127.0.0.1", port=controller.port, sender="KPI reports <kpi@example.ru>")
+    finally:
+        controller.stop()
+
+
+def copy_reports(run, tmp_path: Path) -> Path:
+    out = tmp_path / "reports"
+    shutil.copytree(run.folder, out / run.week)
+    return out
+
+
+@pytest.mark.slow
+def test_each_manager_gets_their_own_card_once(card_runs, team_store, smtp_server, tmp_path, caplog, capsys):
+    from tests.browser import check_page, save_email_page
+
+    inbox, smtp = smtp_server
+    out = copy_reports(card_runs["en"], tmp_path)
+    data = build_week_data(settings_for(team_store, week=WEEK))
+    names = names_of(data)
+    with Store.open(team_store, "demo") as store:
+        known = {str(u): e for u, e in zip(store.frame("users")["id"], store.frame("users")["email"]) if e}
+    settings = settings_for(team_store, week=WEEK, email={
+        "manager_addresses": {10400112: "marina.home@example.ru"}, "skip_managers": [10400114],
+        "manager_lang": {10400115: "ru"}})
+    caplog.set_level(logging.WARNING, logger="kpi_report")
+    assert send_cards_command(settings, out, smtp=smtp, retry=FAST) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and names[str(NO_EMAIL)] in warnings[0] and str(NO_EMAIL) in warnings[0]
+    assert "manager_addresses" in warnings[0]
+
+    expected = {m: ("marina.home@example.ru" if m == "10400112" else known[m])
+                for m in carded_managers(data) if m not in ("10400114", str(NO_EMAIL))}
+    got = {}
+    for envelope in inbox.envelopes:
+        (rcpt,) = envelope.rcpt_tos
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        manager = next(m for m, a in expected.items() if a == rcpt)
+        got[manager] = rcpt
+        to = msg["To"].addresses[0]  # a folded header may gain a space where it was folded
+        assert to.addr_spec == rcpt and to.display_name.split() == names[manager].split()
+        text, html, images, attachments = parts_of(msg)
+        assert len(images) == 1 and images[0].get_content()[:4] == b"\x89PNG"
+        russian = manager == "10400115"
+        assert msg["Subject"].startswith("Ваша неделя 2026-W47" if russian else "Your week 2026-W47")
+        assert ("Ваш список на следующую неделю" if russian else "Your list for the coming week") in text
+        assert [a.get_filename() for a in attachments] == ([] if russian else ["card-2026-W47.html"])
+        for other, name in names.items():
+            if other != manager:
+                assert name not in text and name not in html and name.replace("<", "&lt;") not in html
+        linked = {int(m[2]) for m in LINK.finditer(html)}
+        assert linked <= own_items(data, manager)
+        if manager in ("10400111", "10400115"):  # the received body, opened in Chromium
+            page = save_email_page(html, images, tmp_path / f"received-{manager}")
+            shown = check_page(page)
+            assert shown.console_errors == [] and shown.broken_images == [] and shown.images == 1
+            assert names[manager] in shown.text and shown.external_requests == []
+    assert got == expected  # one email per manager, to that manager's address
+    ledger = json.loads((out / "sent.json").read_text(encoding="utf-8"))[ledger_key(WEEK)]
+    assert {m: r["to"] for m, r in ledger.items()} == expected
+
+    capsys.readouterr()
+    assert send_cards_command(settings, out, smtp=smtp, retry=FAST) == 0  # a rerun sends nothing again
+    assert len(inbox.envelopes) == len(expected) and "already sent" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_refused_address_is_sent_on_the_rerun_only(card_runs, team_store, smtp_server, tmp_path):
+    inbox, smtp = smtp_server
+    out = copy_reports(card_runs["en"], tmp_path)
+    settings = settings_for(team_store, week=WEEK)
+    inbox.refuse = {"manager2@demo-sales.ru"}
+    with pytest.raises(MailError, match="10400112") as failure:
+        send_cards_command(settings, out, smtp=smtp, retry=FAST)
+    assert "--managers" in str(failure.value)
+    first = sorted(r for e in inbox.envelopes for r in e.rcpt_tos)
+    assert "manager2@demo-sales.ru" not in first and len(first) == 6  # the others went out
+    inbox.refuse = set()
+    assert send_cards_command(settings, out, smtp=smtp, retry=FAST) == 0
+    assert [e.rcpt_tos for e in inbox.envelopes[len(first):]] == [["manager2@demo-sales.ru"]]
+
+
+@pytest.mark.slow
+def test_dry_run_writes_one_eml_per_manager(card_runs, team_store, tmp_path):
+    out = copy_reports(card_runs["ru"], tmp_path)
+    week = card_runs["ru"].week
+    assert send_cards_command(settings_for(team_store, week=week, lang="ru"), out, dry_run=True,
+                              smtp=SmtpEnv(host=None, port=25)) == 0
+    emls = sorted((out / week / "managers").glob("*.eml"))
+    assert [p.stem for p in emls] == sorted(c.manager for c in card_runs["ru"].cards if int(c.manager) != NO_EMAIL)
+    msg = email.message_from_bytes(emls[0].read_bytes(), policy=email.policy.default)
+    assert msg["Subject"].startswith(f"Ваша неделя {week}") and not (out / "sent.json").exists()
+    text, _, _, _ = parts_of(msg)
+    assert "Открытые задачи на сегодня и завтра" in text
+
+
+def test_card_settings_are_checked():
+    for bad, fix in (({"managers": "yes"}, "true or false"), ({"manager_addresses": {"x": "a@b.ru"}}, "user id"),
+                     ({"manager_addresses": {1: "nobody"}}, "email address"), ({"manager_lang": {1: "de"}}, "en, ru"),
+                     ({"skip_managers": "1"}, "list")):
+        with pytest.raises(ConfigError, match=fix):
+            load_settings(None, env={}, overrides={"email": bad})
+    email_settings = load_settings(None, env={}, overrides={"email": {
+        "managers": True, "manager_addresses": {"10400111": "a@b.ru"}, "manager_lang": {10400111: "ru"}}}).email
+    assert email_settings.managers and email_settings.manager_addresses == {10400111: "a@b.ru"}
+    assert email_settings.manager_lang == {10400111: "ru"}
