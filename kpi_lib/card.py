@@ -18,10 +18,11 @@ from typing import Any
 import pandas as pd
 
 from . import i18n, plots
-from .config import PRIMARY, load_settings
+from .config import load_settings
 from .errors import ConfigError
-from .render import render
+from .kpis.registry import BLOCKS
 from .sections import crm_link
+from .templating import render
 from .views import Html, image_src
 from .weekdata import WeekData, load_week_data
 
@@ -117,7 +118,8 @@ class ManagerCard:
         """The six primary figures: value, target, met, last week, rank and the team's figure."""
         out = []
         previous = self.data.week.shift(-1).label
-        for block, (key, direction, _) in PRIMARY.items():
+        for record in BLOCKS:
+            block, key, direction = record.name, record.primary, record.direction
             figures = self.data.result["kpis"][block]
             value = figures["by_manager"].get(self.manager, {}).get(key)
             target = self._target(block, key, self.manager)
@@ -134,8 +136,9 @@ class ManagerCard:
         """The manager's twelve weeks of each primary figure, with its target."""
         weeks = self.data.trends.drop_duplicates("week").sort_values("week_start")["week"].tolist()
         series = {}
-        for block, (key, _, _) in PRIMARY.items():
-            series[key] = [_plain(v) for v in self._series(block, key, self.manager).reindex(weeks).tolist()]
+        for record in BLOCKS:
+            series[record.primary] = [_plain(v) for v in
+                                      self._series(record.name, record.primary, self.manager).reindex(weeks).tolist()]
         return {"weeks": weeks, "series": series}
 
     def _rows(self, block: str) -> pd.DataFrame:
