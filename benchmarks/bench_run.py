@@ -4,7 +4,8 @@
 
 The floor is the time to execute, on the same worker pool and the same pinned kernel, one
 trivial notebook per report notebook that holds the same parameters cell and the same import
-cell and does nothing else.  The full run is ``kpi_lib.report.run_command`` on the demo
+cell and does nothing else, plus one trivial card notebook per kernel the managers' cards
+run on.  The full run is ``kpi_lib.report.run_command`` on the demo
 account (built into a temporary folder unless ``--data-dir`` is given).  Rounds alternate
 floor and run, so a noisy shared machine hits both alike; the figures are printed side by
 side with their ratio (target: at most 1.5): the median of the rounds, their CPU time, and
@@ -28,7 +29,10 @@ import nbformat
 import papermill  # imported before either timing
 
 from kpi_lib.config import load_settings
+from kpi_lib.card import carded_managers
+from kpi_lib.cardrun import CARD_NOTEBOOK, split_cards
 from kpi_lib.report import MAX_JOBS, NOTEBOOKS_DIR, pinned_kernel, run_command
+from kpi_lib.weekdata import build_week_data
 
 AS_OF = "2026-11-25T12:00:00+03:00"
 
@@ -49,16 +53,16 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def time_floor(folder: Path, parameters: dict, jobs: int) -> tuple[float, float]:
+def time_floor(folder: Path, parameters: dict, jobs: int, card_kernels: int) -> tuple[float, float]:
     """Wall and CPU seconds to execute the trivial notebooks in parallel, as the run does."""
     kernel = pinned_kernel()
-    sources = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    sources = [p for p in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")) if p.stem != CARD_NOTEBOOK]
+    workers = max(1, min(jobs, MAX_JOBS, len(sources)))
     trivial = []
-    for src in sources:
-        path = folder / f"floor_{src.name}"
+    for src in sources + [NOTEBOOKS_DIR / f"{CARD_NOTEBOOK}.ipynb"] * card_kernels:
+        path = folder / f"floor_{len(trivial)}_{src.name}"
         nbformat.write(floor_notebook(src), path)
         trivial.append(path)
-    workers = max(1, min(jobs, MAX_JOBS, len(trivial)))
     started, cpu = time.perf_counter(), cpu_seconds()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(lambda p: papermill.execute_notebook(
@@ -94,9 +98,12 @@ def main(argv: list[str] | None = None) -> int:
             build_demo(data_dir, account="demo", seed=7, today=date(2026, 11, 25))
         settings = load_settings(overrides={"data_dir": str(data_dir), "as_of": AS_OF})
         parameters = dict(settings.notebook_parameters(), week="2026-W47")
+        cards = carded_managers(build_week_data(load_settings(overrides={**parameters, "data_dir": str(data_dir)})))
+        card_kernels = len(split_cards(cards, max(1, min(args.jobs, MAX_JOBS))))
+        print(f"{len(cards)} manager cards on {card_kernels} kernel(s)")
         floors, runs = [], []
         for i in range(args.rounds):
-            floors.append(time_floor(Path(tempfile.mkdtemp(dir=tmp)), parameters, args.jobs))
+            floors.append(time_floor(Path(tempfile.mkdtemp(dir=tmp)), parameters, args.jobs, card_kernels))
             runs.append(time_run(settings, tmp / f"reports-{i}", args.jobs))
             (fw, fc), (rw, rc) = floors[-1], runs[-1]
             print(f"round {i + 1}: floor {fw:6.2f} s (cpu {fc:6.2f} s)   run {rw:6.2f} s (cpu {rc:6.2f} s)"

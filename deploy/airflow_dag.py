@@ -31,6 +31,8 @@ KPI_HOME = "/opt/kpi-report"
 PARAMS_FILE = "/etc/kpi-report/params.yaml"
 TIMEZONE = "Europe/Moscow"
 KERNEL = "python3"  # a Jupyter kernel whose Python has kpi-report installed
+# The report notebooks; the managers' cards (07_manager_card, one run per manager) are rendered by
+# the last task's 'kpi-report run'.
 NOTEBOOKS = (
     "01_customer_satisfaction", "02_cost_of_service", "03_first_call_quality",
     "04_average_check", "05_manager_productivity", "06_smart_audit",

@@ -192,7 +192,10 @@ def send_cards_command(settings: Settings, out_dir: str | os.PathLike, dry_run: 
             write_atomic(path, message(entry, card, address, lang).as_bytes())
         print(f"{week.label}: {len(plan)} card email(s) written to {week_dir / 'managers'} (not sent)")
         return 0
-    check_smtp(smtp)
+    if not plan:
+        print(f"{week.label}: no card to send (see the warnings above)")
+        return 0
+    check_smtp(smtp, [address for _, _, address, _ in plan])
     sent, kept, failed = [], [], []
     with FileLock(str(out_dir / ".sent.lock"), timeout=600):
         for entry, card, address, lang in plan:

@@ -349,9 +349,10 @@ def _report_tz(settings: Settings):
     return report_timezone(settings.kpi.timezone, account_tz)
 
 
-def check_smtp(smtp: SmtpEnv) -> None:
-    """Raise a ConfigError naming the fix when the SMTP settings cannot send."""
+def check_smtp(smtp: SmtpEnv, recipients: list[str]) -> None:
+    """A ConfigError naming the missing setting, before anything is sent."""
     for wrong, problem in (
+        (not recipients, "no recipients: add 'email: {to: [head@example.com]}' to the params file (--params FILE)"),
         (not smtp.host, "SMTP_HOST is not set: export SMTP_HOST, SMTP_PORT, SMTP_USER, SMTP_PASSWORD, "
                         "SMTP_STARTTLS=1 or SMTP_SSL=1 and SMTP_FROM, or use --dry-run"),
         (not smtp.sender, "SMTP_FROM is not set: export SMTP_FROM='KPI reports <kpi@example.com>'"),
@@ -383,9 +384,7 @@ def send_command(settings: Settings, out_dir: str | os.PathLike, dry_run: bool =
         write_atomic(path, msg.as_bytes())
         print(f"{week.label}: email written to {path} (not sent): {msg['Subject']}")
         return 0
-    if not recipients:
-        raise ConfigError("no recipients: add 'email: {to: [head@example.com]}' to the params file (--params FILE)")
-    check_smtp(smtp)
+    check_smtp(smtp, recipients)
     out_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out_dir / ".sent.lock"), timeout=600):
         ledger = read_ledger(out_dir)

@@ -321,11 +321,18 @@ def run_command(settings: Settings, out_dir: str | os.PathLike, jobs: int | None
     for nb in run.notebooks:
         state = "ok" if nb.ok else f"FAILED ({nb.error})"
         print(f"{nb.name}: {state} [{nb.seconds:.1f} s]")
+    if run.cards:
+        print(f"manager cards: {sum(c.ok for c in run.cards)} of {len(run.cards)} ok "
+              f"[{sum(c.seconds for c in run.cards):.1f} s]")
+    for card in run.cards:
+        if not card.ok:
+            print(f"managers/{card.manager}: FAILED ({card.error})")
     if run.error:
         print(f"figures: FAILED ({run.error})", file=sys.stderr)
     print(f"{run.folder / 'index.html'} written in {time.monotonic() - started:.1f} s")
     if not run.ok:
-        failed = [nb.name for nb in run.notebooks if not nb.ok]
+        failed = [nb.name for nb in run.notebooks if not nb.ok] + [f"managers/{c.manager}" for c in run.cards
+                                                                    if not c.ok]
         print(f"kpi-report run: {len(failed)} report(s) failed: {', '.join(failed) or 'figures'}; "
               f"see {run.folder / 'index.html'}", file=sys.stderr)
         return 1

@@ -302,3 +302,28 @@ def test_card_settings_are_checked():
         "managers": True, "manager_addresses": {"10400111": "a@b.ru"}, "manager_lang": {10400111: "ru"}}}).email
     assert email_settings.managers and email_settings.manager_addresses == {10400111: "a@b.ru"}
     assert email_settings.manager_lang == {10400111: "ru"}
+
+
+@pytest.mark.slow
+def test_a_failed_card_or_a_dead_kernel_spoils_no_other_card(demo_store, tmp_path):
+    from kpi_lib.cardrun import split_cards
+
+    folder = card_only_notebooks(tmp_path)
+    nb = nbformat.read(folder / "07_manager_card.ipynb", as_version=4)
+    managers = carded_managers(build_week_data(settings_for(demo_store, week=WEEK)))
+    group = split_cards(managers, 2)[0]  # one kernel's share: a failure, then a dead kernel, then the rest
+    failing, dying = int(group[0]), int(group[1])
+    nb.cells.append(nbformat.v4.new_code_cell(
+        f"import os\nassert manager != {failing}, 'boom <b>card</b>'\nmanager == {dying} and os._exit(3)"))
+    nbformat.write(nb, folder / "07_manager_card.ipynb")
+    run = render_week(settings_for(demo_store, week=WEEK), tmp_path / "reports", notebooks_dir=folder, jobs=2)
+    outcome = {c.manager: c.ok for c in run.cards}
+    assert outcome == {m: int(m) not in (failing, dying) for m in managers} and not run.ok
+    page = (run.folder / "managers" / f"{failing}.failed.html").read_text(encoding="utf-8")
+    assert "boom &lt;b&gt;card&lt;/b&gt;" in page and "AssertionError" in page
+    assert (run.folder / "notebooks" / "managers" / f"{failing}.failed.ipynb").exists()
+    assert (run.folder / "managers" / f"{dying}.failed.html").exists()
+    for m in group[2:]:
+        assert "Your six figures" in (run.folder / "managers" / f"{m}.html").read_text(encoding="utf-8")
+    index = (run.folder / "index.html").read_text(encoding="utf-8")
+    assert f'href="managers/{failing}.failed.html"' in index and index.count("card failed") == 2

@@ -163,7 +163,9 @@ def test_airflow_dag_is_valid_python_covering_every_notebook():
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
             if node.targets[0].id in ("TIMEZONE", "NOTEBOOKS", "WEEK", "AS_OF"):
                 exec(compile(ast.Module([node], []), "airflow_dag.py", "exec"), {}, constants)
-    assert list(constants["NOTEBOOKS"]) == sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    # the card notebook runs once per manager inside 'kpi-report run', the DAG's last task
+    assert list(constants["NOTEBOOKS"]) == sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")
+                                                  if p.stem != "07_manager_card")
 
 
 class _Moment:
