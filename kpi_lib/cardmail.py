@@ -38,11 +38,12 @@ from .card import action_groups, figure_rows, trend_png
 from .config import Settings, SmtpEnv, smtp_env
 from .errors import KpiError, MailError
 from .log import logger, register_secret
-from .mail import (CHART_WIDTH, RetryPolicy, TEXTS, _TEMPLATES, _address_list, _link, _png_size, _report_tz,
+from .mail import (CHART_WIDTH, RetryPolicy, TEXTS, _address_list, _link, _png_size, _report_tz,
                    check_smtp, deliver, read_ledger, read_summary, targets_headline)
 from .periods import load_timezone, parse_week, resolve_week
 from .report import write_atomic
 from .store import Store
+from .templating import render
 
 
 def ledger_key(week: str) -> str:
@@ -120,8 +121,8 @@ def build_card_message(card: dict[str, Any], lang: str, address: str, smtp: Smtp
     msg["Date"] = rfc2822_date(datetime.now(timezone.utc))
     msg["Message-ID"] = make_msgid("kpi-card", domain=(_address_list((sender,)) or ["@localhost"])[0].rpartition("@")[2])
     msg["X-KPI-Week"] = week
-    msg.set_content(_TEMPLATES.get_template("card_email.txt").render(ctx), subtype="plain", cte="quoted-printable")
-    msg.add_alternative(_TEMPLATES.get_template("card_email.html").render(ctx), subtype="html", cte="quoted-printable")
+    msg.set_content(render("card_email.txt", **ctx), subtype="plain", cte="quoted-printable")
+    msg.add_alternative(render("card_email.html", **ctx), subtype="html", cte="quoted-printable")
     if chart:
         msg.get_payload()[1].add_related(png, "image", "png", cid=chart["cid"], disposition="inline",
                                          filename=f"card-{week}.png")
