@@ -150,16 +150,16 @@ class ManagerCard:
     def action_data(self) -> dict[str, Any]:
         """The manager's items to act on, each with its link into amoCRM (see the module docstring)."""
         calls = self._rows("first_call")
-        unresolved, uncalled = [], []
-        if len(calls):
-            for r in calls.loc[calls["resolved"].fillna(True).eq(False).to_numpy()].to_dict("records"):
-                reasons = r.get("reasons")
-                unresolved.append({"lead_id": int(r["lead_id"]), "at": _plain(r.get("fc_at")),
-                                   "reasons": list(reasons) if isinstance(reasons, (list, tuple)) else [],
-                                   "url": crm_link(self, "leads", r["lead_id"])})
-            fresh = calls.loc[~calls["called"].astype(bool).to_numpy()]
-            uncalled = [{"lead_id": int(r["lead_id"]), "url": crm_link(self, "leads", r["lead_id"])}
-                        for r in fresh.to_dict("records")]
+        unresolved = []
+        for r in calls.loc[calls["resolved"].eq(False).to_numpy()].to_dict("records") if len(calls) else []:
+            reasons = r.get("reasons")
+            unresolved.append({"lead_id": int(r["lead_id"]), "name": _text(r.get("name")), "at": _plain(r.get("fc_at")),
+                               "reasons": list(reasons) if isinstance(reasons, (list, tuple)) else [],
+                               "url": r.get("url") or crm_link(self, "leads", r["lead_id"])})
+        new = self._rows("speed_to_lead")
+        uncalled = [{"lead_id": int(r["lead_id"]), "name": _text(r.get("name")), "at": _plain(r.get("created_at")),
+                     "url": r.get("url") or crm_link(self, "leads", r["lead_id"])}
+                    for r in (new.loc[new["uncalled"].astype(bool).to_numpy()].to_dict("records") if len(new) else [])]
         tasks = self._rows("smart_audit")
         rewrite, overdue = [], []
         if len(tasks):
@@ -167,8 +167,8 @@ class ManagerCard:
             for r in tasks.to_dict("records"):
                 marks = {c: _plain(r.get(c)) for c in CRITERIA}
                 item = {"task_id": int(r["task_id"]), "text": _text(r.get("text")), "due": _plain(r.get("complete_till")),
-                        "overdue": bool(r.get("overdue")), "marks": marks,
-                        "url": crm_link(self, r.get("entity_type"), r.get("entity_id"))}
+                        "overdue": bool(r.get("overdue")), "marks": marks, "name": _text(r.get("name")),
+                        "url": _text(r.get("url")) or crm_link(self, r.get("entity_type"), r.get("entity_id"))}
                 if any(marks[c] is False for c in "SMAR"):
                     rewrite.append(dict(item, fix=[c for c in CRITERIA if marks[c] is False]))
                 elif item["overdue"]:
@@ -303,11 +303,15 @@ def action_groups(card: dict[str, Any], lang: str) -> list[dict[str, Any]]:
                        "rows": items[:MAX_ITEMS], "more": t("dq.more", n=len(items) - MAX_ITEMS)
                        if len(items) > MAX_ITEMS else None})
 
+    def deal(item: dict[str, Any]) -> str:
+        number = t("card.lead_no", id=item["lead_id"])
+        return f"{item['name']} ({number})" if item.get("name") else number
+
     add("unresolved_calls", [{
-        "text": t("card.lead_no", id=i["lead_id"]),
+        "text": deal(i),
         "detail": "; ".join([_when(i.get("at"), lang)] + [t(f"card.reason.{r}") for r in i.get("reasons") or []]),
         "marks": None, "href": i.get("url")} for i in actions["unresolved_calls"]])
-    add("uncalled_leads", [{"text": t("card.lead_no", id=i["lead_id"]), "detail": t("card.not_called"),
+    add("uncalled_leads", [{"text": deal(i), "detail": t("card.created_at", at=_when(i.get("at"), lang)),
                             "marks": None, "href": i.get("url")} for i in actions["uncalled_leads"]])
     add("tasks_to_rewrite", [{
         "text": task_text(i),

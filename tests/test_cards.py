@@ -96,7 +96,7 @@ def names_of(data) -> dict[str, str]:
 def own_items(data, manager: str) -> set[int]:
     """Every deal, contact or company id the manager's own items point at (their leads and tasks)."""
     ids = set()
-    for block in ("first_call", "smart_audit"):
+    for block in ("first_call", "speed_to_lead", "smart_audit"):
         rows = data.details[block]
         rows = rows[rows["manager"].astype("int64") == int(manager)]
         for column in ("lead_id", "entity_id"):
