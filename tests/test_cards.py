@@ -166,7 +166,7 @@ def test_a_card_has_six_figures_with_rank_change_and_team(demo_store):
             better = sum(1 for v in values.values() if (v > value if row["direction"] == ">=" else v < value))
             assert row["rank"] == better + 1 and row["ranked"] == len(values) and row["team"] == team
             trend = data.trends
-            previous = trend[(trend["block"] == block) & (trend["key"] == key) & (trend["manager"] == m)
+            previous = trend[(trend["block"] == block) & (trend["key"] == key) & (trend["manager"].astype(str) == m)
                              & (trend["week"] == "2026-W46")]["value"].iloc[0]
             assert row["change"] == pytest.approx(value - previous) and row["previous"] == pytest.approx(previous)
     assert [ordinal(n, "en") for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101)] == [
