@@ -8,6 +8,7 @@ fix, with a non-zero exit code; no secret is ever printed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -225,11 +226,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .report import run_command
 
     settings = settings_from_args(args)
-    code = run_command(settings, out_dir=reports_dir(args, settings), jobs=args.jobs, timeout=args.timeout)
+    code, run = run_command(settings, out_dir=reports_dir(args, settings), jobs=args.jobs, timeout=args.timeout)
     if args.email:
         from .mail import send_command
 
-        mail_code = send_command(settings, out_dir=reports_dir(args, settings), dry_run=False, force=False)
+        # the week just built, not the week the clock names now (a run may cross Monday 00:00)
+        built = dataclasses.replace(settings, week=run.week)
+        mail_code = send_command(built, out_dir=reports_dir(args, settings), dry_run=False, force=False)
         code = code or mail_code
     return code
 

@@ -39,14 +39,14 @@ from typing import Any
 from urllib.parse import quote
 
 import yaml
-from filelock import FileLock
 
 from .config import Settings, SmtpEnv, smtp_env
 from .errors import ConfigError, KpiError, MailError
+from .files import hold_lock, write_atomic
 from .i18n import KINDS, format_datetime, format_number, format_value, format_week
 from .log import logger, redact, register_secret
 from .periods import parse_week, report_timezone, resolve_week
-from .report import write_atomic
+from .publish import current_generation, week_lock
 from .store import Store
 from .templating import TEMPLATES, render
 
@@ -236,6 +236,8 @@ def build_message(week_dir: str | os.PathLike, settings: Settings, smtp: SmtpEnv
     msg["Date"] = rfc2822_date(datetime.now(timezone.utc))
     msg["Message-ID"] = make_msgid("kpi", domain=(_address_list((sender,)) or ["@localhost"])[0].rpartition("@")[2])
     msg["X-KPI-Week"] = summary["week"]
+    if summary.get("run_id"):
+        msg["X-KPI-Report-Run"] = summary["run_id"]
     attachments = _attachments(week_dir, summary, settings.email.attach)
     ctx["attached"] = attachments[0][2] if attachments else ("none" if summary["notebooks"] else "")
     ctx["zip_name"] = attachments[0][0] if attachments else ""
@@ -358,15 +360,19 @@ def send_command(settings: Settings, out_dir: str | os.PathLike, dry_run: bool =
     out_dir = Path(out_dir)
     tz = _report_tz(settings)
     week, _ = resolve_week(settings.week, settings.as_of, tz)
-    week_dir = out_dir / week.label
+    if current_generation(out_dir, week.label) is None:
+        raise MailError(f"{week.label} was never built: no {out_dir / week.label}; run "
+                        f"'kpi-report run --week {week.label}' first")
     smtp = smtp or smtp_env()
     register_secret(smtp.password)
     recipients = _address_list(settings.email.to + settings.email.cc)
     if dry_run:
-        msg = build_message(week_dir, settings, smtp, tz=tz)
-        path = week_dir / "email.eml"
-        write_atomic(path, msg.as_bytes())
-        print(f"{week.label}: email written to {path} (not sent): {msg['Subject']}")
+        with week_lock(out_dir, week.label, what="send"):
+            week_dir = current_generation(out_dir, week.label)
+            msg = build_message(week_dir, settings, smtp, tz=tz)
+            path = week_dir / "email.eml"
+            write_atomic(path, msg.as_bytes())
+        print(f"{week.label}: email written to {out_dir / week.label / path.name} (not sent): {msg['Subject']}")
         return 0
     for wrong, problem in (
         (not recipients, "no recipients: add 'email: {to: [head@example.com]}' to the params file (--params FILE)"),
@@ -379,8 +385,8 @@ def send_command(settings: Settings, out_dir: str | os.PathLike, dry_run: bool =
     ):
         if wrong:
             raise ConfigError(problem)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out_dir / ".sent.lock"), timeout=600):
+    with week_lock(out_dir, week.label, what="send"), hold_lock(out_dir / ".sent.lock", "ledger update", timeout=600):
+        week_dir = current_generation(out_dir, week.label)
         ledger = read_ledger(out_dir)
         summary = read_summary(week_dir)
         previous = ledger.get(week.label) or []

@@ -34,7 +34,7 @@ def test_demo_week_built_then_mailed(demo_store, tmp_path, monkeypatch):
         "data_dir": str(demo_store), "as_of": DEMO_AS_OF,
         "email": {"to": ["Ирина Соколова <head@example.ru>"], "cc": ["lead@example.ru"]}})
     out = tmp_path / "reports"
-    assert run_command(settings, out, jobs=2) == 0
+    assert run_command(settings, out, jobs=2)[0] == 0
     summary = json.loads((out / WEEK / "summary.json").read_text(encoding="utf-8"))
 
     inbox = Inbox()
