@@ -74,7 +74,19 @@ class ReportError(KpiError):
 
 
 class MailError(KpiError):
-    """An email could not be delivered."""
+    """An email could not be delivered.
+
+    Parameters
+    ----------
+    message : str
+        What happened and what to do.
+    unclear : bool
+        True when the message went out and the server's reply never came: it may have arrived.
+    """
+
+    def __init__(self, message: str, unclear: bool = False):
+        super().__init__(message)
+        self.unclear = unclear
 
 
 class DiskFullError(KpiError):

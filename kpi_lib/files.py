@@ -148,7 +148,7 @@ def hold_lock(path: str | os.PathLike, what: str, timeout: float | None = None,
     Parameters
     ----------
     path : path
-        The lock file; its folder must exist.
+        The lock file (its folder is made when missing).
     what : str
         What the holder does ("run of 2026-W47"), written into the file for whoever waits.
     timeout : float, optional
@@ -159,6 +159,7 @@ def hold_lock(path: str | os.PathLike, what: str, timeout: float | None = None,
     started, told = time.monotonic(), False
     while True:
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise_if_disk_full(exc, path)

@@ -30,7 +30,7 @@ from typing import Any
 
 from . import i18n
 from .config import Settings
-from .errors import ReportError
+from .errors import DiskFullError, ReportError
 from .files import disk_full, raise_if_disk_full
 from .kpis.registry import NOTEBOOKS
 from .log import logger, redact
@@ -247,18 +247,21 @@ def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | N
         raise_if_disk_full(exc, out_dir)
         raise
     run = WeekRun(week=week, folder=out_dir / week, run_id=new_run_id())
-    with week_lock(out_dir, week):
-        clean_stale(out_dir, held=week)
-        with stage_week(out_dir, week, run.run_id) as stage:
-            try:
-                data = execute_week(ctx, stage, sources, run, jobs, timeout, settings.lang)
-                publish_stage(stage, run, data, ctx.settings)
-            except OSError as exc:
-                raise_if_disk_full(exc, stage.folder)
-                raise
     from .render import write_reports_index
 
-    write_reports_index(out_dir, settings.lang, run.run_id)
+    try:
+        with week_lock(out_dir, week):
+            clean_stale(out_dir, held=week)
+            with stage_week(out_dir, week, run.run_id) as stage:
+                try:
+                    data = execute_week(ctx, stage, sources, run, jobs, timeout, settings.lang)
+                    publish_stage(stage, run, data, ctx.settings)
+                except OSError as exc:
+                    raise_if_disk_full(exc, stage.folder)
+                    raise
+        write_reports_index(out_dir, settings.lang, run.run_id)
+    except DiskFullError as exc:  # name the reports folder, not a staging file that is gone
+        raise DiskFullError(out_dir if exc.path.startswith(str(out_dir)) else exc.path) from None
     return run
 
 

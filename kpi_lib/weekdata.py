@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .config import Settings
-from .errors import ReportError
+from .errors import KpiError, ReportError
 from .files import exists_in, open_private_dir, read_private, write_atomic
 from .periods import Week, load_timezone
 from .store import resolve_account, store_path
@@ -194,7 +194,7 @@ def give_up_week_data(folder: str | os.PathLike, error: str) -> None:
     folder = Path(folder)
     try:
         write_atomic(folder / FAILED_NAME, error, mode=0o600)
-    except OSError:
+    except (OSError, KpiError):
         pass  # a full disk: removing the mark below still stops the wait
     (folder / RUN_MARK).unlink(missing_ok=True)
 
