@@ -223,3 +223,35 @@ def test_a_second_run_waits_for_the_weeks_lock_and_says_so(demo_store, tmp_path)
     assert run.wait(timeout=300) == 0
     one_run_id(out / WEEK)
     assert not list(out.rglob("*.lock")) and leftovers(out) == []
+
+
+def test_a_run_cleans_what_killed_runs_left_in_any_week_nobody_holds(tmp_path):
+    from kpi_lib.publish import clean_stale, week_lock
+
+    out = tmp_path / "reports"
+    for week in ("2026-W45", "2026-W46"):
+        base = out / ".weeks" / week
+        for name in ("20261101T000000Z-aaaaaa", ".staging-20261102T000000Z-bbbbbb",
+                     ".work-20261102T000000Z-bbbbbb-x1y2", "20261102T000000Z-cccccc"):
+            (base / name / "notebooks").mkdir(parents=True)
+        os.symlink(f".weeks/{week}/20261101T000000Z-aaaaaa", out / week)
+    (out / ".2026-W44.staging-killed" / "notebooks").mkdir(parents=True)  # as older versions left it
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with week_lock(out, "2026-W46", what="send"):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(30)
+    try:
+        clean_stale(out, held="2026-W47")
+    finally:
+        release.set()
+        holder.join()
+    assert sorted(p.name for p in (out / ".weeks" / "2026-W45").iterdir()) == ["20261101T000000Z-aaaaaa"]
+    assert len(list((out / ".weeks" / "2026-W46").iterdir())) == 4  # held by a send: left alone
+    assert not (out / ".2026-W44.staging-killed").exists()
+    assert (out / "2026-W45" / "notebooks").is_dir() and not list(out.glob("*.lock"))
