@@ -108,8 +108,10 @@ def test_kill_9_at_any_moment_leaves_one_generation(demo_store, tmp_path):
             elif reached(out / ".weeks" / WEEK, out):
                 break
             time.sleep(0.002)
-        assert run.poll() is None, f"{moment}: the run ended before it was killed: {run.stderr.read()}"
-        run.send_signal(signal.SIGKILL)
+        if run.poll() is None:
+            run.send_signal(signal.SIGKILL)
+        else:  # the last moments last milliseconds: a run may finish before the kill lands
+            assert moment in ("index staged", "published") and run.returncode == 0, (moment, run.stderr.read())
         run.wait(timeout=60)
         current = one_run_id(out / WEEK)  # whatever the moment, the week is one generation
         if current == good:
