@@ -23,9 +23,9 @@ report: demo
 	@echo "open reports/index.html"
 
 test-deps: $(VENV)/.test-installed
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-dejavu-core; \
-	  else echo "browser tests need Debian's chromium: sudo apt-get install chromium fonts-dejavu-core"; fi; }
+	@{ command -v chromium && command -v faketime; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-dejavu-core faketime; \
+	  else echo "the tests need Debian's chromium and faketime: sudo apt-get install chromium fonts-dejavu-core faketime"; fi; }
 
 test: test-deps
 	$(BIN)/python -m pytest

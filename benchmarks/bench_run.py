@@ -74,7 +74,7 @@ def time_floor(folder: Path, parameters: dict, jobs: int, card_kernels: int) -> 
 def time_run(settings, out_dir: Path, jobs: int) -> tuple[float, float]:
     started, cpu = time.perf_counter(), cpu_seconds()
     with contextlib.redirect_stdout(io.StringIO()):
-        code = run_command(settings, out_dir, jobs=jobs, timeout=600)
+        code, _ = run_command(settings, out_dir, jobs=jobs, timeout=600)
     if code != 0:
         raise SystemExit(f"the weekly run failed (exit {code}): see {out_dir}")
     return time.perf_counter() - started, cpu_seconds() - cpu

@@ -14,9 +14,10 @@ written by the weekly run) into one email in the manager's language::
 A card and its email hold only that manager's own figures and items and the team's figures.
 :func:`send_cards_command` mails every card once: the address is the amoCRM user's email
 unless ``email.manager_addresses`` gives one, ``email.skip_managers`` leaves managers out, and
-``email.manager_lang`` picks a manager's language.  Each recipient is recorded in
-``reports/sent.json`` on its own as soon as the server accepted it, so a rerun sends only
-the cards still missing.
+``email.manager_lang`` picks a manager's language.  Each card goes through the send-once
+ledger (:mod:`kpi_lib.delivery`) under its own recipient, ``manager/<user_id>``, with a
+Message-ID fixed by (week, run id, recipient): a rerun sends only the cards still missing,
+and a card whose send was never confirmed goes again as the same message.
 """
 
 from __future__ import annotations
@@ -31,24 +32,23 @@ from email.utils import format_datetime as rfc2822_date, make_msgid
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from . import i18n
 from .card import action_groups, figure_rows, trend_png
 from .config import Settings, SmtpEnv, smtp_env
+from .delivery import RetryPolicy, last_send, ledger_lock, message_id, read_ledger, send_once
 from .errors import KpiError, MailError
+from .files import write_atomic
 from .log import logger, register_secret
-from .mail import (CHART_WIDTH, RetryPolicy, TEXTS, _address_list, _link, _png_size, _report_tz,
-                   check_smtp, deliver, read_ledger, read_summary, targets_headline)
+from .mail import CHART_WIDTH, TEXTS, _link, _png_size, _report_tz, check_smtp, read_summary, targets_headline
 from .periods import load_timezone, parse_week, resolve_week
-from .report import write_atomic
+from .publish import current_generation, week_lock
 from .store import Store
 from .templating import render
 
 
-def ledger_key(week: str) -> str:
-    """The entry of ``sent.json`` that records one week's cards, one record per manager."""
-    return f"{week}/managers"
+def recipient_key(manager: int | str) -> str:
+    """What the ledger (``reports/sent.json``) files a manager's card under, beside "management"."""
+    return f"manager/{manager}"
 
 
 def read_card(week_dir: Path, entry: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +73,8 @@ def amocrm_addresses(settings: Settings) -> dict[int, str]:
 
 
 def build_card_message(card: dict[str, Any], lang: str, address: str, smtp: SmtpEnv | None = None, *,
-                       base_url: str | None = None, page: bytes | None = None, stale: bool = False) -> EmailMessage:
+                       base_url: str | None = None, page: bytes | None = None, stale: bool = False,
+                       run_id: str = "") -> EmailMessage:
     """The email of one card (see the module docstring) to ``address`` in ``lang``.
 
     Parameters
@@ -84,6 +85,9 @@ def build_card_message(card: dict[str, Any], lang: str, address: str, smtp: Smtp
         The card's HTML page, attached when given.
     stale : bool
         The data were last synced before the week ended: the subject and body say so.
+    run_id : str
+        The run that built the card: with the week and the manager it fixes the Message-ID, so
+        a card sent again after an unconfirmed send is the same message.
     """
     t = lambda key, **kw: i18n.text(key, lang, **kw)  # noqa: E731
     name, week = card["manager"]["name"], card["week"]
@@ -119,8 +123,10 @@ def build_card_message(card: dict[str, Any], lang: str, address: str, smtp: Smtp
     msg["From"] = sender
     msg["To"] = Address(display_name=name, addr_spec=address)  # quotes and markup in the name survive
     msg["Date"] = rfc2822_date(datetime.now(timezone.utc))
-    msg["Message-ID"] = make_msgid("kpi-card", domain=(_address_list((sender,)) or ["@localhost"])[0].rpartition("@")[2])
+    msg["Message-ID"] = message_id(week, run_id, recipient_key(card["manager"]["user_id"]), sender)
     msg["X-KPI-Week"] = week
+    if run_id:
+        msg["X-KPI-Report-Run"] = run_id
     msg.set_content(render("card_email.txt", **ctx), subtype="plain", cte="quoted-printable")
     msg.add_alternative(render("card_email.html", **ctx), subtype="html", cte="quoted-printable")
     if chart:
@@ -165,63 +171,74 @@ def send_cards_command(settings: Settings, out_dir: str | os.PathLike, dry_run: 
                        *, smtp: SmtpEnv | None = None, retry: RetryPolicy = RetryPolicy()) -> int:
     """``kpi-report send --managers``: mail each manager their own card once; returns the exit code.
 
+    The cards of the week's current generation are mailed holding the week's lock, each through
+    :func:`kpi_lib.delivery.send_once` under its own recipient key (:func:`recipient_key`).
     ``dry_run`` writes ``reports/<week>/managers/<user_id>.eml`` instead.  A card already sent
-    is not sent again without ``force``.  A recipient the server refuses is reported and the
-    others still go; any other delivery fault stops the command (exit 2) and a rerun sends the
-    cards still missing.
+    is not sent again without ``force``; an unconfirmed one is sent again with the same
+    Message-ID.  A recipient the server refuses is reported and the others still go; any other
+    delivery fault stops the command (exit 2) and a rerun sends the cards still missing.
     """
     out_dir = Path(out_dir)
     tz = _report_tz(settings)
     week, _ = resolve_week(settings.week, settings.as_of, tz)
-    week_dir = out_dir / week.label
+    label = week.label
+    if current_generation(out_dir, label) is None:
+        raise MailError(f"{label} was never built: there is no {out_dir / label}; "
+                        f"run 'kpi-report run --week {label}' first")
     smtp = smtp or smtp_env()
     register_secret(smtp.password)
-    summary = read_summary(week_dir)
-    synced = datetime.fromisoformat(summary["last_sync_at"]) if summary.get("last_sync_at") else None
-    stale = synced is not None and synced < parse_week(week.label, tz).end
+    with week_lock(out_dir, label, what="send"):  # never a half-published week
+        week_dir = current_generation(out_dir, label)
+        summary = read_summary(week_dir)
+        synced = datetime.fromisoformat(summary["last_sync_at"]) if summary.get("last_sync_at") else None
+        stale = synced is not None and synced < parse_week(label, tz).end
+        run_id = summary.get("run_id") or summary.get("generated_at") or ""
 
-    def message(entry: dict, card: dict, address: str, lang: str) -> EmailMessage:
-        page = week_dir / entry["html"]
-        attach = page.read_bytes() if lang == summary.get("lang") and page.is_file() else None
-        return build_card_message(card, lang, address, smtp, base_url=settings.email.base_url, page=attach,
-                                  stale=stale)
+        def message(entry: dict, card: dict, address: str, lang: str) -> EmailMessage:
+            page = week_dir / entry["html"]
+            attach = page.read_bytes() if lang == summary.get("lang") and page.is_file() else None
+            return build_card_message(card, lang, address, smtp, base_url=settings.email.base_url, page=attach,
+                                      stale=stale, run_id=run_id)
 
-    plan = plan_cards(settings, week_dir, summary)
-    if dry_run:
+        plan = plan_cards(settings, week_dir, summary)
+        if dry_run:
+            for entry, card, address, lang in plan:
+                write_atomic(week_dir / "managers" / f"{entry['manager']}.eml",
+                             message(entry, card, address, lang).as_bytes())
+            print(f"{label}: {len(plan)} card email(s) written to {out_dir / label / 'managers'} (not sent)")
+            return 0
+        if not plan:
+            print(f"{label}: no card to send (see the warnings above)")
+            return 0
+        check_smtp(smtp, [address for _, _, address, _ in plan])
+        sent, kept, failed, unclear = [], [], [], False
         for entry, card, address, lang in plan:
-            path = week_dir / "managers" / f"{entry['manager']}.eml"
-            write_atomic(path, message(entry, card, address, lang).as_bytes())
-        print(f"{week.label}: {len(plan)} card email(s) written to {week_dir / 'managers'} (not sent)")
-        return 0
-    if not plan:
-        print(f"{week.label}: no card to send (see the warnings above)")
-        return 0
-    check_smtp(smtp, [address for _, _, address, _ in plan])
-    sent, kept, failed = [], [], []
-    with FileLock(str(out_dir / ".sent.lock"), timeout=600):
-        for entry, card, address, lang in plan:
-            ledger = read_ledger(out_dir)
-            records = ledger.setdefault(ledger_key(week.label), {})
-            if entry["manager"] in records and not force:
+            key = recipient_key(entry["manager"])
+            with ledger_lock(out_dir):
+                last = last_send(read_ledger(out_dir), label, key)
+            if last is not None and last["state"] == "sent" and not force:
                 kept.append(address)
                 continue
             msg = message(entry, card, address, lang)
+            if last is not None and last["state"] == "started":
+                logger.warning("the card of %s (%s) sent at %s was never confirmed: sending it again%s",
+                               card["manager"]["name"], entry["manager"], last.get("started_at"),
+                               " with the same Message-ID" if last.get("message_id") == str(msg["Message-ID"])
+                               else " (the reports were rebuilt since)")
+            record = {"to": [address], "lang": lang, "subject": str(msg["Subject"]), "run_id": summary.get("run_id"),
+                      "generated_at": summary.get("generated_at")}
             try:
-                deliver(msg, smtp, [address], retry)
+                send_once(out_dir, msg, smtp, [address], week=label, recipient=key, entry=record, retry=retry)
             except MailError as exc:
                 failed.append(f"{card['manager']['name']} ({entry['manager']}): {exc}")
+                unclear = unclear or exc.unclear
                 if exc.refused:
                     continue
                 break
-            records[entry["manager"]] = {
-                "sent_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "to": address, "lang": lang,
-                "subject": str(msg["Subject"]), "message_id": str(msg["Message-ID"]),
-                "generated_at": summary.get("generated_at")}
-            write_atomic(out_dir / "sent.json", json.dumps(ledger, ensure_ascii=False, indent=2))
             sent.append(address)
-    print(f"{week.label}: {len(sent)} card(s) sent" + (f" to {', '.join(sent)}" if sent else "")
+    print(f"{label}: {len(sent)} card(s) sent" + (f" to {', '.join(sent)}" if sent else "")
           + (f"; {len(kept)} already sent (use --force to resend)" if kept else ""))
     if failed:
         raise MailError(f"{len(failed)} card(s) not sent: " + " | ".join(failed)
-                        + f"; rerun 'kpi-report send --managers --week {week.label}' to send the rest")
+                        + f"; rerun 'kpi-report send --managers --week {label}' to send the rest", unclear=unclear)
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +22,7 @@ from jupyter_client import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
 from .card import ManagerCard, carded_managers
+from .publish import Stage
 from .weekdata import WeekData
 
 CARD_NOTEBOOK = "07_manager_card"
@@ -63,9 +65,9 @@ class SharedKernel(AsyncKernelManager):
                 pass
 
 
-def write_card_data(data: WeekData, staging: Path) -> list[tuple[str, str]]:
+def write_card_data(data: WeekData, folder: Path) -> list[tuple[str, str]]:
     """Write ``managers/<user_id>.json`` for every manager who gets a card; (user id, name) each."""
-    folder = staging / "managers"
+    folder = folder / "managers"
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for manager in carded_managers(data):
@@ -87,27 +89,31 @@ def split_cards(managers: list[str], workers: int) -> list[list[str]]:
     return [managers[i::kernels] for i in range(kernels)]
 
 
-def execute_cards(execute: Callable[..., Any], managers: list[str], source: Path, staging: Path,
+def execute_cards(execute: Callable[..., Any], managers: list[str], source: Path, stage: Stage,
                   parameters: dict[str, Any], kernel: str, timeout: int) -> list:
     """Execute the card notebook for each of ``managers`` in turn on one kernel.
 
     ``execute`` is the run's own :func:`kpi_lib.report.execute_notebook`; what it returns is
-    collected in order.
+    collected in order.  The kernel's connection file stays in the run's private folder.
     """
     from papermill.exceptions import PapermillExecutionError
 
-    (staging / "notebooks" / "managers").mkdir(parents=True, exist_ok=True)
-    shared = SharedKernel(kernel_name=kernel)
+    (stage.folder / "notebooks" / "managers").mkdir(parents=True, exist_ok=True)
+
+    def start() -> SharedKernel:
+        return SharedKernel(kernel_name=kernel, connection_file=str(stage.work / f"kernel-{uuid.uuid4().hex}.json"))
+
+    shared = start()
     done = []
     try:
         for manager in managers:
-            result = execute(f"managers/{manager}", source, staging, dict(parameters, manager=int(manager)),
-                                      kernel, timeout, km=shared)
+            result = execute(f"managers/{manager}", source, stage, dict(parameters, manager=int(manager)),
+                             kernel, timeout, km=shared)
             shared.close_clients()
             done.append(result)
             if result.error is not None and not isinstance(result.error, PapermillExecutionError):
                 shared.stop()  # the kernel died or is stuck in a cell: the next card gets a new one
-                shared = SharedKernel(kernel_name=kernel)
+                shared = start()
     finally:
         shared.stop()
     return done

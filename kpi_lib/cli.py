@@ -8,6 +8,7 @@ fix, with a non-zero exit code; no secret is ever printed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -227,16 +228,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .report import run_command
 
     settings = settings_from_args(args)
-    code = run_command(settings, out_dir=reports_dir(args, settings), jobs=args.jobs, timeout=args.timeout)
+    code, run = run_command(settings, out_dir=reports_dir(args, settings), jobs=args.jobs, timeout=args.timeout)
     if args.email:
         from .cardmail import send_cards_command
         from .mail import send_command
 
+        # the week just built, not the week the clock names now (a run may cross Monday 00:00)
+        built = dataclasses.replace(settings, week=run.week)
         if settings.email.to or not settings.email.managers:  # the head's email, unless only cards are asked
-            mail_code = send_command(settings, out_dir=reports_dir(args, settings), dry_run=False, force=False)
+            mail_code = send_command(built, out_dir=reports_dir(args, settings), dry_run=False, force=False)
             code = code or mail_code
         if settings.email.managers:
-            cards_code = send_cards_command(settings, out_dir=reports_dir(args, settings))
+            cards_code = send_cards_command(built, out_dir=reports_dir(args, settings))
             code = code or cards_code
     return code
 

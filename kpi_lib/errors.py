@@ -14,7 +14,9 @@ Tree::
     │   ├── BlockedError     403: account blocked for exceeding the rate limit
     │   └── PaymentError     402: subscription expired
     ├── ReportError          a notebook failed or a report could not be written
-    └── MailError            SMTP delivery failed after retries
+    ├── MailError            SMTP delivery failed after retries
+    ├── DiskFullError        no space left on the device of a path (exit 2)
+    └── LockBusyError        another run holds the lock (exit 75, as ``flock -n``)
 """
 
 from __future__ import annotations
@@ -80,8 +82,32 @@ class MailError(KpiError):
         What happened and what to do.
     refused : bool
         True when the server refused the recipients themselves (other emails may still go).
+    unclear : bool
+        True when the message went out and the server's reply never came: it may have arrived.
     """
 
-    def __init__(self, message: str, refused: bool = False):
+    def __init__(self, message: str, refused: bool = False, unclear: bool = False):
         super().__init__(message)
         self.refused = refused
+        self.unclear = unclear
+
+
+class DiskFullError(KpiError):
+    """No space left on the device that holds ``path``.
+
+    Parameters
+    ----------
+    path : str or path
+        The file or folder that could not be written.
+    """
+
+    def __init__(self, path):
+        super().__init__(f"no space left on the device of {path}: free some space there, then run again "
+                         "(the previous reports are kept as they were)")
+        self.path = str(path)
+
+
+class LockBusyError(KpiError):
+    """Another process holds the lock, and waiting for it was not asked for or timed out."""
+
+    exit_code = 75

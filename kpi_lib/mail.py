@@ -12,10 +12,10 @@ pages, and returns one :class:`~email.message.EmailMessage`::
     └── text/html …  or  application/zip   the report pages (a zip when smaller)
 
 A week whose notebooks failed, or whose data was last synced before the week ended, says
-so in its subject and body.  :func:`send_command` (``kpi-report send``) delivers it once:
-each send is recorded in ``reports/sent.json`` and a second send of the same week needs
-``--force``.  Temporary SMTP faults are retried with exponential backoff
-(:class:`RetryPolicy`); permanent ones stop at once with a :class:`~kpi_lib.errors.MailError`.
+so in its subject and body.  :func:`send_command` (``kpi-report send``) mails the week's
+current generation once, holding the week's lock: :func:`kpi_lib.delivery.send_once` records
+it in ``reports/sent.json`` and a second send of the same week needs ``--force``; an
+unconfirmed send (DATA went out, no reply) is sent again with the same Message-ID.
 """
 
 from __future__ import annotations
@@ -23,30 +23,26 @@ from __future__ import annotations
 import io
 import json
 import os
-import smtplib
-import socket
-import ssl
 import struct
-import time
 import zipfile
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
-from email.utils import format_datetime as rfc2822_date, getaddresses, make_msgid
+from email.utils import format_datetime as rfc2822_date, make_msgid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import yaml
-from filelock import FileLock
 
 from .config import Settings, SmtpEnv, smtp_env
 from .errors import ConfigError, KpiError, MailError
+from .delivery import MANAGEMENT, RetryPolicy, address_list, last_send, ledger_lock, message_id, read_ledger, send_once
+from .files import write_atomic
 from .i18n import KINDS, format_datetime, format_number, format_value, format_week
 from .log import logger, redact, register_secret
 from .periods import parse_week, report_timezone, resolve_week
-from .report import write_atomic
+from .publish import current_generation, week_lock
 from .store import Store
 from .templating import TEMPLATES, render
 
@@ -57,14 +53,6 @@ CHART_WIDTH = 592
 
 #: The email's sentences by language.
 TEXTS: dict[str, dict[str, str]] = yaml.safe_load((TEMPLATES / "email_strings.yaml").read_text(encoding="utf-8"))
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often a temporary SMTP fault is retried: ``attempts`` tries, waits ``base_delay * 2**n``."""
-
-    attempts: int = 4
-    base_delay: float = 1.0
 
 
 def targets_headline(met: int, total: int, lang: str) -> str:
@@ -199,10 +187,6 @@ def _context(week_dir: Path, summary: dict, settings: Settings, tz: Any) -> dict
     }
 
 
-def _address_list(values: tuple[str, ...]) -> list[str]:
-    return [addr for _, addr in getaddresses(list(values)) if addr]
-
-
 def build_message(week_dir: str | os.PathLike, settings: Settings, smtp: SmtpEnv | None = None,
                   *, tz: Any = None) -> EmailMessage:
     """Build the week's email from ``week_dir`` (``reports/<week>/``).
@@ -234,8 +218,11 @@ def build_message(week_dir: str | os.PathLike, settings: Settings, smtp: SmtpEnv
     if settings.email.cc:
         msg["Cc"] = ", ".join(settings.email.cc)
     msg["Date"] = rfc2822_date(datetime.now(timezone.utc))
-    msg["Message-ID"] = make_msgid("kpi", domain=(_address_list((sender,)) or ["@localhost"])[0].rpartition("@")[2])
+    msg["Message-ID"] = message_id(summary["week"], summary.get("run_id") or summary.get("generated_at") or "",
+                                   MANAGEMENT, sender)
     msg["X-KPI-Week"] = summary["week"]
+    if summary.get("run_id"):
+        msg["X-KPI-Report-Run"] = summary["run_id"]
     attachments = _attachments(week_dir, summary, settings.email.attach)
     ctx["attached"] = attachments[0][2] if attachments else ("none" if summary["notebooks"] else "")
     ctx["zip_name"] = attachments[0][0] if attachments else ""
@@ -253,88 +240,7 @@ def build_message(week_dir: str | os.PathLike, settings: Settings, smtp: SmtpEnv
     return msg
 
 
-# --- delivery -------------------------------------------------------------------------------
-
-def _temporary(exc: BaseException) -> bool:
-    """True for faults worth another try: lost connections and 4xx replies."""
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return all(400 <= code < 500 for code, _ in exc.recipients.values())
-    if isinstance(exc, (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError, ssl.SSLError, socket.gaierror)):
-        return False
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return 400 <= exc.smtp_code < 500
-    return isinstance(exc, OSError)  # refused, reset, timed out; SMTPServerDisconnected is one too
-
-
-def _explain(exc: BaseException, smtp: SmtpEnv) -> str:
-    where = f"SMTP server {smtp.host}:{smtp.port}"
-    if isinstance(exc, smtplib.SMTPAuthenticationError):
-        return (f"{where} refused the login of SMTP_USER={smtp.user!r} ({exc.smtp_code}): "
-                "check SMTP_USER and SMTP_PASSWORD (many providers want an app password)")
-    if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return f"{where} does not support what was asked ({exc}): check SMTP_STARTTLS/SMTP_SSL and SMTP_PORT"
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        refused = ", ".join(f"{addr} ({code})" for addr, (code, _) in exc.recipients.items())
-        return f"{where} refused every recipient: {refused}; check email.to and email.cc in the params file"
-    if isinstance(exc, smtplib.SMTPSenderRefused):
-        return f"{where} refused the sender {exc.sender!r} ({exc.smtp_code}): check SMTP_FROM"
-    if isinstance(exc, smtplib.SMTPResponseException):
-        text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
-        return f"{where} answered {exc.smtp_code} {text}"
-    if isinstance(exc, socket.gaierror):
-        return f"SMTP_HOST={smtp.host!r} cannot be resolved ({exc}): check the host name"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS with {where} failed ({exc}): check SMTP_SSL (port 465) or SMTP_STARTTLS (port 587)"
-    return f"{where}: {type(exc).__name__}: {exc}"
-
-
-def _deliver_once(msg: EmailMessage, smtp: SmtpEnv, recipients: list[str]) -> dict:
-    context = ssl.create_default_context()
-    client = (smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=30, context=context) if smtp.ssl
-              else smtplib.SMTP(smtp.host, smtp.port, timeout=30))
-    with client:
-        if smtp.starttls:
-            client.starttls(context=context)
-        if smtp.user:
-            client.login(smtp.user, smtp.password or "")
-        return client.send_message(msg, from_addr=_address_list((smtp.sender,))[0], to_addrs=recipients)
-
-
-def deliver(msg: EmailMessage, smtp: SmtpEnv, recipients: list[str], retry: RetryPolicy = RetryPolicy()) -> dict:
-    """Send ``msg`` to ``recipients``; retry temporary faults, then raise MailError.
-
-    Returns the recipients the server refused (``{address: (code, reply)}``) when others were accepted.
-    """
-    register_secret(smtp.password)
-    for attempt in range(1, retry.attempts + 1):
-        try:
-            return _deliver_once(msg, smtp, recipients)
-        except OSError as exc:  # smtplib's errors are OSErrors
-            reason = redact(_explain(exc, smtp))
-            if not _temporary(exc):
-                raise MailError(f"email not sent: {reason}; the reports stay on disk",
-                                refused=isinstance(exc, smtplib.SMTPRecipientsRefused)) from None
-            if attempt == retry.attempts:
-                raise MailError(f"email not sent after {attempt} attempts: {reason}; the reports stay on disk; "
-                                f"rerun 'kpi-report send --week {msg['X-KPI-Week']}' when the server is reachable") from None
-            delay = retry.base_delay * 2 ** (attempt - 1)
-            logger.warning("attempt %d of %d failed (%s); retrying in %.2f s", attempt, retry.attempts, reason, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-# --- the sent ledger and the command --------------------------------------------------------
-
-def read_ledger(out_dir: Path) -> dict[str, list[dict]]:
-    """What was sent for each week: ``{week: [send, …]}`` from ``reports/sent.json``."""
-    path = Path(out_dir) / "sent.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise MailError(f"{path} is not valid JSON ({exc}): repair or remove it (it records sent weeks)") from exc
-
+# --- the command ----------------------------------------------------------------------------
 
 def _report_tz(settings: Settings):
     """The report timezone: params, else the account's (from the store), else UTC."""
@@ -347,6 +253,56 @@ def _report_tz(settings: Settings):
         except KpiError as exc:
             logger.debug("account timezone unknown (%s); using UTC", exc)
     return report_timezone(settings.kpi.timezone, account_tz)
+
+
+def send_command(settings: Settings, out_dir: str | os.PathLike, dry_run: bool = False, force: bool = False,
+                 *, smtp: SmtpEnv | None = None, retry: RetryPolicy = RetryPolicy()) -> int:
+    """``kpi-report send``: email one week's reports once; returns the exit code.
+
+    A week already sent is not sent again without ``force`` (exit 0 with a note, so a
+    scheduled rerun stays quiet); an unconfirmed send is sent again with the same Message-ID;
+    ``dry_run`` writes ``reports/<week>/email.eml`` instead and says what a send would do.
+    """
+    out_dir = Path(out_dir)
+    tz = _report_tz(settings)
+    week, _ = resolve_week(settings.week, settings.as_of, tz)
+    label = week.label
+    if current_generation(out_dir, label) is None:  # before any SMTP setting is asked for
+        raise MailError(f"{label} was never built: there is no {out_dir / label}; "
+                        f"run 'kpi-report run --week {label}' first")
+    smtp = smtp or smtp_env()
+    register_secret(smtp.password)
+    recipients = address_list(settings.email.to + settings.email.cc)
+    if not dry_run:
+        check_smtp(smtp, recipients)
+    with week_lock(out_dir, label, what="send"):  # never a half-published week
+        week_dir = current_generation(out_dir, label)
+        summary = read_summary(week_dir)
+        msg = build_message(week_dir, settings, smtp, tz=tz)
+        with ledger_lock(out_dir):
+            last = last_send(read_ledger(out_dir), label, MANAGEMENT)
+        go, note = plan_send(label, last, summary, msg, force)
+        if dry_run:
+            path = week_dir / "email.eml"
+            write_atomic(path, msg.as_bytes())
+            print(f"{label}: email written to {out_dir / label / path.name} (not sent): {msg['Subject']}")
+            if note:
+                print(f"{note}; 'kpi-report send' would {'send it' if go else 'not send it'}")
+            return 0
+        if not go:
+            print(f"{note}: not sent again; use --force to resend")
+            return 0
+        if note:
+            print(note)
+        entry = {"to": list(settings.email.to), "cc": list(settings.email.cc), "subject": str(msg["Subject"]),
+                 "run_id": summary.get("run_id"), "generated_at": summary.get("generated_at"),
+                 "ok": bool(summary["ok"])}
+        refused = send_once(out_dir, msg, smtp, recipients, week=label, recipient=MANAGEMENT, entry=entry,
+                            retry=retry)
+    for addr, (code, _) in refused.items():
+        logger.warning("the server refused %s (%s); the others received the email", addr, code)
+    print(f"{label}: sent to {', '.join(recipients)}: {msg['Subject']}")
+    return 0
 
 
 def check_smtp(smtp: SmtpEnv, recipients: list[str]) -> None:
@@ -364,50 +320,17 @@ def check_smtp(smtp: SmtpEnv, recipients: list[str]) -> None:
             raise ConfigError(problem)
 
 
-def send_command(settings: Settings, out_dir: str | os.PathLike, dry_run: bool = False, force: bool = False,
-                 *, smtp: SmtpEnv | None = None, retry: RetryPolicy = RetryPolicy()) -> int:
-    """``kpi-report send``: email one week's reports once; returns the exit code.
-
-    A week already sent is not sent again without ``force`` (exit 0 with a note, so a
-    scheduled rerun stays quiet); ``dry_run`` writes ``reports/<week>/email.eml`` instead.
-    """
-    out_dir = Path(out_dir)
-    tz = _report_tz(settings)
-    week, _ = resolve_week(settings.week, settings.as_of, tz)
-    week_dir = out_dir / week.label
-    smtp = smtp or smtp_env()
-    register_secret(smtp.password)
-    recipients = _address_list(settings.email.to + settings.email.cc)
-    if dry_run:
-        msg = build_message(week_dir, settings, smtp, tz=tz)
-        path = week_dir / "email.eml"
-        write_atomic(path, msg.as_bytes())
-        print(f"{week.label}: email written to {path} (not sent): {msg['Subject']}")
-        return 0
-    check_smtp(smtp, recipients)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out_dir / ".sent.lock"), timeout=600):
-        ledger = read_ledger(out_dir)
-        summary = read_summary(week_dir)
-        previous = ledger.get(week.label) or []
-        if previous and not force:
-            last = previous[-1]
-            note = f"{week.label} was already sent on {last['sent_at']} to {', '.join(last['to'])}"
-            if last.get("generated_at") != summary.get("generated_at"):
-                note += f"; the reports were regenerated since ({summary.get('generated_at')})"
-            print(f"{note}: not sent again; use --force to resend")
-            return 0
-        msg = build_message(week_dir, settings, smtp, tz=tz)
-        refused = deliver(msg, smtp, recipients, retry)
-        record = {
-            "sent_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "to": list(settings.email.to), "cc": list(settings.email.cc), "subject": str(msg["Subject"]),
-            "message_id": str(msg["Message-ID"]), "generated_at": summary.get("generated_at"),
-            "ok": bool(summary["ok"]), "refused": {addr: code for addr, (code, _) in refused.items()},
-        }
-        ledger.setdefault(week.label, []).append(record)
-        write_atomic(out_dir / "sent.json", json.dumps(ledger, ensure_ascii=False, indent=2))
-    for addr, (code, _) in refused.items():
-        logger.warning("the server refused %s (%s); the others received the email", addr, code)
-    print(f"{week.label}: sent to {', '.join(recipients)}: {msg['Subject']}")
-    return 0
+def plan_send(week: str, last: dict | None, summary: dict, msg: EmailMessage, force: bool) -> tuple[bool, str]:
+    """Whether to send, and what to tell about the week's last send ("" when there was none)."""
+    if last is None or last["state"] == "failed":
+        return True, ""
+    if last["state"] == "started":
+        same = last.get("message_id") == str(msg["Message-ID"])
+        return True, (f"{week}: the send started at {last.get('started_at')} to {', '.join(last.get('to') or [])} "
+                      "was never confirmed (the connection dropped or the process stopped before the server's "
+                      "reply): " + ("sending it again with the same Message-ID, so a mail client shows one copy"
+                                    if same else "the reports were rebuilt since: sending the new ones"))
+    note = f"{week} was already sent on {last['sent_at']} to {', '.join(last['to'])}"
+    if last.get("generated_at") != summary.get("generated_at"):
+        note += f"; the reports were regenerated since ({summary.get('generated_at')})"
+    return force, note if not force else ""

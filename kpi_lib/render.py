@@ -8,17 +8,19 @@ images, so it opens from disk or as an email attachment without loading anything
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
+from dataclasses import asdict
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from functools import lru_cache
 
 from . import i18n
 from .kpis import manager_label
 from .config import Settings
+from .files import write_atomic
 from .kpis.registry import BLOCKS, BY_NAME
 from .templating import TEMPLATES, render
 
@@ -41,7 +43,8 @@ def html_exporter(lang: str):
 
 
 def render_notebook_html(nb, lang: str) -> str:
-    """The executed notebook as an HTML page for management: outputs only, no stderr.
+    """The executed notebook as an HTML page for management: outputs only, no stderr, and
+    the run id of ``nb.metadata.kpi_report`` in a ``kpi-report-run`` meta tag.
 
     Streams on stderr are dropped from ``nb`` itself (the notebook file is already written).
     """
@@ -50,10 +53,11 @@ def render_notebook_html(nb, lang: str) -> str:
             cell["outputs"] = [o for o in cell.get("outputs", [])
                                if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
     body, _ = html_exporter(lang).from_notebook_node(nb)
-    return body
+    run_id = html.escape(str(nb.metadata.get("kpi_report", {}).get("run_id", "")))
+    return body.replace("<head>", f'<head>\n<meta name="kpi-report-run" content="{run_id}">', 1)
 
 
-def render_error_page(nb, title: str, message: str, lang: str, notebook: str) -> str:
+def render_error_page(nb, title: str, message: str, lang: str, notebook: str, run_id: str) -> str:
     """A page that shows why a notebook failed: the error, the failing step and the traceback."""
     source, trace = "", ""
     for cell in nb.cells:
@@ -63,7 +67,7 @@ def render_error_page(nb, title: str, message: str, lang: str, notebook: str) ->
             trace = "\n".join(_ANSI.sub("", line) for e in errors for line in e.get("traceback", []))
             break
     t = lambda key, **kw: i18n.text(key, lang, **kw)  # noqa: E731
-    return render("report_failed.html.j2", lang=lang, title=t("failed.title", title=title),
+    return render("report_failed.html.j2", lang=lang, run_id=run_id, title=t("failed.title", title=title),
                   lead=t("failed.lead", week=nb.metadata.get("papermill", {}).get("parameters", {}).get("week", "")),
                   labels={"cell": t("failed.cell"), "error": t("failed.error")}, message=message, source=source,
                   trace=trace, notebook_text=t("failed.notebook", path=notebook), notebook=notebook,
@@ -118,17 +122,30 @@ def scorecard(data: "WeekData", lang: str) -> dict[str, Any]:
     return {"columns": columns, "rows": rows}
 
 
+def summary_notebooks(run: "WeekRun") -> list[dict[str, Any]]:
+    """The state of every report of a run, as ``summary.json`` lists it."""
+    return [{k: v for k, v in asdict(nb).items() if k in ("name", "title", "html", "ok", "error")}
+            for nb in run.notebooks]
+
+
+def load_summary(folder: Path) -> dict[str, Any] | None:
+    """A week folder's ``summary.json``, or None when it is missing or unreadable."""
+    try:
+        return json.loads((Path(folder) / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def write_summary(folder: Path, run: "WeekRun", data: "WeekData | None", settings: Settings,
                   charts: list[dict[str, str]], generated: datetime) -> dict[str, Any]:
     """``summary.json``: the contract with the email (see docs and kpi_lib.mail)."""
-    from .report import summary_notebooks
-
     card = scorecard(data, settings.lang) if data is not None else {"columns": [], "rows": []}
     team = next((r for r in card["rows"] if r["manager"] == "team"), {"cells": []})
     with_target = [(c, col) for c, col in zip(team["cells"], card["columns"]) if col["target"] is not None]
     tz = data.week.tz if data is not None else None
     summary = {
         "week": run.week,
+        "run_id": run.run_id,
         "generated_at": (generated.astimezone(tz) if tz else generated).isoformat(timespec="seconds"),
         "last_sync_at": data.last_sync_at.isoformat(timespec="seconds") if data and data.last_sync_at else None,
         "lang": settings.lang,
@@ -145,7 +162,7 @@ def write_summary(folder: Path, run: "WeekRun", data: "WeekData | None", setting
     }
     if run.error:
         summary["error"] = run.error
-    (folder / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+    write_atomic(folder / "summary.json", json.dumps(summary, ensure_ascii=False, indent=1))
     return summary
 
 
@@ -159,7 +176,7 @@ def write_index(folder: Path, run: "WeekRun", data: "WeekData | None", settings:
     freshness = t("index.freshness", at=i18n.format_datetime(data.last_sync_at if data else None, lang, tz),
                   as_of=i18n.format_datetime(data.as_of, lang, tz) if data else t("no_data"),
                   generated=i18n.format_datetime(generated, lang, tz))
-    page = render("index_week.html.j2", lang=lang, title=t("index.title", week=run.week),
+    page = render("index_week.html.j2", lang=lang, run_id=run.run_id, title=t("index.title", week=run.week),
                   week=i18n.format_week(data.week, lang) if data else run.week,
                   account=summary["account"]["name"] or "", freshness=freshness, card=summary["scorecard"],
                   targets=t("index.targets_met", met=summary["targets_met"], total=summary["targets_total"]),
@@ -173,13 +190,11 @@ def write_index(folder: Path, run: "WeekRun", data: "WeekData | None", settings:
                                                          "failures", "previous_kept", "previous", "error_page",
                                                          "legend", "all_weeks", "cards", "card_failed")}
                   | {"manager": t("col.manager"), "inactive": t("inactive")})
-    (folder / "index.html").write_text(page, encoding="utf-8")
+    write_atomic(folder / "index.html", page)
 
 
-def write_reports_index(out_dir: Path, lang: str) -> None:
-    """``reports/index.html``: every week that has a summary, newest first."""
-    from .report import load_summary, write_atomic
-
+def write_reports_index(out_dir: Path, lang: str, run_id: str) -> None:
+    """``reports/index.html``: every week that has a summary, newest first (written by run ``run_id``)."""
     weeks = []
     for folder in sorted((p for p in out_dir.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True):
         summary = load_summary(folder)
@@ -190,7 +205,7 @@ def write_reports_index(out_dir: Path, lang: str) -> None:
                       "met": f"{summary.get('targets_met', 0)} / {summary.get('targets_total', 0)}",
                       "account": (summary.get("account") or {}).get("name") or ""})
     t = lambda key, **kw: i18n.text(key, lang, **kw)  # noqa: E731
-    page = render("index_all.html.j2", lang=lang, title=t("index.all_title"), weeks=weeks,
+    page = render("index_all.html.j2", lang=lang, run_id=run_id, title=t("index.all_title"), weeks=weeks,
                   labels={"week": t("col.week"), "generated": t("col.generated"), "met": t("col.targets_met"),
                           "state": t("col.state"), "ok": t("index.ok"), "failed": t("index.failed"),
                           "account": t("report.account")})

@@ -1,40 +1,42 @@
-"""The weekly run: execute the notebooks with papermill, render HTML, write the week's index.
+"""The weekly run: execute the notebooks with papermill, render HTML, publish the week whole.
 
-:func:`render_week` reads as a pipeline: resolve the week, compute its figures once (shared
-with the notebooks through a cache file in their working folder), execute every notebook in
-parallel on the pinned kernel, render each to HTML without code, write the email charts,
-``summary.json`` and the index pages into a staging folder, and move them into
-``reports/<week>/`` file by file with ``os.replace`` — the index last.
+:func:`render_week` reads as a pipeline: resolve the week, take the week's lock, compute its
+figures once (one snapshot, shared with the notebooks through the run's private folder),
+execute every notebook in parallel on the pinned kernel, render each to HTML without code,
+write the email charts, ``summary.json`` and the index into a staging folder, and publish
+it as the week's new generation in one rename (:mod:`kpi_lib.publish`). Every file of the
+generation carries the run id.
 
 A failed notebook keeps its executed notebook (``notebooks/<name>.failed.ipynb``) and an
-error page (``<name>.failed.html``); the previous good ``<name>.html`` of that week is left
-in place, the index marks the failure and the run exits non-zero.
+error page (``<name>.failed.html``); the previous good ``<name>.html`` of that week is carried
+into the new generation, the index marks the failure and the run exits non-zero.  A full
+disk stops the run with one :class:`~kpi_lib.errors.DiskFullError` and leaves the previous
+generation as it was.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import sys
-import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from . import i18n
 from .config import Settings
 from .cardrun import CARD_NOTEBOOK, CardRun, execute_cards, split_cards, write_card_data
-from .errors import ReportError
+from .errors import DiskFullError, ReportError
+from .files import disk_full, raise_if_disk_full
 from .kpis.registry import NOTEBOOKS
 from .log import logger, redact
-from .weekdata import CACHE_NAME, PENDING_NAME, WeekData, build_week_data, write_week_data
+from .publish import Stage, clean_stale, current_generation, new_run_id, publish_week, stage_week, week_lock
+from .weekdata import WeekData, build_week_data, give_up_week_data, mark_run_folder, write_week_data
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 MAX_JOBS = 6
@@ -64,6 +66,7 @@ class WeekRun:
 
     week: str
     folder: Path
+    run_id: str = ""
     notebooks: list[NotebookRun] = field(default_factory=list)
     error: str | None = None
     cards: list[CardRun] = field(default_factory=list)
@@ -124,63 +127,90 @@ class Execution:
     seconds: float
 
 
-def execute_notebook(name: str, source: Path, staging: Path, parameters: dict[str, Any], kernel: str,
-                     timeout: int, **engine: Any) -> Execution:
-    """Execute one notebook into ``staging/notebooks`` on ``kernel`` within ``timeout`` seconds.
+def kernel_manager_class(folder: Path):
+    """A kernel manager that keeps its connection file in ``folder`` (the run's private folder),
+    so a killed run leaves none in the temp folder: the next run removes the folder."""
+    from jupyter_client.manager import AsyncKernelManager
 
+    class RunKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.connection_file = str(folder / f"kernel-{uuid.uuid4().hex}.json")
+
+    return RunKernelManager
+
+
+def execute_notebook(name: str, source: Path, stage: Stage, parameters: dict[str, Any], kernel: str,
+                     timeout: int, manager: type | None = None, **engine: Any) -> Execution:
+    """Execute one notebook into ``stage.folder/notebooks`` on ``kernel`` within ``timeout`` seconds.
+
+    The kernel works in the run's private folder, where the week's figures arrive.
     ``engine`` goes to papermill's engine (``km``: a running kernel manager to reuse).
     """
     import nbformat
     import papermill
 
-    output = staging / "notebooks" / f"{name}.ipynb"
+    output = stage.folder / "notebooks" / f"{name}.ipynb"
     started = time.monotonic()
     deadline = started + timeout
     error, nb = None, None
     try:
+        original = nbformat.read(source, as_version=4)
+        original.metadata["kpi_report"] = {"run_id": stage.run_id}
         # No save after every cell (a full notebook validation each time): papermill writes the
         # notebook once at the end, and before raising on a cell error.
         nb = papermill.execute_notebook(
-            str(source), str(output), parameters=parameters, kernel_name=kernel, progress_bar=False,
+            original, str(output), parameters=parameters, kernel_name=kernel, progress_bar=False,
             log_output=False, request_save_on_cell_execute=False, start_timeout=120,
             extra_arguments=["--IPKernelApp.log_level=CRITICAL"],  # kernel chatter off; errors arrive as cell errors
             timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
-            resources={"metadata": {"path": str(staging)}}, **engine)
+            kernel_manager_class=manager or kernel_manager_class(stage.work),
+            resources={"metadata": {"path": str(stage.work)}}, **engine)
     except Exception as exc:  # any failure becomes an artefact, never a lost run
         error = exc
     seconds = time.monotonic() - started
+    if disk_full(error):
+        return Execution(name, source, None, error, seconds)
     if nb is None:
-        nb = nbformat.read(output, as_version=4) if output.exists() else prepared_notebook(source, parameters)
+        try:
+            nb = nbformat.read(output, as_version=4) if output.exists() else None
+        except Exception:  # a notebook cut short by the failure itself
+            nb = None
+        nb = nb or prepared_notebook(source, parameters)
+        nb.metadata["kpi_report"] = {"run_id": stage.run_id}
     return Execution(name, source, nb, error, seconds)
 
 
-def finish_notebook(done: Execution, staging: Path, timeout: int, lang: str, title: str | None = None) -> NotebookRun:
+def finish_notebook(done: Execution, stage: Stage, timeout: int, lang: str, title: str | None = None) -> NotebookRun:
     """Render an executed notebook's HTML page, or its error page and failed notebook."""
     import nbformat
 
     from .render import render_error_page, render_notebook_html, save_team_chart
 
-    name, nb = done.name, done.nb
+    raise_if_disk_full(done.error, stage.folder)
+    name, nb, folder = done.name, done.nb, stage.folder
     title = title or (i18n.block_title(NOTEBOOKS[name], lang) if name in NOTEBOOKS else name)
     nb.metadata["title"] = title
     if done.error is None:
         try:
-            (staging / f"{name}.html").write_text(render_notebook_html(nb, lang), encoding="utf-8")
+            (folder / f"{name}.html").write_text(render_notebook_html(nb, lang), encoding="utf-8")
             return NotebookRun(name, title, f"{name}.html", True, seconds=done.seconds,
-                               notebook=f"notebooks/{name}.ipynb", chart=save_team_chart(nb, staging, lang))
+                               notebook=f"notebooks/{name}.ipynb", chart=save_team_chart(nb, folder, lang))
         except Exception as exc:  # a page that cannot be rendered is a failed report, not a lost run
+            raise_if_disk_full(exc, folder)
             done.error = exc
-            (staging / f"{name}.html").unlink(missing_ok=True)
-    output = staging / "notebooks" / f"{name}.ipynb"
+            (folder / f"{name}.html").unlink(missing_ok=True)
+    output = folder / "notebooks" / f"{name}.ipynb"
     failed = output.with_name(f"{output.stem}.failed.ipynb")
     nbformat.write(nb, failed)
     output.unlink(missing_ok=True)
     message = redact(describe_error(done.error, timeout))
-    page = render_error_page(nb, title, message, lang, notebook=failed.relative_to(staging).as_posix())
-    (staging / f"{name}.failed.html").write_text(page, encoding="utf-8")
+    page = render_error_page(nb, title, message, lang, notebook=failed.relative_to(folder).as_posix(),
+                             run_id=stage.run_id)
+    (folder / f"{name}.failed.html").write_text(page, encoding="utf-8")
     logger.error("notebook %s failed: %s", name, message)
     return NotebookRun(name, title, f"{name}.failed.html", False, error=message, seconds=done.seconds,
-                       notebook=failed.relative_to(staging).as_posix())
+                       notebook=failed.relative_to(folder).as_posix())
 
 
 def prepared_notebook(source: Path, parameters: dict[str, Any]):
@@ -208,76 +238,88 @@ def describe_error(error: BaseException, timeout: int) -> str:
 def render_week(settings: Settings, out_dir: str | os.PathLike, *, jobs: int | None = None, timeout: int = 600,
                 notebooks_dir: str | os.PathLike | None = None, now: datetime | None = None) -> WeekRun:
     """Produce ``out_dir/<week>/`` for the settings' week (see the module docstring)."""
-    from .render import write_index, write_reports_index, write_summary
-
     out_dir = Path(out_dir).resolve()
     notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR).resolve()
     sources = [p for p in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")) if p.stem != CARD_NOTEBOOK]
     card_source = notebooks_dir / f"{CARD_NOTEBOOK}.ipynb"
     if not sources and not card_source.is_file():
         raise ReportError(f"no notebooks in {notebooks_dir}: run from the project folder or pass the notebooks folder")
-    clock = time.monotonic()
-    ctx = load_run_context(settings, now)
-    run_settings, week = ctx.settings, ctx.week.label
-    out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / week
-    run = WeekRun(week=week, folder=final)
-    with FileLock(str(out_dir / f".{week}.lock")):
-        for stale in out_dir.glob(f".{week}.staging-*"):  # left by a run that was killed (we hold the lock)
-            shutil.rmtree(stale, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{week}.staging-", dir=out_dir))
-        try:
-            (staging / "notebooks").mkdir()
-            kernel = pinned_kernel()
-            parameters = run_settings.notebook_parameters()
-            workers = max(1, min(jobs or os.cpu_count() or 1, MAX_JOBS, len(sources)))
-            logger.info("running %d notebooks for %s on %d workers", len(sources), week, workers)
-            pending = staging / PENDING_NAME
-            pending.touch()  # the kernels start while the figures are computed, then read them
-            data: WeekData | None = None
-            # Kernels run on `workers` threads; pages are rendered on one more thread as each
-            # notebook finishes, so a worker moves on to its next kernel at once.
-            with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as renderer:
-                futures = [pool.submit(execute_notebook, src.stem, src, staging, parameters, kernel, timeout)
-                           for src in sources]
+    ctx = load_run_context(settings, now)  # the store is read here, once: the run's one snapshot
+    week = ctx.week.label
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise_if_disk_full(exc, out_dir)
+        raise
+    run = WeekRun(week=week, folder=out_dir / week, run_id=new_run_id())
+    from .render import write_reports_index
+
+    try:
+        with week_lock(out_dir, week):
+            clean_stale(out_dir, held=week)
+            with stage_week(out_dir, week, run.run_id) as stage:
                 try:
-                    data = build_week_data(run_settings, ctx=ctx)
-                    write_week_data(data, staging)
-                    logger.debug("figures ready after %.2f s", time.monotonic() - clock)
-                except Exception as exc:  # the notebooks show the same failure; the index says so
-                    run.error = redact(f"{type(exc).__name__}: {exc}")
-                    logger.error("could not compute the week's figures: %s", run.error)
-                finally:
-                    pending.unlink(missing_ok=True)
-                # the cards need the figures (who gets one), so they queue behind the reports
-                names = dict(write_card_data(data, staging)) if data is not None and card_source.is_file() else {}
-                futures += [pool.submit(execute_cards, execute_notebook, group, card_source, staging, parameters,
-                                        kernel, timeout) for group in split_cards(list(names), workers)]
-                pages = {}
-                for future in as_completed(futures):
-                    result = future.result()  # one report, or a kernel's share of the cards
-                    for done in result if isinstance(result, list) else [result]:
-                        card = names.get(done.name.partition("managers/")[2])
-                        title = i18n.text("card.title", settings.lang, name=card) if card is not None else None
-                        pages[done.name] = renderer.submit(finish_notebook, done, staging, timeout, settings.lang,
-                                                           title)
-                run.notebooks = [pages[src.stem].result() for src in sources]
-                run.cards = [card_run(pages[f"managers/{m}"].result(), m, names[m]) for m in names]
-            logger.debug("notebooks done after %.2f s", time.monotonic() - clock)
-            charts = [nb.chart for nb in run.notebooks if nb.chart]
-            for nb in run.notebooks:
-                if not nb.ok and (final / f"{nb.name}.html").exists():
-                    nb.previous = f"{nb.name}.html"
-            generated = datetime.now(timezone.utc)
-            write_summary(staging, run, data, run_settings, charts, generated)
-            write_index(staging, run, data, run_settings, generated)
-            publish(staging, final, [nb.name for nb in run.notebooks if nb.ok]
-                    + [f"managers/{card.manager}" for card in run.cards if card.ok])
-            write_reports_index(out_dir, settings.lang)
-            logger.debug("published after %.2f s", time.monotonic() - clock)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+                    data = execute_week(ctx, stage, sources, run, jobs, timeout, settings.lang,
+                                        card_source if card_source.is_file() else None)
+                    publish_stage(stage, run, data, ctx.settings)
+                except OSError as exc:
+                    raise_if_disk_full(exc, stage.folder)
+                    raise
+        write_reports_index(out_dir, settings.lang, run.run_id)
+    except DiskFullError as exc:  # name the reports folder, not a staging file that is gone
+        raise DiskFullError(out_dir if exc.path.startswith(str(out_dir)) else exc.path) from None
     return run
+
+
+def execute_week(ctx, stage: Stage, sources: list[Path], run: WeekRun, jobs: int | None, timeout: int,
+                 lang: str, card_source: Path | None = None) -> WeekData | None:
+    """Run every notebook into the stage while the figures are computed, then the card notebook
+    (``card_source``) once per manager; returns the figures."""
+    clock = time.monotonic()
+    run_settings = ctx.settings
+    (stage.folder / "notebooks").mkdir()
+    kernel = pinned_kernel()
+    parameters = run_settings.notebook_parameters()
+    workers = max(1, min(jobs or os.cpu_count() or 1, MAX_JOBS, max(1, len(sources))))
+    logger.info("running %d notebooks for %s on %d workers (run %s)", len(sources), run.week, workers, run.run_id)
+    mark_run_folder(stage.work, run.run_id)  # the kernels start while the figures are computed, then read them
+    manager = kernel_manager_class(stage.work)
+    data: WeekData | None = None
+    # Kernels run on `workers` threads; pages are rendered on one more thread as each
+    # notebook finishes, so a worker moves on to its next kernel at once.
+    with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as renderer:
+        futures = [pool.submit(execute_notebook, src.stem, src, stage, parameters, kernel, timeout, manager)
+                   for src in sources]
+        try:
+            try:
+                data = build_week_data(run_settings, ctx=ctx)
+                write_week_data(data, stage.work)
+                logger.debug("figures ready after %.2f s", time.monotonic() - clock)
+            except Exception as exc:  # the notebooks show the same failure; the index says so
+                raise_if_disk_full(exc, stage.work)
+                data, run.error = None, redact(f"{type(exc).__name__}: {exc}")
+                logger.error("could not compute the week's figures: %s", run.error)
+                give_up_week_data(stage.work, run.error)
+            # the cards need the figures (who gets one), so they queue behind the reports
+            names = dict(write_card_data(data, stage.folder)) if data is not None and card_source else {}
+            futures += [pool.submit(execute_cards, execute_notebook, group, card_source, stage, parameters,
+                                    kernel, timeout) for group in split_cards(list(names), workers)]
+            pages = {}
+            for future in as_completed(futures):
+                result = future.result()  # one report, or a kernel's share of the cards
+                for done in result if isinstance(result, list) else [result]:
+                    card = names.get(done.name.partition("managers/")[2])
+                    title = i18n.text("card.title", lang, name=card) if card is not None else None
+                    pages[done.name] = renderer.submit(finish_notebook, done, stage, timeout, lang, title)
+            run.notebooks = [pages[src.stem].result() for src in sources]
+            run.cards = [card_run(pages[f"managers/{m}"].result(), m, names[m]) for m in names]
+        except BaseException as exc:
+            for future in futures:
+                future.cancel()
+            give_up_week_data(stage.work, run.error or f"the run stopped ({type(exc).__name__})")
+            raise
+    logger.debug("notebooks done after %.2f s", time.monotonic() - clock)
+    return data
 
 
 def card_run(page: NotebookRun, manager: str, name: str) -> CardRun:
@@ -286,38 +328,39 @@ def card_run(page: NotebookRun, manager: str, name: str) -> CardRun:
                    error=page.error, seconds=page.seconds)
 
 
-def publish(staging: Path, final: Path, succeeded: list[str]) -> None:
-    """Move every staged file into ``final`` with ``os.replace``; the index and summary go last."""
-    last = [staging / "summary.json", staging / "index.html"]
-    files = [p for p in sorted(staging.rglob("*")) if p.is_file() and p.name != CACHE_NAME and p not in last]
-    for path in files + [p for p in last if p.exists()]:
-        dest = final / path.relative_to(staging)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, dest)
-    for name in succeeded:  # a good run clears the marks of an earlier failure
-        (final / f"{name}.failed.html").unlink(missing_ok=True)
-        (final / "notebooks" / f"{name}.failed.ipynb").unlink(missing_ok=True)
+def publish_stage(stage: Stage, run: WeekRun, data: WeekData | None, settings: Settings) -> Path:
+    """Write ``summary.json`` and the index into the stage, keep the last good page of each
+    failed report, and publish the stage as the week's generation."""
+    from .render import write_index, write_summary
+
+    previous = current_generation(stage.out_dir, stage.week)
+    for nb in run.notebooks:
+        if nb.ok or previous is None or not (previous / f"{nb.name}.html").is_file():
+            continue
+        nb.previous = f"{nb.name}.html"
+        for kept in (f"{nb.name}.html", f"notebooks/{nb.name}.ipynb"):
+            if (previous / kept).is_file():
+                copy_file(previous / kept, stage.folder / kept)
+    charts = [nb.chart for nb in run.notebooks if nb.chart]
+    generated = datetime.now(timezone.utc)
+    write_summary(stage.folder, run, data, settings, charts, generated)
+    write_index(stage.folder, run, data, settings, generated)
+    return publish_week(stage)
 
 
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write ``content`` to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def copy_file(source: Path, dest: Path) -> None:
+    """A hard link when possible (same disk, no space used), else a copy."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content.encode("utf-8") if isinstance(content, str) else content)
-        os.chmod(tmp, 0o644)  # readable like any other report file (mkstemp makes it private)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
 
 
 def run_command(settings: Settings, out_dir: str | os.PathLike, jobs: int | None = None, timeout: int = 600,
-                notebooks_dir: str | os.PathLike | None = None) -> int:
-    """``kpi-report run``: render the week; 0 when every notebook succeeded, 1 otherwise."""
+                notebooks_dir: str | os.PathLike | None = None, now: datetime | None = None) -> tuple[int, WeekRun]:
+    """``kpi-report run``: render the week; the exit code (0 when every notebook succeeded, else 1) and the run."""
     started = time.monotonic()
-    run = render_week(settings, out_dir, jobs=jobs, timeout=timeout, notebooks_dir=notebooks_dir)
+    run = render_week(settings, out_dir, jobs=jobs, timeout=timeout, notebooks_dir=notebooks_dir, now=now)
     for nb in run.notebooks:
         state = "ok" if nb.ok else f"FAILED ({nb.error})"
         print(f"{nb.name}: {state} [{nb.seconds:.1f} s]")
@@ -329,23 +372,11 @@ def run_command(settings: Settings, out_dir: str | os.PathLike, jobs: int | None
             print(f"managers/{card.manager}: FAILED ({card.error})")
     if run.error:
         print(f"figures: FAILED ({run.error})", file=sys.stderr)
-    print(f"{run.folder / 'index.html'} written in {time.monotonic() - started:.1f} s")
+    print(f"{run.folder / 'index.html'} written in {time.monotonic() - started:.1f} s (run {run.run_id})")
     if not run.ok:
         failed = [nb.name for nb in run.notebooks if not nb.ok] + [f"managers/{c.manager}" for c in run.cards
                                                                     if not c.ok]
         print(f"kpi-report run: {len(failed)} report(s) failed: {', '.join(failed) or 'figures'}; "
               f"see {run.folder / 'index.html'}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def summary_notebooks(run: WeekRun) -> list[dict[str, Any]]:
-    return [{k: v for k, v in asdict(nb).items() if k in ("name", "title", "html", "ok", "error")}
-            for nb in run.notebooks]
-
-
-def load_summary(folder: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+        return 1, run
+    return 0, run

@@ -245,6 +245,13 @@ def typed_frame(table: str, rows: list[tuple]) -> pd.DataFrame:
     return frame
 
 
+def damaged(path: Path, exc: Exception) -> StoreError:
+    """The error for a store file that cannot be read (cut short, or damaged): one line, the fix."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StoreError(f"the store {path} is damaged or cut short ({reason}): delete it and sync again with "
+                      "'kpi-report sync --full', or rebuild the demo with 'kpi-report demo'")
+
+
 class Store:
     """One account's DuckDB file.
 
@@ -282,7 +289,7 @@ class Store:
                     f"the store {path} is being written by another process (a sync or demo build): "
                     "wait for it to finish, then retry"
                 ) from exc
-            raise StoreError(f"cannot open the store {path}: {exc}; delete it and sync again if it is damaged") from exc
+            raise damaged(path, exc) from None
         store = cls(path, con, read_only and not create)
         if not store.read_only:
             store._ensure_schema()
@@ -455,7 +462,10 @@ class Store:
             sql += " ORDER BY t.id"
         elif table == "events":
             sql += " ORDER BY t.created_at, t.seq"
-        return self.con.execute(sql).df()
+        try:
+            return self.con.execute(sql).df()
+        except duckdb.IOException as exc:
+            raise damaged(self.path, exc) from None
 
     def frames(self, tables: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
         """Several typed tables at once (all by default)."""

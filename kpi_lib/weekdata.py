@@ -1,11 +1,17 @@
-"""The week's figures for the reports, computed once and shared by every notebook.
+"""The week's figures for the reports: one snapshot, computed once and shared by every notebook.
 
 :func:`build_week_data` asks :mod:`kpi_lib.kpis` for everything the six reports show (the
 §8 result, the 12-week trends, the target table, the item-level rows of every block, the
-data-quality frames and, in the current week, the tasks due today and tomorrow).  The weekly
-run writes it to ``.week-data.pkl`` in the notebooks' working folder (while it computes, a
-``.week-data.pending`` file there tells the notebooks to wait); :func:`load_week_data` reads that file when its key matches the same parameters and the same store file, and
-computes afresh otherwise, so a notebook opened in JupyterLab works on its own.
+data-quality frames and, in the current week, the tasks due today and tomorrow).
+
+The weekly run gives its notebooks a private working folder (mode 0700, made by the run):
+``run.json`` there names the run's process, and the run writes the snapshot beside it as
+``week-data.arrows`` — JSON for the figures and Arrow IPC for the tables, nothing that can
+run code.  :func:`load_week_data` in a kernel of that run waits for the snapshot (only while
+the run that started the kernel says it is coming) and never recomputes from the store, so
+every page of a run shows the same figures as its index, ``summary.json`` and email, even
+when a sync finishes meanwhile.  Anywhere else (a notebook opened in JupyterLab) it computes
+the figures from the store.
 """
 
 from __future__ import annotations
@@ -13,8 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
-import tempfile
+import struct
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,17 +27,23 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from .config import Settings
-from .periods import Week
+from .errors import KpiError, ReportError
+from .files import exists_in, open_private_dir, read_private, write_atomic
+from .periods import Week, load_timezone
 from .store import resolve_account, store_path
 
-CACHE_NAME = ".week-data.pkl"
-#: Present while the weekly run is still computing the cache: readers wait for it.
-PENDING_NAME = ".week-data.pending"
-PENDING_WAIT = 300
-#: Bumped whenever WeekData changes shape, so an old cache file is never read.
-CACHE_VERSION = 2
+#: The snapshot, the run's mark and the run's failure note inside the run's private folder.
+SNAPSHOT_NAME = "week-data.arrows"
+RUN_MARK = "run.json"
+FAILED_NAME = "week-data.error"
+#: Seconds a notebook waits for the run's figures at most.
+SNAPSHOT_WAIT = 600
+#: Bumped whenever the snapshot changes shape, so an old one is never read.
+SNAPSHOT_VERSION = 3
+_MAGIC = b"KPIWEEK1"
 
 
 @dataclass
@@ -68,15 +79,13 @@ class WeekData:
 
 
 def cache_key(settings: Settings) -> str:
-    """A digest of the data-relevant parameters and the store file's identity."""
+    """A digest of the data-relevant parameters and the store they read."""
     params = settings.notebook_parameters()
     params.pop("lang", None)
     params.pop("email", None)
     account = resolve_account(settings.data_dir, settings.account)
-    path = store_path(settings.data_dir, account)
-    stat = path.stat()
-    payload = {"v": CACHE_VERSION, "params": params, "account": account,
-               "store": [str(path.resolve()), stat.st_mtime_ns, stat.st_size]}
+    payload = {"v": SNAPSHOT_VERSION, "params": params, "account": account,
+               "store": str(store_path(settings.data_dir, account).resolve())}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -109,42 +118,127 @@ def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = 
     return data
 
 
-def load_week_data(settings: Settings, folder: str | os.PathLike | None = None,
-                   now: datetime | None = None) -> WeekData:
-    """The cached figures in ``folder`` (default: the working folder) if they match, else fresh ones."""
-    folder = Path(folder or Path.cwd())
-    path, pending = folder / CACHE_NAME, folder / PENDING_NAME
-    deadline = time.monotonic() + PENDING_WAIT
-    while pending.exists() and not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if path.is_file() and _private(path):
-        try:
-            with path.open("rb") as fh:
-                data = pickle.load(fh)
-            if isinstance(data, WeekData) and data.key == cache_key(settings):
-                data.settings = settings
-                return data
-        except Exception:  # a stale or damaged cache is simply recomputed
-            pass
-    return build_week_data(settings, now=now)
+# --- the snapshot file ----------------------------------------------------------------------
+
+def _frames(data: WeekData) -> dict[str, pd.DataFrame]:
+    frames = {"managers": data.managers, "trends": data.trends, "targets": data.targets}
+    frames |= {f"details/{k}": v for k, v in data.details.items()}
+    frames |= {f"quality/{k}": v for k, v in data.quality.items()}
+    if data.due is not None:
+        frames["due"] = data.due
+    return frames
 
 
-def _private(path: Path) -> bool:
-    """Only a file this user wrote and nobody else can change is unpickled (it runs code)."""
-    info = path.stat()
-    return info.st_uid == os.getuid() and not info.st_mode & 0o022
+def dump_week_data(data: WeekData) -> bytes:
+    """The snapshot's bytes: a magic, a JSON header (figures and table offsets), Arrow IPC tables."""
+    blobs, offsets, position = [], {}, 0
+    for name, frame in _frames(data).items():
+        sink = pa.BufferOutputStream()
+        table = pa.Table.from_pandas(frame, preserve_index=True)
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        blob = sink.getvalue().to_pybytes()
+        offsets[name] = [position, len(blob)]
+        blobs.append(blob)
+        position += len(blob)
+    iso = lambda t: t.isoformat() if t is not None else None  # noqa: E731
+    header = json.dumps({
+        "v": SNAPSHOT_VERSION, "key": data.key, "week": [data.week.year, data.week.number, str(data.week.tz)],
+        "as_of": iso(data.as_of), "now": iso(data.now), "last_sync_at": iso(data.last_sync_at),
+        "account": data.account, "result": data.result, "errors": data.errors, "frames": offsets,
+    }, ensure_ascii=False, default=str).encode("utf-8")
+    return _MAGIC + struct.pack(">Q", len(header)) + header + b"".join(blobs)
+
+
+def parse_week_data(raw: bytes, settings: Settings) -> WeekData:
+    """A :class:`WeekData` from :func:`dump_week_data`'s bytes (ValueError when they are not one)."""
+    if raw[:8] != _MAGIC or len(raw) < 16:
+        raise ValueError("not a week snapshot")
+    size = struct.unpack(">Q", raw[8:16])[0]
+    header = json.loads(raw[16:16 + size].decode("utf-8"))
+    if header.get("v") != SNAPSHOT_VERSION:
+        raise ValueError(f"snapshot version {header.get('v')}, expected {SNAPSHOT_VERSION}")
+    body = memoryview(raw)[16 + size:]
+    frames = {}
+    for name, (start, length) in header["frames"].items():
+        if start + length > len(body):
+            raise ValueError(f"the snapshot is cut short in table {name}")
+        frames[name] = pa.ipc.open_file(pa.py_buffer(body[start:start + length])).read_pandas()
+    year, number, tz_name = header["week"]
+    tz = load_timezone(tz_name)
+    when = lambda t: datetime.fromisoformat(t).astimezone(tz) if t else None  # noqa: E731
+    sync = datetime.fromisoformat(header["last_sync_at"]) if header["last_sync_at"] else None
+    return WeekData(
+        key=header["key"], week=Week(year, number, tz), as_of=when(header["as_of"]), now=when(header["now"]),
+        account=header["account"], managers=frames["managers"], last_sync_at=sync, result=header["result"],
+        trends=frames["trends"], targets=frames["targets"],
+        details={n.split("/", 1)[1]: f for n, f in frames.items() if n.startswith("details/")},
+        quality={n.split("/", 1)[1]: f for n, f in frames.items() if n.startswith("quality/")},
+        due=frames.get("due"), settings=settings, errors=header.get("errors") or {})
+
+
+# --- the run's side and the notebook's side ---------------------------------------------------
+
+def mark_run_folder(folder: str | os.PathLike, run_id: str) -> None:
+    """Tell the notebooks started in ``folder`` that this process brings their figures."""
+    write_atomic(Path(folder) / RUN_MARK, json.dumps({"pid": os.getpid(), "run_id": run_id}), mode=0o600)
 
 
 def write_week_data(data: WeekData, folder: str | os.PathLike) -> Path:
-    """Write ``data`` to ``folder/.week-data.pkl`` atomically."""
+    """Write the snapshot into the run's private ``folder`` (whole, through a rename)."""
+    return write_atomic(Path(folder) / SNAPSHOT_NAME, dump_week_data(data), mode=0o600)
+
+
+def give_up_week_data(folder: str | os.PathLike, error: str) -> None:
+    """Tell the waiting notebooks that no figures are coming, and why."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".week-data.", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, folder / CACHE_NAME)
+        write_atomic(folder / FAILED_NAME, error, mode=0o600)
+    except (OSError, KpiError):
+        pass  # a full disk: removing the mark below still stops the wait
+    (folder / RUN_MARK).unlink(missing_ok=True)
+
+
+def _run_waiting_for(dir_fd: int) -> bool:
+    """True while the run that started this process says the figures are coming."""
+    raw = read_private(dir_fd, RUN_MARK)
+    try:
+        return raw is not None and json.loads(raw)["pid"] == os.getppid()
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def load_week_data(settings: Settings, folder: str | os.PathLike | None = None,
+                   now: datetime | None = None) -> WeekData:
+    """The run's snapshot when this notebook runs inside a weekly run, else fresh figures.
+
+    Inside a run (the working folder is the run's private folder and the run that started
+    this kernel marked it), it waits for the snapshot and raises :class:`ReportError` when
+    the run could not compute it or it was made for other parameters; it never reads the store.
+    """
+    dir_fd = open_private_dir(folder or Path.cwd())
+    if dir_fd is None:
+        return build_week_data(settings, now=now)
+    try:
+        if not _run_waiting_for(dir_fd) and not exists_in(dir_fd, SNAPSHOT_NAME):
+            return build_week_data(settings, now=now)
+        deadline = time.monotonic() + SNAPSHOT_WAIT
+        raw = read_private(dir_fd, SNAPSHOT_NAME)
+        while raw is None and _run_waiting_for(dir_fd) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            raw = read_private(dir_fd, SNAPSHOT_NAME)
+        if raw is None:
+            failed = read_private(dir_fd, FAILED_NAME)
+            reason = failed.decode("utf-8", "replace") if failed else "the run stopped before they were ready"
+            raise ReportError(f"the week's figures could not be computed: {reason}")
+        try:
+            data = parse_week_data(raw, settings)
+        except (ValueError, KeyError, pa.ArrowException) as exc:
+            raise ReportError(f"the run's figures cannot be read ({exc}): run 'kpi-report run' again") from exc
+        if data.key != cache_key(settings):
+            raise ReportError("the run's figures were computed for other parameters than this notebook's: "
+                              "run 'kpi-report run' again")
+        return data
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return folder / CACHE_NAME
+        os.close(dir_fd)
+

@@ -22,8 +22,9 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from kpi_lib.card import ManagerCard, carded_managers, ordinal
-from kpi_lib.cardmail import ledger_key, send_cards_command
+from kpi_lib.cardmail import recipient_key, send_cards_command
 from kpi_lib.config import SmtpEnv, load_settings
+from kpi_lib.delivery import RetryPolicy, message_id
 from kpi_lib.errors import ConfigError, MailError
 from kpi_lib.report import render_week
 from kpi_lib.store import Store
@@ -254,8 +255,15 @@ def test_each_manager_gets_their_own_card_once(card_runs, team_store, smtp_serve
             assert shown.console_errors == [] and shown.broken_images == [] and shown.images == 1
             assert names[manager] in shown.text and shown.external_requests == []
     assert got == expected  # one email per manager, to that manager's address
-    ledger = json.loads((out / "sent.json").read_text(encoding="utf-8"))[ledger_key(WEEK)]
-    assert {m: r["to"] for m, r in ledger.items()} == expected
+    run_id = card_runs["en"].run_id
+    for envelope in inbox.envelopes:  # the Message-ID is fixed by (week, run, manager): a resend is the same message
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        manager = next(m for m, a in expected.items() if a == envelope.rcpt_tos[0])
+        assert msg["Message-ID"] == message_id(WEEK, run_id, recipient_key(manager), smtp.sender)
+        assert msg["X-KPI-Report-Run"] == run_id
+    ledger = json.loads((out / "sent.json").read_text(encoding="utf-8"))[WEEK]
+    assert {e["recipient"]: (e["state"], e["to"], e["run_id"]) for e in ledger} == {
+        recipient_key(m): ("sent", [a], run_id) for m, a in expected.items()}
 
     capsys.readouterr()
     assert send_cards_command(settings, out, smtp=smtp, retry=FAST) == 0  # a rerun sends nothing again
@@ -276,6 +284,43 @@ def test_a_refused_address_is_sent_on_the_rerun_only(card_runs, team_store, smtp
     inbox.refuse = set()
     assert send_cards_command(settings, out, smtp=smtp, retry=FAST) == 0
     assert [e.rcpt_tos for e in inbox.envelopes[len(first):]] == [["manager2@demo-sales.ru"]]
+
+
+@pytest.mark.slow
+def test_an_unconfirmed_card_is_sent_again_as_the_same_message(card_runs, team_store, tmp_path, capsys):
+    from tests.test_mail_once import Dropping, message_ids, smtp_for, start
+
+    out = copy_reports(card_runs["en"], tmp_path)
+    settings = settings_for(team_store, week=WEEK)
+    dropping = Dropping(drops=1)  # the first card's DATA goes out and the reply never comes
+    server = start(dropping)
+    try:
+        with pytest.raises(MailError, match="unconfirmed") as caught:
+            send_cards_command(settings, out, smtp=smtp_for(server), retry=RetryPolicy(attempts=1, base_delay=0.01))
+        assert caught.value.unclear and len(dropping.envelopes) == 1  # the command stopped at the unclear one
+        (first,) = json.loads((out / "sent.json").read_text(encoding="utf-8"))[WEEK]
+        assert first["state"] == "started" and first["recipient"].startswith("manager/")
+        assert send_cards_command(settings, out, smtp=smtp_for(server), retry=FAST) == 0
+    finally:
+        server.stop()
+    ids = message_ids(dropping)
+    assert ids.count(first["message_id"]) == 2 and len(set(ids)) == len(ids) - 1  # the same message, once more
+    ledger = json.loads((out / "sent.json").read_text(encoding="utf-8"))[WEEK]
+    assert all(e["state"] == "sent" for e in ledger) and len({e["recipient"] for e in ledger}) == len(ledger)
+    again = next(e for e in ledger if e["recipient"] == first["recipient"])
+    assert again["message_id"] == first["message_id"] and again["attempts"] == 2
+
+
+def test_the_cards_are_published_with_the_week_and_name_its_run(card_runs):
+    run = card_runs["en"]
+    assert run.folder.is_symlink() and (run.folder / "managers").resolve().parent == run.folder.resolve()
+    assert run.folder.resolve().name == run.run_id
+    for card in run.cards:
+        page = (run.folder / card.html).read_text(encoding="utf-8")
+        assert f'<meta name="kpi-report-run" content="{run.run_id}">' in page
+    summary = json.loads((run.folder / "summary.json").read_text(encoding="utf-8"))
+    assert summary["run_id"] == run.run_id and {c["manager"] for c in summary["cards"]} == {
+        c.manager for c in run.cards}
 
 
 @pytest.mark.slow

@@ -133,7 +133,8 @@ def smtp_server():
 
 
 def send(tmp_path, smtp, settings=None, **kwargs) -> int:
-    return send_command(settings or settings_for(tmp_path), tmp_path / "reports", smtp=smtp, retry=FAST, **kwargs)
+    kwargs.setdefault("retry", FAST)
+    return send_command(settings or settings_for(tmp_path), tmp_path / "reports", smtp=smtp, **kwargs)
 
 
 def parts_of(msg):

@@ -9,6 +9,7 @@ import email
 import email.policy
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def test_demo_week_built_then_mailed(demo_store, tmp_path, monkeypatch):
         "data_dir": str(demo_store), "as_of": DEMO_AS_OF,
         "email": {"to": ["Ирина Соколова <head@example.ru>"], "cc": ["lead@example.ru"]}})
     out = tmp_path / "reports"
-    assert run_command(settings, out, jobs=2) == 0
+    assert run_command(settings, out, jobs=2)[0] == 0
     summary = json.loads((out / WEEK / "summary.json").read_text(encoding="utf-8"))
 
     inbox = Inbox()
@@ -68,3 +69,44 @@ def test_demo_week_built_then_mailed(demo_store, tmp_path, monkeypatch):
     report = check_page(save_email_page(html, images, tmp_path / "received"))
     assert report.console_errors == [] and report.broken_images == [] and report.images == len(images)
     assert headline in report.text
+
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+def test_run_email_mails_the_week_it_built_across_monday_midnight(demo_store, tmp_path):
+    """``run --week last --email`` on a clock that passes Monday 00:00 (Moscow) mid-run: the
+    run builds 2026-W47 on Sunday night and the email is that week, not the one Monday names."""
+    import subprocess
+    import sys
+    import time
+
+    assert LIBFAKETIME.is_file(), "the test needs Debian's faketime: apt-get install faketime"
+    clock = tmp_path / "clock"
+    clock.write_text("@2026-11-29 20:50:00", encoding="utf-8")  # Sunday 23:50 in Moscow (UTC+3)
+    params = tmp_path / "params.yaml"
+    params.write_text("email:\n  to: [head@example.ru]\n", encoding="utf-8")
+    inbox = Inbox()
+    server = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    server.start()
+    out = tmp_path / "reports"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TZ="UTC", LD_PRELOAD=str(LIBFAKETIME),
+               FAKETIME_TIMESTAMP_FILE=str(clock), FAKETIME_CACHE_DURATION="1",
+               SMTP_HOST="127.0.0.1", SMTP_PORT=str(server.port), SMTP_FROM="kpi@example.ru")
+    try:
+        run = subprocess.Popen([sys.executable, "-m", "kpi_lib.cli", "run", "--week", "last", "--email",
+                                "--params", str(params), "--data-dir", str(demo_store), "--out", str(out)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while not list(out.glob(".weeks/*/.staging-*")) and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        clock.write_text("@2026-11-29 21:00:30", encoding="utf-8")  # the week is resolved: now Monday 00:00:30+
+        stdout, stderr = run.communicate(timeout=600)
+    finally:
+        server.stop()
+    assert run.returncode == 0, stderr
+    assert [p.name for p in out.iterdir() if p.is_symlink()] == [WEEK]
+    (message,) = [email.message_from_bytes(e.content, policy=email.policy.default) for e in inbox.envelopes]
+    assert message["X-KPI-Week"] == WEEK and WEEK in message["Subject"]
+    (entry,) = json.loads((out / "sent.json").read_text(encoding="utf-8"))[WEEK]
+    assert entry["sent_at"] >= "2026-11-29T21:00:00+00:00"  # mailed on Monday, by the run's own clock

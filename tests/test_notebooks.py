@@ -39,7 +39,7 @@ def weekly_runs(demo_store, tmp_path_factory):
         for params in PARAMS_FILES:
             out = tmp_path_factory.mktemp(f"reports-{params.stem}")
             settings = load_settings(params, overrides={"data_dir": str(demo_store), "as_of": DEMO_AS_OF})
-            code = run_command(settings, out, timeout=300)
+            code, _ = run_command(settings, out, timeout=300)
             runs[params.stem] = (code, out / "2026-W47", settings.lang)
     finally:
         for name, value in saved.items():

@@ -20,7 +20,6 @@ from kpi_lib.config import load_settings
 from kpi_lib.errors import KpiError
 from kpi_lib.report import render_week, run_command
 from kpi_lib.store import Store
-from kpi_lib.weekdata import CACHE_NAME, build_week_data, load_week_data, write_week_data
 from tests.conftest import DEMO_AS_OF
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +76,7 @@ def test_failed_notebook_keeps_the_last_good_report(demo_store, tmp_path, capsys
                      "ok": False, "error": entry["error"]} and "RuntimeError" in entry["error"]
     assert next(n for n in summary["notebooks"] if n["name"] == "04_average_check")["ok"] is True
     assert not list(out.glob(".*staging*")), "the staging folder was left behind"
+    assert [p.name for p in (out / ".weeks" / "2026-W47").iterdir()] == [week.resolve().name]
 
     assert render_week(settings, out, notebooks_dir=good).ok  # a good run clears the failure marks
     assert not (week / "06_smart_audit.failed.html").exists()
@@ -87,7 +87,7 @@ def test_failed_notebook_keeps_the_last_good_report(demo_store, tmp_path, capsys
 @pytest.mark.slow
 def test_run_command_exits_non_zero_on_a_failed_notebook(demo_store, tmp_path, capsys):
     broken = notebooks_dir(tmp_path, "01_customer_satisfaction", broken="01_customer_satisfaction")
-    assert run_command(settings_for(demo_store), tmp_path / "reports", notebooks_dir=broken) == 1
+    assert run_command(settings_for(demo_store), tmp_path / "reports", notebooks_dir=broken)[0] == 1
     err = capsys.readouterr().err
     assert "01_customer_satisfaction" in err and "failed" in err
 
@@ -118,7 +118,7 @@ def test_a_bad_store_changes_nothing(demo_store, tmp_path):
     with pytest.raises(KpiError, match="424242"):  # a manager id the account does not have
         render_week(settings_for(demo_store, kpi={"managers": [424242]}), out)
     assert (out / "2026-W47" / "index.html").read_text(encoding="utf-8") == "previous"
-    assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".lock")) == ["2026-W47"]
+    assert sorted(p.name for p in out.iterdir()) == ["2026-W47"]  # no lock file left behind
 
 
 @pytest.mark.slow
@@ -198,29 +198,15 @@ def test_crm_text_renders_as_text_everywhere(evil_store, tmp_path):
     assert EVIL in [r["name"] for r in summary["scorecard"]["rows"]]  # JSON keeps the text; pages escape it
 
 
-def test_open_report_computes_alone_and_trusts_only_a_matching_cache(demo_store, tmp_path, monkeypatch):
+def test_open_report_computes_alone(demo_store, tmp_path, monkeypatch):
     from kpi_lib.views import open_report
 
-    monkeypatch.chdir(tmp_path)  # as in JupyterLab: no cache in the working folder
+    monkeypatch.chdir(tmp_path)  # as in JupyterLab: not a run's folder
     report = open_report("average_check", week="2026-W47", as_of=DEMO_AS_OF, data_dir=str(demo_store), lang="en")
     team = report.kpis["team"]["avg_check"]
     with pytest.raises(KpiError, match="average_check"):
         open_report("avg", week="2026-W47", as_of=DEMO_AS_OF, data_dir=str(demo_store))
     assert i18n.format_money(team, "en", report.currency) in report.headline()._repr_html_()
-
-    settings = settings_for(demo_store, week="2026-W47")
-    data = build_week_data(settings)
-    data.result = json.loads(json.dumps(data.result))
-    data.result["kpis"]["average_check"]["team"]["avg_check"] = 123.0
-    write_week_data(data, tmp_path)
-    assert load_week_data(settings).result["kpis"]["average_check"]["team"]["avg_check"] == 123.0
-    other = settings_for(demo_store, week="2026-W46")
-    assert load_week_data(other).week.label == "2026-W46"  # another week's parameters: recomputed
-    (tmp_path / CACHE_NAME).chmod(0o666)  # a file others could have changed is never unpickled
-    assert load_week_data(settings).result["kpis"]["average_check"]["team"]["avg_check"] == pytest.approx(team)
-    (tmp_path / CACHE_NAME).chmod(0o600)
-    (tmp_path / CACHE_NAME).write_bytes(b"not a pickle")
-    assert load_week_data(settings).result["kpis"]["average_check"]["team"]["avg_check"] == pytest.approx(team)
 
 
 @pytest.mark.parametrize("params", sorted((ROOT / "params").glob("*.yaml")), ids=lambda p: p.name)

@@ -13,16 +13,13 @@ account's access, so nothing is sent with it until it is on disk.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from filelock import FileLock, Timeout
-
 from ..config import AmoEnv, Settings, amocrm_env
-from ..errors import ApiError, AuthError, ConfigError
+from ..errors import ApiError, AuthError, ConfigError, LockBusyError
+from ..files import hold_lock, write_atomic
 from ..log import register_secret
 
 #: Refresh this many seconds before the access token expires.
@@ -60,25 +57,7 @@ def write_token_file(path: Path, answer: Mapping[str, Any]) -> dict:
     }
     register_secret(data["access_token"])
     register_secret(data["refresh_token"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        os.chmod(path, 0o600)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(data), mode=0o600)
     return data
 
 
@@ -122,7 +101,7 @@ class OAuthTokens:
         self.path = Path(path)
         self.client_id, self.client_secret, self.redirect_uri = client_id, client_secret, redirect_uri
         self.post = post
-        self.lock = FileLock(str(self.path) + ".lock", timeout=120)
+        self.lock_path = Path(str(self.path) + ".lock")
         self._data: dict | None = None
         self.refreshes = 0
 
@@ -136,7 +115,7 @@ class OAuthTokens:
     def refresh(self, stale: str) -> str:
         """A fresh access token replacing ``stale``, refreshing at most once across processes."""
         try:
-            with self.lock:
+            with hold_lock(self.lock_path, "token refresh", timeout=120):
                 data = read_token_file(self.path)
                 fresh = int(data.get("expires_at") or 0) >= time.time() + EXPIRY_MARGIN
                 if data["access_token"] != stale and fresh:
@@ -154,9 +133,9 @@ class OAuthTokens:
                 self._data = write_token_file(self.path, answer)
                 self.refreshes += 1
                 return self._data["access_token"]
-        except Timeout:
-            raise AuthError(f"another sync holds {self.lock.lock_file} for over 2 minutes: wait for it to "
-                            "finish, or delete the lock file if no sync is running") from None
+        except LockBusyError:
+            raise AuthError(f"another sync holds {self.lock_path} for over 2 minutes: wait for it to "
+                            "finish, then retry") from None
 
     def _body(self, grant_type: str, **extra: str) -> dict:
         return {"client_id": self.client_id, "client_secret": self.client_secret, "grant_type": grant_type,
@@ -165,7 +144,7 @@ class OAuthTokens:
     def exchange_code(self, code: str) -> dict:
         """Trade an authorization code (valid 20 minutes) for the first token pair and save it."""
         register_secret(code)
-        with self.lock:
+        with hold_lock(self.lock_path, "token exchange", timeout=120):
             try:
                 answer = self.post(self._body("authorization_code", code=code))
             except ApiError as exc:

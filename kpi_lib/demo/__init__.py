@@ -26,8 +26,8 @@ pass in memory for the demo, or in temporary files at large ``scale`` (a million
 from __future__ import annotations
 
 import heapq
+import json
 import os
-import pickle
 import shutil
 import tempfile
 from datetime import date, datetime, timezone
@@ -156,7 +156,7 @@ class _Stories:
     def _flush(self) -> None:
         """Append the kept parts to their spools and forget them."""
         for name, items in self.parts.items():
-            pickle.dump(items, self.spools[name], protocol=pickle.HIGHEST_PROTOCOL)
+            self.spools[name].write(json.dumps(items, ensure_ascii=False).encode("utf-8") + b"\n")
             items.clear()
 
     def read_part(self, name: str) -> Iterator[tuple]:
@@ -166,11 +166,8 @@ class _Stories:
             return
         with self.spools.pop(name) as spool:
             spool.seek(0)
-            while True:
-                try:
-                    yield from pickle.load(spool)
-                except EOFError:
-                    return
+            for line in spool:  # one JSON list of items per chunk
+                yield from (tuple(item) for item in json.loads(line))
 
 
 def _number_events(plan: Plan, story: Story) -> Iterator[tuple]:
