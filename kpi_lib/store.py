@@ -30,7 +30,9 @@ All timestamps are Unix seconds (BIGINT), as in the API.
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -252,6 +254,28 @@ def damaged(path: Path, exc: Exception) -> StoreError:
                       "'kpi-report sync --full', or rebuild the demo with 'kpi-report demo'")
 
 
+def _create_file(path: Path) -> None:
+    """Make an empty store at ``path`` whole, or leave the one another process made first.
+
+    DuckDB writes a new file's header after creating it, so a second process opening the
+    path in between reads a half-made file.  The file is made under a private name and
+    linked into place, which fails when the path exists: a store appears complete or not at all.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)  # DuckDB creates the file itself
+    try:
+        duckdb.connect(tmp).close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first
+    finally:
+        for leftover in (tmp, tmp + ".wal"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+
+
 class Store:
     """One account's DuckDB file.
 
@@ -281,6 +305,8 @@ class Store:
             raise StoreError(
                 f"no store for account {account!r} at {path}: run 'kpi-report demo' or 'kpi-report sync' first"
             )
+        if create and not path.exists():
+            _create_file(path)
         try:
             con = duckdb.connect(str(path), read_only=read_only and not create)
         except duckdb.IOException as exc:

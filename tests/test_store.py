@@ -185,3 +185,38 @@ def test_every_typed_table_exists_in_a_new_store(store):
     assert all(n == 0 for n in store.counts().values())
     store.mark_synced()
     assert store.last_sync_at() is not None
+
+
+def _open_at_once(folder: str, start, answers) -> None:
+    start.wait()
+    try:
+        with Store.open(folder, "acme", read_only=False, create=True):
+            time.sleep(0.05)
+        answers.put("ok")
+    except StoreError as exc:
+        answers.put(str(exc))
+
+
+def test_two_writers_creating_one_store_never_see_a_damaged_file(tmp_path):
+    """Two processes creating the same store at the same instant: one writes, one is told to wait.
+
+    DuckDB writes a new file's header after creating it; a second process opening it in
+    between used to read a half-made file and be told to delete it.
+    """
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    said = []
+    for round_ in range(40):
+        folder, start, answers = str(tmp_path / str(round_)), fork.Event(), fork.Queue()
+        writers = [fork.Process(target=_open_at_once, args=(folder, start, answers)) for _ in range(2)]
+        for writer in writers:
+            writer.start()
+        time.sleep(0.02)
+        start.set()
+        for writer in writers:
+            writer.join(30)
+        said += [answers.get(timeout=5) for _ in writers]
+    assert said.count("ok") >= 40
+    assert all(answer == "ok" or "being written by another process" in answer for answer in said), \
+        [a for a in said if a != "ok"][:3]
