@@ -339,6 +339,15 @@ class AmoEnv:
     max_rps: float = 7.0
 
 
+def check_max_rps(rps: float, name: str) -> float:
+    """``rps`` if it is a rate amoCRM allows (above 0, at most 7 a second), else a ConfigError
+    naming it as ``name`` (``"AMOCRM_MAX_RPS="``, ``"--max-rps "``)."""
+    if not 0 < rps <= 7:
+        raise ConfigError(f"{name}{rps:g} is out of range: amoCRM allows at most 7 requests per second; "
+                          "use a value from 0.5 to 7")
+    return rps
+
+
 def amocrm_env(env: Mapping[str, str] | None = None, data_dir: Path | None = None) -> AmoEnv:
     """Read ``AMOCRM_*`` variables; the base URL from AMOCRM_BASE_URL or subdomain + domain."""
     env = os.environ if env is None else env
@@ -356,8 +365,7 @@ def amocrm_env(env: Mapping[str, str] | None = None, data_dir: Path | None = Non
         max_rps = float(env.get("AMOCRM_MAX_RPS", "7"))
     except ValueError as exc:
         raise ConfigError(f"AMOCRM_MAX_RPS={env.get('AMOCRM_MAX_RPS')!r} is not a number: use e.g. 5") from exc
-    if not 0 < max_rps <= 7:
-        raise ConfigError(f"AMOCRM_MAX_RPS={max_rps} is out of range: amoCRM allows at most 7 requests per second")
+    check_max_rps(max_rps, "AMOCRM_MAX_RPS=")
     return AmoEnv(
         base_url=base.rstrip("/") if base else None,
         token=env.get("AMOCRM_TOKEN") or None,

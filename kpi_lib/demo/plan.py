@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from ..amocrm.endpoints import LOST, WON  # noqa: F401  (the demo's outcomes)
 from . import texts as tx
 
 DAY, HOUR, MIN = 86400, 3600, 60
@@ -37,7 +38,6 @@ PIPELINES = {
                                     (61000015, "Оплата", 50, 0, "#87f2c0")]),
 }
 PIPELINE_IDS = tuple(PIPELINES)
-WON, LOST = 142, 143
 OPEN, WIN, LOSS = 0, 1, 2
 
 

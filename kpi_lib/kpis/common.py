@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 import pandas as pd
 
+from ..amocrm.endpoints import LOST, WON  # noqa: F401  (re-exported to the blocks)
 from ..periods import Week, local_dates
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
 
-WON, LOST = 142, 143
 MAP_SLACK_S = 600  # a contact call may precede its lead's creation by up to 10 minutes
 _SHIFT = np.int64(1 << 33)  # int64 key = position * 2**33 + unix seconds
 TEAM = "team"
