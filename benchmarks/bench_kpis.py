@@ -32,16 +32,14 @@ OUT = Path(__file__).resolve().parent / "out"
 TODAY = date(2026, 11, 25)
 AS_OF = "2026-11-25T12:00:00+03:00"
 ACCOUNT = "bench"
-CHUNK_ROWS = 250_000
+CHUNK_ITEMS = 50_000
 TARGETS = {"week": 3.0, "trends": 10.0, "linear": 12.0, "peak_gb": 6.0}
 
 
 def build_store(scale: float) -> Path:
     """The cached store of the demo account at ``scale`` (generated on first use)."""
-    import pandas as pd
-
     from kpi_lib.demo import generate_account
-    from kpi_lib.store import COLLECTIONS, ENTITIES, Store, typed_frame, typed_rows
+    from kpi_lib.store import Store, page_items
 
     data_dir = OUT / f"kpis-scale-{scale:g}"
     done = data_dir / "complete.json"
@@ -51,35 +49,17 @@ def build_store(scale: float) -> Path:
     for old in data_dir.glob(f"{ACCOUNT}.duckdb*"):
         old.unlink()
     counts: dict[str, int] = {}
-    buffers: dict[str, list[tuple]] = {}
-    next_seq = 1
+    buffers: dict[str, list[dict]] = {}
     started = time.perf_counter()
     with Store.open(data_dir, ACCOUNT, read_only=False, create=True) as store:
-        def flush(table: str) -> None:
-            nonlocal next_seq
-            rows = buffers.pop(table, [])
-            if not rows:
-                return
-            if table == "events":
-                rows = [(r[0], next_seq + i) + r[2:] for i, r in enumerate(rows)]
-                next_seq += len(rows)
-            frame: pd.DataFrame = typed_frame(table, rows)
-            store.con.register("_bench_rows", frame)
-            store.con.execute(f"INSERT INTO {table} SELECT * FROM _bench_rows")
-            store.con.unregister("_bench_rows")
-
         for entity, page in generate_account(seed=7, today=TODAY, scale=scale):
-            if not page:
-                continue
-            items = [page] if entity == "account" else page["_embedded"][COLLECTIONS.get(entity, entity)]
+            items = page_items(entity, page)
             counts[entity] = counts.get(entity, 0) + len(items)
-            for table, rows in typed_rows(entity, items).items():
-                buffers.setdefault(table, []).extend(rows)
-                if len(buffers[table]) >= CHUNK_ROWS:
-                    flush(table)
-        for table in list(buffers):
-            flush(table)
-        assert set(counts) <= set(ENTITIES)
+            buffers.setdefault(entity, []).extend(items)
+            if len(buffers[entity]) >= CHUNK_ITEMS:
+                store.append_typed(entity, buffers.pop(entity))
+        for entity, items in buffers.items():
+            store.append_typed(entity, items)
         store.mark_synced()
         store.con.execute("CHECKPOINT")
     counts["generate_s"] = round(time.perf_counter() - started, 1)

@@ -59,7 +59,7 @@ def test_kpis_json_end_to_end(tmp_path, capsys):
     assert check["by_manager"]["102"]["avg_check"] is None
     assert check["team"]["won"] == 2 and isinstance(check["team"]["won"], int)
     assert check["team"]["unpriced_share_pct"] == 100 * 1 / 2
-    assert out["kpis"]["first_call"]["team"]["fcr_final"] is False  # now 2026-11-25 < 2026-11-30
+    assert out["kpis"]["first_call"]["team"]["fcr_final"] is False  # last sync 2026-11-28 < 2026-11-30
 
 
 def test_kpis_last_week_and_text_table(tmp_path, capsys):

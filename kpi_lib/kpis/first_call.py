@@ -109,7 +109,8 @@ def compute_first_call(ctx: "Context", span: Span) -> pd.DataFrame:
     ``fcr_pct`` (primary): leads whose first connected call fell in the week and was made by
     the manager, resolved by that call — nobody had to call again (no further connected call
     and no incoming call) within ``fcr_window_days`` and the lead moved forward in the funnel
-    within that window — over those leads.  ``fcr_final`` is true once the window has closed.
+    within that window — over those leads.  ``fcr_final`` is true once the
+    store's last sync is at or after the end of the week plus the window.
     ``first_call_connect_pct``: share of leads whose very first call (by the manager, in the
     week) connected.  Speed to lead: for leads created in the week, business minutes to the
     first outgoing call or connected incoming call (``stl``), attributed to the lead's owner
@@ -124,7 +125,8 @@ def compute_first_call(ctx: "Context", span: Span) -> pd.DataFrame:
     out["fcr_resolved"] = tally(idx, eligible.loc[eligible["fc_resolved"].to_numpy(dtype=bool)], "nunique", "lead_id")
     out["fcr_pct"] = ratio(out["fcr_resolved"], out["fcr_eligible"], 100)
     window = timedelta(days=ctx.settings.kpi.fcr_window_days)
-    final = np.array([float(ctx.now >= week.end + window) for week in span.weeks])
+    synced = ctx.last_sync_at  # final once the synced data cover the window, whatever "now" is pinned to
+    final = np.array([float(synced is not None and synced >= week.end + window) for week in span.weeks])
     out["fcr_final"] = final[idx.get_level_values("w")]
     first = scope(ctx, facts, span, "fa_t", "fa_caller")
     out["first_call_connect_pct"] = ratio(
