@@ -174,7 +174,7 @@ def cli_env(amo: FakeAmoCRM, data_dir: Path, **extra: str) -> dict:
     return env
 
 
-@pytest.mark.parametrize("kill_at, settle", [(9, 0.0), (26, 0.4)])
+@pytest.mark.parametrize("kill_at, settle", [(9, 0.0), (23, 0.4)])
 def test_kill_9_mid_sync_then_resume_equals_a_clean_sync(tmp_path, kill_at, settle):
     """Killed at a request (right away, or once the pages received are written), then resumed."""
     account = make_account(150, seed=10)
