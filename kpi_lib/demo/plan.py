@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from ..amocrm.endpoints import LOST, WON  # noqa: F401  (the demo's outcomes)
 from . import texts as tx
 
 DAY, HOUR, MIN = 86400, 3600, 60
