@@ -28,8 +28,24 @@ def _common(parser: argparse.ArgumentParser, params: bool = True) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
 
 
+#: Where reports go without ``--out`` (kept in step with the README).
+OUT_HELP = "reports folder (default: reports/ beside the data dir)"
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: use e.g. 4") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1: use a whole number such as 4")
+    return value
+
+
 def _week(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--week", help="ISO week such as 2026-W47, or 'last' (the last complete week; default)")
+    parser.add_argument("--week", help="ISO week such as 2026-W47, 'last' (the last complete week; default) "
+                                       "or 'current' (the week so far)")
     parser.add_argument("--as-of", dest="as_of", metavar="ISO-8601",
                         help="pin 'now' (e.g. 2026-11-23T09:00:00+03:00) for reproducible figures")
 
@@ -47,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "complete week) and ingest it through the sync code path.")
     _common(p, params=False)
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    p.add_argument("--today", help="build the history as if today were this date (YYYY-MM-DD)")
+    p.add_argument("--today", metavar="YYYY-MM-DD", help="build the history as if today were this date (YYYY-MM-DD)")
     p.set_defaults(handler=cmd_demo)
 
     p = sub.add_parser("sync", help="pull your amoCRM account into the store",
@@ -62,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("auth", help="exchange an OAuth authorization code for tokens",
                        description="Exchange an amoCRM authorization code (valid 20 minutes) for the first "
-                                   "access/refresh token pair, saved to the token file (mode 0600).")
+                                   "access/refresh token pair, saved to the token file (mode 0600). Reads "
+                                   "AMOCRM_SUBDOMAIN/AMOCRM_DOMAIN or AMOCRM_BASE_URL, AMOCRM_CLIENT_ID, "
+                                   "AMOCRM_CLIENT_SECRET, AMOCRM_REDIRECT_URI and AMOCRM_TOKEN_FILE (default: "
+                                   "amocrm_token.json in the data dir).")
     _common(p, params=False)
     p.add_argument("--code", required=True, help="the authorization code from the integration's settings")
     p.set_defaults(handler=cmd_auth)
@@ -94,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "nbconvert and write reports/<week>/index.html.")
     _common(p)
     _week(p)
-    p.add_argument("--out", type=Path, help="reports folder (default: reports/ beside the data dir)")
-    p.add_argument("--jobs", type=int, help="notebooks executed at once (default: the core count)")
-    p.add_argument("--timeout", type=int, default=600, help="seconds per notebook (default 600)")
+    p.add_argument("--out", type=Path, metavar="DIR", help=OUT_HELP)
+    p.add_argument("--jobs", type=positive_int, metavar="N", help="notebooks executed at once (default: the core count)")
+    p.add_argument("--timeout", type=positive_int, default=600, metavar="SECONDS",
+                   help="seconds per notebook (default 600)")
     p.add_argument("--lang", choices=("en", "ru"), help="report language (default from params, else en)")
     p.add_argument("--email", action="store_true", help="send the reports to management afterwards")
     p.set_defaults(handler=cmd_run)
@@ -106,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "recipients in the params file, over SMTP_* settings.")
     _common(p)
     _week(p)
-    p.add_argument("--out", type=Path, help="reports folder (default: reports/ beside the data dir)")
+    p.add_argument("--out", type=Path, metavar="DIR", help=OUT_HELP)
+    p.add_argument("--lang", choices=("en", "ru"), help="email language (default from params, else en)")
     p.add_argument("--dry-run", action="store_true", help="write the .eml into reports/<week>/ instead of sending")
     p.add_argument("--force", action="store_true", help="send even if this week was already sent")
     p.set_defaults(handler=cmd_send)
@@ -246,7 +267,11 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # the subcommand's own usage, not the top-level one
+        subparsers = parser._subparsers._group_actions[0].choices
+        subparsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     configure_logging(getattr(args, "verbose", False))
     try:
         return int(args.handler(args) or 0)
