@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -326,6 +327,9 @@ def load_settings(
 
 # --- environment: connection and delivery secrets -------------------------------------------
 
+_SUBDOMAIN_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
 @dataclass(frozen=True)
 class AmoEnv:
     """amoCRM connection settings from the environment (secrets never printed)."""
@@ -356,6 +360,9 @@ def amocrm_env(env: Mapping[str, str] | None = None, data_dir: Path | None = Non
     domain = env.get("AMOCRM_DOMAIN", "amocrm.ru")
     if domain not in ("amocrm.ru", "amocrm.com", "kommo.com"):
         raise ConfigError(f"AMOCRM_DOMAIN={domain!r} is not supported: use amocrm.ru, amocrm.com or kommo.com")
+    if sub and not _SUBDOMAIN_RE.match(sub):
+        raise ConfigError(f"AMOCRM_SUBDOMAIN={sub!r} is not a plain subdomain: use only the first part of the "
+                          f"address, e.g. AMOCRM_SUBDOMAIN=yourcompany for https://yourcompany.{domain}")
     if not base and sub:
         base = f"https://{sub}.{domain}"
     token_file = env.get("AMOCRM_TOKEN_FILE")

@@ -124,6 +124,7 @@ def load_context(settings: Settings, now: datetime | None = None,
     supervisors, managers = resolve_people(settings, frames["users"])
     _check_pipelines(settings, frames["pipelines"])
     check_targets(settings.kpi.targets)
+    _check_score_fields(settings, frames["lead_custom_fields"], frames["custom_field_values"])
     return Context(settings=settings, frames=frames, tz=tz, week=week, as_of=as_of, now=now, managers=managers,
                    supervisors=supervisors, account=account, last_sync_at=last_sync)
 
@@ -148,7 +149,8 @@ def resolve_people(settings: Settings, users: pd.DataFrame) -> tuple[list[int], 
     for key in ("supervisors", "managers"):
         for uid in getattr(kpi, key) or ():
             if uid not in known:
-                shown = ", ".join(str(i) for i in sorted(known)) or "none (sync the account first)"
+                names = dict(zip(ids, users["name"].fillna("").astype(str).tolist()))
+                shown = ", ".join(f"{i} {names[i]}".strip() for i in sorted(known)) or "none (sync the account first)"
                 raise ConfigError(
                     f"kpi.{key}: user id {uid} is not a user of this account: use ids from the account's users"
                     f" ({shown})")
@@ -182,3 +184,21 @@ def _check_pipelines(settings: Settings, pipelines: pd.DataFrame) -> None:
         if pid not in known:
             shown = ", ".join(str(i) for i in sorted(known)) or "none (sync the account first)"
             raise ConfigError(f"kpi.pipelines: pipeline id {pid} is not a pipeline of this account: use one of {shown}")
+
+
+def _check_score_fields(settings: Settings, defs: pd.DataFrame, values: pd.DataFrame) -> None:
+    """A ``csat_field`` or ``nps_field`` set in the params must name a lead custom field of the account."""
+    fields_ = dict(zip(defs["id"].astype("int64").tolist(), defs["name"].fillna("").astype(str).tolist()))
+    for fid, name in zip(values["field_id"].dropna().astype("int64").tolist(),
+                         values["field_name"].fillna("").astype(str).tolist()):
+        fields_.setdefault(fid, name)
+    for key in ("csat_field", "nps_field"):
+        ref = getattr(settings.kpi, key)
+        if key not in settings.kpi_params or ref is None:
+            continue
+        text = str(ref).strip().casefold()
+        if any(str(fid) == text or name.strip().casefold() == text for fid, name in fields_.items()):
+            continue
+        shown = ", ".join(f"{fid} {name!r}" for fid, name in sorted(fields_.items())) or "none (sync the account first)"
+        raise ConfigError(f"kpi.{key}: {ref!r} names no lead custom field of this account: use the id or name of "
+                          f"one of its lead fields ({shown})")
