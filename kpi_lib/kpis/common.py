@@ -48,6 +48,23 @@ def flag(values) -> np.ndarray:
     return np.asarray(values, dtype=bool)
 
 
+def match_fields(defs: pd.DataFrame, values: pd.DataFrame, ref: str | int) -> list[int]:
+    """Lead custom field ids matching ``ref``: an id, or a name compared case-insensitively.
+
+    ``defs`` holds the fields (``id, name``), ``values`` their values or just the distinct
+    ``field_id, field_name`` pairs seen on values.
+    """
+    if isinstance(ref, int):
+        return [ref]
+    name = str(ref).strip().casefold()
+    found = set(defs.loc[defs["name"].fillna("").astype(str).str.strip().str.casefold() == name, "id"].astype(int))
+    named = values["field_name"].fillna("").astype(str).str.strip().str.casefold() == name
+    found |= set(values.loc[named, "field_id"].dropna().astype(int))
+    if name.isdigit():
+        found.add(int(name))
+    return sorted(found)
+
+
 # --- weeks -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -20,6 +21,8 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..periods import Week, report_timezone, resolve_now, resolve_week
 from ..store import Store
+from .common import match_fields
+from .facts import Facts
 from .registry import check_targets
 
 #: Typed tables and the columns the KPIs read (``None``: every column).
@@ -41,9 +44,11 @@ COLUMNS: dict[str, list[str] | None] = {
                "pipeline_before", "status_after", "pipeline_after", "responsible_before", "responsible_after"],
     "custom_field_values": ["entity_id", "field_id", "field_name", "position", "value"],
 }
+#: Tables read whole into pandas (the small ones and the links); the facts read the rest in SQL.
+FRAMES = ("account", "users", "pipelines", "statuses", "lead_custom_fields", "leads", "lead_contacts",
+          "lead_companies", "custom_field_values")
 #: Row filters applied while reading (the KPIs use no other rows).
 WHERE = {
-    "events": "type IN ('entity_responsible_changed', 'lead_status_changed', 'task_completed')",
     "custom_field_values": "entity_type = 'lead'",
 }
 
@@ -71,6 +76,8 @@ class Context:
     account : dict
         ``id, name, subdomain, currency, timezone``.
     last_sync_at : datetime or None
+    facts : Facts
+        The per-item facts every block starts from (built with the context).
     """
 
     settings: Settings
@@ -83,6 +90,7 @@ class Context:
     supervisors: list[int]
     account: dict[str, Any]
     last_sync_at: datetime | None
+    facts: Facts | None = field(default=None, repr=False)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -94,9 +102,30 @@ class Context:
         return np.asarray(self.supervisors, dtype="float64")
 
 
-def read_frames(store: Store) -> dict[str, pd.DataFrame]:
-    """The columns of :data:`COLUMNS` from an open store."""
-    return {table: store.frame(table, cols, WHERE.get(table)) for table, cols in COLUMNS.items()}
+def read_frames(store: Store, settings: Settings | None = None) -> dict[str, pd.DataFrame]:
+    """The columns of :data:`COLUMNS` of the tables in :data:`FRAMES` from an open store.
+
+    With ``settings``, custom field values are read only for the fields that params
+    ``csat_field`` and ``nps_field`` name (the only ones the KPIs score).
+    """
+    frames = {}
+    for table in FRAMES:
+        where = WHERE.get(table)
+        if table == "custom_field_values" and settings is not None:
+            where = _field_filter(store, settings, frames["lead_custom_fields"])
+        frames[table] = store.frame(table, COLUMNS[table], where)
+    return frames
+
+
+def _field_filter(store: Store, settings: Settings, defs: pd.DataFrame) -> str:
+    """The row filter of custom field values keeping the fields the CSAT and NPS settings match."""
+    where = WHERE["custom_field_values"]
+    pairs = store.con.execute(f"SELECT DISTINCT field_id, field_name FROM custom_field_values WHERE {where}").df()
+    ids = set()
+    for ref in (settings.kpi.csat_field, settings.kpi.nps_field):
+        if ref is not None:
+            ids.update(match_fields(defs, pairs, ref))
+    return f"{where} AND field_id IN ({', '.join(str(int(i)) for i in sorted(ids)) or 'NULL'})"
 
 
 def load_context(settings: Settings, now: datetime | None = None,
@@ -110,13 +139,23 @@ def load_context(settings: Settings, now: datetime | None = None,
     now : datetime, optional
         The current instant (default: the clock); ``settings.as_of`` pins it.
     frames : dict of DataFrame, optional
-        Already loaded frames (as from :func:`read_frames`), to skip reading the store.
+        The store's typed tables as frames (every table the facts read: ``calls``, ``tasks``
+        and ``events`` too), to compute from them instead of the store.
     """
     last_sync = None
     if frames is None:
         with Store.open(settings.data_dir, settings.account, read_only=True) as store:
-            frames = read_frames(store)
+            frames = read_frames(store, settings)
+            facts = Facts(store.con, frames["leads"], settings.kpi.pipelines)
             last_sync = store.last_sync_at()
+    else:
+        con = duckdb.connect()
+        try:
+            for name, frame in frames.items():
+                con.register(name, frame)
+            facts = Facts(con, frames["leads"], settings.kpi.pipelines)
+        finally:
+            con.close()
     account = _account(frames["account"])
     tz = report_timezone(settings.kpi.timezone, account["timezone"])
     now = resolve_now(settings.as_of, tz, now)
@@ -126,7 +165,7 @@ def load_context(settings: Settings, now: datetime | None = None,
     check_targets(settings.kpi.targets)
     _check_score_fields(settings, frames["lead_custom_fields"], frames["custom_field_values"])
     return Context(settings=settings, frames=frames, tz=tz, week=week, as_of=as_of, now=now, managers=managers,
-                   supervisors=supervisors, account=account, last_sync_at=last_sync)
+                   supervisors=supervisors, account=account, last_sync_at=last_sync, facts=facts)
 
 
 def _account(frame: pd.DataFrame) -> dict[str, Any]:
