@@ -102,11 +102,12 @@ class Span:
 
 
 def make_span(ctx: "Context", weeks: Iterable[Week]) -> Span:
-    """A :class:`Span` over ``weeks`` using the context's ``now``."""
+    """A :class:`Span` over ``weeks`` using the context's ``now`` (the context's facts then hold it)."""
     weeks = sorted(weeks, key=lambda w: w.start_ts)
     bounds = np.array([w.start_ts for w in weeks] + [weeks[-1].end_ts], dtype="float64")
     now = ctx.now.timestamp()
     as_of = np.minimum(now, bounds[1:])
+    ctx.cover(float(bounds[0]), float(bounds[-1]))
     return Span(weeks, bounds, as_of, now)
 
 

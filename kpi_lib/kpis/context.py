@@ -44,6 +44,8 @@ COLUMNS: dict[str, list[str] | None] = {
                "pipeline_before", "status_after", "pipeline_after", "responsible_before", "responsible_after"],
     "custom_field_values": ["entity_id", "field_id", "field_name", "position", "value"],
 }
+#: Weeks of trends the facts hold at least (besides the report week and the week before them).
+TREND_WEEKS = 12
 #: Tables read whole into pandas (the small ones and the links); the facts read the rest in SQL.
 FRAMES = ("account", "users", "pipelines", "statuses", "lead_custom_fields", "leads", "lead_contacts",
           "lead_companies", "custom_field_values")
@@ -91,7 +93,19 @@ class Context:
     account: dict[str, Any]
     last_sync_at: datetime | None
     facts: Facts | None = field(default=None, repr=False)
+    reader: Any = field(default=None, repr=False)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def cover(self, start: float, end: float) -> None:
+        """Make :attr:`facts` hold the items of ``[start, end)`` and the FCR window after it.
+
+        Facts for a wider window are read from the store again (the derived caches with them).
+        """
+        hi = end + self.reader.window_s
+        if self.facts.covers(start, hi):
+            return
+        self.facts = self.reader.read(min(start, self.facts.lo), max(hi, self.facts.hi))
+        self.cache.clear()
 
     @property
     def manager_ids(self) -> np.ndarray:
@@ -132,6 +146,9 @@ def load_context(settings: Settings, now: datetime | None = None,
                  frames: dict[str, pd.DataFrame] | None = None) -> Context:
     """Open the account's store read-only and resolve the report context.
 
+    The facts hold the items (calls, status changes, tasks) of the report week, the trend
+    weeks before it and the FCR window after it; a span outside them reads the store again.
+
     Parameters
     ----------
     settings : Settings
@@ -143,29 +160,56 @@ def load_context(settings: Settings, now: datetime | None = None,
         and ``events`` too), to compute from them instead of the store.
     """
     last_sync = None
+    store = None
     if frames is None:
-        with Store.open(settings.data_dir, settings.account, read_only=True) as store:
+        store = Store.open(settings.data_dir, settings.account, read_only=True)
+    try:
+        if store is not None:
             frames = read_frames(store, settings)
-            facts = Facts(store.con, frames["leads"], settings.kpi.pipelines)
             last_sync = store.last_sync_at()
-    else:
-        con = duckdb.connect()
-        try:
-            for name, frame in frames.items():
-                con.register(name, frame)
-            facts = Facts(con, frames["leads"], settings.kpi.pipelines)
-        finally:
-            con.close()
-    account = _account(frames["account"])
-    tz = report_timezone(settings.kpi.timezone, account["timezone"])
-    now = resolve_now(settings.as_of, tz, now)
-    week, as_of = resolve_week(settings.week, settings.as_of, tz, now)
-    supervisors, managers = resolve_people(settings, frames["users"])
-    _check_pipelines(settings, frames["pipelines"])
-    check_targets(settings.kpi.targets)
-    _check_score_fields(settings, frames["lead_custom_fields"], frames["custom_field_values"])
+        account = _account(frames["account"])
+        tz = report_timezone(settings.kpi.timezone, account["timezone"])
+        now = resolve_now(settings.as_of, tz, now)
+        week, as_of = resolve_week(settings.week, settings.as_of, tz, now)
+        supervisors, managers = resolve_people(settings, frames["users"])
+        _check_pipelines(settings, frames["pipelines"])
+        check_targets(settings.kpi.targets)
+        _check_score_fields(settings, frames["lead_custom_fields"], frames["custom_field_values"])
+        reader = _FactsReader(settings, None if store is not None else frames, frames["leads"], now.timestamp())
+        back = max(settings.kpi.trend_weeks, TREND_WEEKS) + 1
+        facts = reader.read(week.shift(-back).start_ts, week.end_ts + reader.window_s, store)
+    finally:
+        if store is not None:
+            store.close()
     return Context(settings=settings, frames=frames, tz=tz, week=week, as_of=as_of, now=now, managers=managers,
-                   supervisors=supervisors, account=account, last_sync_at=last_sync, facts=facts)
+                   supervisors=supervisors, account=account, last_sync_at=last_sync, facts=facts, reader=reader)
+
+
+class _FactsReader:
+    """Builds :class:`Facts` for a window of instants, from the store or from given frames."""
+
+    def __init__(self, settings: Settings, frames: dict[str, pd.DataFrame] | None, leads: pd.DataFrame,
+                 now: float):
+        self.settings, self.frames, self.leads, self.now = settings, frames, leads, now
+        self.window_s = settings.kpi.fcr_window_days * 86400.0
+
+    def read(self, lo: float, hi: float, store: Store | None = None) -> Facts:
+        """The facts holding the items of ``[lo, hi)`` (``store``: an open store to read from)."""
+        kpi = self.settings.kpi
+        if self.frames is not None:
+            con = duckdb.connect()
+            try:
+                for name, frame in self.frames.items():
+                    con.register("_frame", frame)
+                    con.execute(f"CREATE TABLE {name} AS SELECT * FROM _frame")
+                    con.unregister("_frame")
+                return Facts(con, self.leads, kpi.pipelines, kpi.fcr_window_days, lo, hi, self.now)
+            finally:
+                con.close()
+        if store is not None:
+            return Facts(store.con, self.leads, kpi.pipelines, kpi.fcr_window_days, lo, hi, self.now)
+        with Store.open(self.settings.data_dir, self.settings.account, read_only=True) as store:
+            return Facts(store.con, self.leads, kpi.pipelines, kpi.fcr_window_days, lo, hi, self.now)
 
 
 def _account(frame: pd.DataFrame) -> dict[str, Any]:

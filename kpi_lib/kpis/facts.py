@@ -27,8 +27,12 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Task ``entity_type`` codes (index = code): none or other, leads, contacts, companies.
 ENTITY_TYPES = (None, "leads", "contacts", "companies")
 
-#: De-duplicated call notes (the first of each ``uniq`` by time, then id), in time order.
+#: De-duplicated call notes (the first of each ``uniq`` by time, then id), the whole history.
 _CALLS_SQL = """
+WITH dups AS (SELECT uniq FROM calls WHERE uniq <> '' GROUP BY uniq HAVING count(*) > 1),
+repeated AS (SELECT c.rowid AS r FROM calls c SEMI JOIN dups d ON d.uniq = c.uniq
+             QUALIFY row_number() OVER (PARTITION BY c.uniq ORDER BY c.created_at ASC NULLS LAST,
+                                                                   c.id ASC NULLS LAST) > 1)
 SELECT CAST(id AS DOUBLE) AS id, coalesce(entity_type = 'contact', false) AS on_contact,
        CAST(entity_id AS DOUBLE) AS entity_id, coalesce(note_type = 'call_in', false) AS call_in,
        coalesce(note_type = 'call_out', false) AS call_out, CAST(created_at AS DOUBLE) AS t,
@@ -37,11 +41,7 @@ SELECT CAST(id AS DOUBLE) AS id, coalesce(entity_type = 'contact', false) AS on_
        coalesce(call_status = 4, false)
          OR ((call_status IS NULL OR call_status = 8) AND coalesce(duration, 0) >= 20) AS connected,
        CAST(coalesce(duration, 0) AS DOUBLE) AS duration, CAST(call_status AS DOUBLE) AS call_status
-FROM (SELECT *, uniq IS NOT NULL AND uniq <> '' AND row_number() OVER (
-          PARTITION BY uniq ORDER BY created_at ASC NULLS LAST, id ASC NULLS LAST) > 1 AS repeated
-      FROM calls)
-WHERE NOT repeated
-ORDER BY created_at ASC NULLS LAST, id ASC NULLS LAST
+FROM calls c ANTI JOIN repeated r ON r.r = c.rowid
 """
 
 #: Contact calls mapped to one of the contact's non-deleted leads (§0, the 600 s rule): the
@@ -51,13 +51,48 @@ WITH link AS (SELECT DISTINCT CAST(contact_id AS DOUBLE) AS contact, CAST(lead_i
               FROM lead_contacts),
 alive AS (SELECT link.contact, link.lead_id, l.created_at, l.closed_at, l.owner
           FROM link JOIN _facts_leads l ON l.id = link.lead_id WHERE NOT l.deleted),
-pairs AS (SELECT c.row, c.t, c.caller, a.lead_id, a.created_at, a.owner
-          FROM _facts_contact_calls c JOIN alive a ON a.contact = c.contact
-          WHERE a.created_at <= c.t + {MAP_SLACK_S} AND (a.closed_at IS NULL OR a.closed_at >= c.t)),
+pairs AS (SELECT c.rowid AS row, c.t, c.caller, a.lead_id, a.created_at, a.owner
+          FROM _facts_calls0 c JOIN alive a ON a.contact = c.entity_id
+          WHERE c.on_contact AND a.created_at <= c.t + {MAP_SLACK_S} AND (a.closed_at IS NULL OR a.closed_at >= c.t)),
 owned AS (SELECT p.row, p.lead_id, p.created_at,
                  coalesce(CASE WHEN r.t IS NULL THEN p.owner ELSE r.before END = p.caller, false) AS own
-          FROM pairs p ASOF LEFT JOIN _facts_changes r ON r.lead_id = p.lead_id AND r.t > p.t)
+          FROM pairs p ASOF LEFT JOIN _facts_changes r ON r.lead_id = p.lead_id AND p.t < r.t)
 SELECT row, arg_max(lead_id, (own, created_at, lead_id)) AS lead_id FROM owned GROUP BY row
+"""
+
+#: Every call with its lead (own, or mapped from a contact) and whether that lead counts.
+_LEAD_OF_CALLS_SQL = """
+SELECT c.*, CASE WHEN c.on_contact THEN m.lead_id ELSE c.entity_id END AS lead_id,
+       c.on_contact AND m.lead_id IS NOT NULL AS mapped, coalesce(l.counted, false) AS lead_counted
+FROM _facts_calls0 c
+LEFT JOIN _facts_mapped m ON m.row = c.rowid
+LEFT JOIN _facts_leads l ON l.id = CASE WHEN c.on_contact THEN m.lead_id ELSE c.entity_id END
+"""
+
+#: Per counted lead with calls: the first call (``fa``), the first connected call (``fc``), whether
+#: ``fc`` resolved the lead within the window (§3: no call_in, no connected call_out, an advance)
+#: with those first callback / repeat call / advance, and ``t1`` (first call_out or connected call_in).
+_LEAD_CALLS_SQL = """
+WITH c AS (SELECT lead_id, t, id, caller, connected, call_in, call_out FROM _facts_calls
+           WHERE lead_counted AND t IS NOT NULL),
+firsts AS (SELECT lead_id, min(t) AS fa_t, arg_min({'caller': caller, 'connected': connected}, (t, id)) AS fa,
+                  min(t) FILTER (WHERE connected) AS fc_t,
+                  arg_min({'caller': caller}, (t, id)) FILTER (WHERE connected) AS fc,
+                  min(t) FILTER (WHERE call_out OR (call_in AND connected)) AS t1
+           FROM c GROUP BY lead_id),
+callbacks AS (SELECT c.lead_id, min(c.t) AS t FROM c JOIN firsts f ON f.lead_id = c.lead_id
+              WHERE c.call_in AND c.t > f.fc_t AND c.t <= f.fc_t + $window GROUP BY c.lead_id),
+repeats AS (SELECT c.lead_id, min(c.t) AS t FROM c JOIN firsts f ON f.lead_id = c.lead_id
+            WHERE c.connected AND c.call_out AND c.t > f.fc_t AND c.t <= f.fc_t + $window GROUP BY c.lead_id),
+moves AS (SELECT s.lead_id, min(s.t) AS t FROM _facts_status s JOIN firsts f ON f.lead_id = s.lead_id
+          WHERE s.advances AND s.lead_counted AND s.t > f.fc_t AND s.t <= f.fc_t + $window GROUP BY s.lead_id)
+SELECT f.lead_id, f.fa_t, CAST(f.fa.caller AS DOUBLE) AS fa_caller, coalesce(f.fa.connected, false) AS fa_connected,
+       f.fc_t, CAST(f.fc.caller AS DOUBLE) AS fc_caller,
+       f.fc_t IS NOT NULL AND cb.t IS NULL AND rp.t IS NULL AND m.t IS NOT NULL AS fc_resolved,
+       cb.t AS fc_callback_t, rp.t AS fc_repeat_t, f.fc_t IS NOT NULL AND m.t IS NOT NULL AS fc_advanced, f.t1
+FROM firsts f LEFT JOIN callbacks cb ON cb.lead_id = f.lead_id LEFT JOIN repeats rp ON rp.lead_id = f.lead_id
+LEFT JOIN moves m ON m.lead_id = f.lead_id
+ORDER BY f.lead_id
 """
 
 #: Responsible changes on leads, the first of each second in API order (for ``owner_at`` in SQL).
@@ -67,42 +102,51 @@ WHERE t IS NOT NULL
 QUALIFY row_number() OVER (PARTITION BY lead_id, t ORDER BY seq ASC NULLS LAST) = 1
 """
 
-#: ``lead_status_changed`` events on leads with whether each advances the lead (§0).
+#: ``lead_status_changed`` events on leads with whether each advances the lead (§0), the whole history.
 _STATUS_SQL = f"""
 WITH sorts AS (SELECT id, pipeline_id, first(sort) AS sort FROM statuses GROUP BY id, pipeline_id)
 SELECT CAST(e.entity_id AS DOUBLE) AS lead_id, CAST(e.created_at AS DOUBLE) AS t,
        CAST(e.created_by AS DOUBLE) AS actor,
        coalesce(e.status_after = {WON}, false)
          OR (coalesce(e.status_after <> {LOST}, true) AND coalesce(e.pipeline_after = e.pipeline_before, false)
-             AND coalesce(a.sort > b.sort, false) AND e.status_before IS NOT NULL) AS advances
+             AND coalesce(a.sort > b.sort, false) AND e.status_before IS NOT NULL) AS advances,
+       coalesce(l.counted, false) AS lead_counted, e.seq
 FROM events e
 LEFT JOIN sorts a ON a.id = e.status_after AND a.pipeline_id = e.pipeline_after
 LEFT JOIN sorts b ON b.id = e.status_before AND b.pipeline_id = e.pipeline_before
+LEFT JOIN _facts_leads l ON l.id = e.entity_id
 WHERE e.type = 'lead_status_changed' AND e.entity_type = 'lead'
-ORDER BY e.created_at, e.seq
 """
 
-#: Tasks in id order with their completion time and codes for their texts and entity type.
+#: Tasks due, created or completed in the window [$lo, $hi), or open and due around ``now``
+#: ($near_lo, $near_hi), with their completion time.
 _TASKS_SQL = """
 WITH done AS (SELECT entity_id, max(created_at) AS t FROM events
-              WHERE type = 'task_completed' AND entity_type = 'task' GROUP BY entity_id),
-texts AS (SELECT text, row_number() OVER (ORDER BY text) - 1 AS code
-          FROM (SELECT DISTINCT text FROM tasks WHERE text IS NOT NULL)),
+              WHERE type = 'task_completed' AND entity_type = 'task' GROUP BY entity_id)
+SELECT t.*, CASE WHEN coalesce(t.is_completed, false) THEN CAST(coalesce(d.t, t.updated_at) AS DOUBLE) END AS done_at
+FROM tasks t LEFT JOIN done d ON d.entity_id = t.id
+WHERE (t.complete_till >= $lo AND t.complete_till < $hi) OR (t.created_at >= $lo AND t.created_at < $hi)
+   OR (coalesce(t.is_completed, false) AND coalesce(d.t, t.updated_at) >= $lo AND coalesce(d.t, t.updated_at) < $hi)
+   OR (NOT coalesce(t.is_completed, false) AND t.complete_till >= $near_lo AND t.complete_till < $near_hi)
+"""
+
+#: The window's tasks in id order with codes for their texts and entity type.
+_TASK_CODES_SQL = """
+WITH texts AS (SELECT text, row_number() OVER (ORDER BY text) - 1 AS code
+               FROM (SELECT DISTINCT text FROM _facts_tasks WHERE text IS NOT NULL)),
 results AS (SELECT result_text, row_number() OVER (ORDER BY result_text) - 1 AS code
-            FROM (SELECT DISTINCT result_text FROM tasks WHERE result_text IS NOT NULL)),
+            FROM (SELECT DISTINCT result_text FROM _facts_tasks WHERE result_text IS NOT NULL)),
 kinds AS (SELECT entity_type, row_number() OVER (ORDER BY entity_type) - 1 AS code
-          FROM (SELECT DISTINCT entity_type FROM tasks WHERE entity_type IS NOT NULL))
+          FROM (SELECT DISTINCT entity_type FROM _facts_tasks WHERE entity_type IS NOT NULL))
 SELECT CAST(t.id AS DOUBLE) AS id, CAST(t.created_by AS DOUBLE) AS created_by,
        CAST(t.created_at AS DOUBLE) AS created_at, CAST(t.responsible_user_id AS DOUBLE) AS responsible,
        CAST(t.entity_id AS DOUBLE) AS entity_id,
        CAST(CASE t.entity_type WHEN 'leads' THEN 1 WHEN 'contacts' THEN 2 WHEN 'companies' THEN 3 ELSE 0 END
             AS TINYINT) AS etype,
        coalesce(t.is_completed, false) AS is_completed,
-       CASE WHEN coalesce(t.is_completed, false) THEN CAST(coalesce(d.t, t.updated_at) AS DOUBLE) END AS done_at,
-       coalesce(x.code, -1) AS text_code, coalesce(r.code, -1) AS result_code,
+       t.done_at, coalesce(x.code, -1) AS text_code, coalesce(r.code, -1) AS result_code,
        CAST(t.complete_till AS DOUBLE) AS complete_till, coalesce(k.code, -1) AS kind_code
-FROM tasks t
-LEFT JOIN done d ON d.entity_id = t.id
+FROM _facts_tasks t
 LEFT JOIN texts x ON x.text = t.text
 LEFT JOIN results r ON r.result_text = t.result_text
 LEFT JOIN kinds k ON k.entity_type = t.entity_type
@@ -143,13 +187,29 @@ class Facts:
         (``owner_at(lead, closed_at)``).
     """
 
-    def __init__(self, con: "duckdb.DuckDBPyConnection", leads: pd.DataFrame, pipelines=None):
+    def __init__(self, con: "duckdb.DuckDBPyConnection", leads: pd.DataFrame, pipelines=None,
+                 window_days: float = 7, lo: float = -np.inf, hi: float = np.inf, now: float | None = None):
+        self.lo, self.hi = float(lo), float(hi)
         self._build_leads(leads, pipelines)
         self._build_owner_history(con)
-        self._build_status(con)
-        self._build_calls(con)
-        self._build_tasks(con)
+        temp = ("_facts_changes", "_facts_calls0", "_facts_mapped", "_facts_calls", "_facts_status", "_facts_tasks")
+        views = {"_facts_leads": self.leads[["created_at", "closed_at", "owner", "deleted", "counted"]].assign(
+            id=self.lead_ids), "_facts_responsible": self.responsible_events}
+        for name, frame in views.items():
+            con.register(name, frame)
+        try:
+            self._build_calls(con, window_days * 86400.0)
+            self._build_tasks(con, now)
+        finally:
+            for name in temp:
+                con.execute(f"DROP TABLE IF EXISTS {name}")
+            for name in views:
+                con.unregister(name)
         self._build_closed()
+
+    def covers(self, lo: float, hi: float) -> bool:
+        """Whether the items held (calls, status changes, tasks) cover the instants ``[lo, hi)``."""
+        return self.lo <= lo and hi <= self.hi
 
     # leads and their owners ---------------------------------------------------------------
     def _build_leads(self, leads: pd.DataFrame, pipelines) -> None:
@@ -220,49 +280,31 @@ class Facts:
         hit = (j < len(self._resp_key)) & (self._resp_pos[jc] == pos) & known & ~np.isnan(t)
         return np.where(hit, self._resp_before[jc], current)
 
-    # status history -----------------------------------------------------------------------
-    def _build_status(self, con: "duckdb.DuckDBPyConnection") -> None:
-        self.status = con.execute(_STATUS_SQL).df()
-        self.status["lead_counted"] = self.lead_attr(self.status["lead_id"], "counted")
+    # calls and status changes -------------------------------------------------------------
+    def _window(self) -> str:
+        """SQL bounds of the window on ``t`` (nothing when unbounded)."""
+        bounds = [f"t >= {self.lo!r}" if np.isfinite(self.lo) else "", f"t < {self.hi!r}" if np.isfinite(self.hi) else ""]
+        return " AND ".join(b for b in bounds if b) or "true"
 
-    # calls --------------------------------------------------------------------------------
-    def _build_calls(self, con: "duckdb.DuckDBPyConnection") -> None:
-        out = con.execute(_CALLS_SQL).df()
-        on_contact = out["on_contact"].to_numpy()
-        lead_id = np.where(on_contact, np.nan, out["entity_id"].to_numpy())
-        mapped = np.zeros(len(out), dtype=bool)
-        contact = np.flatnonzero(on_contact)
-        if len(contact):
-            lead_id[contact] = self._map_contact_calls(con, out.iloc[contact])
-            mapped[contact] = ~np.isnan(lead_id[contact])
-        out["lead_id"] = lead_id
-        out["mapped"] = mapped
-        out["lead_counted"] = self.lead_attr(lead_id, "counted")
-        self.calls = out
-
-    def _map_contact_calls(self, con: "duckdb.DuckDBPyConnection", cc: pd.DataFrame) -> np.ndarray:
-        """Map contact calls to one of the contact's non-deleted leads (§0, the 600 s rule)."""
-        leads = self.leads[["id", "created_at", "closed_at", "owner", "deleted"]].assign(
-            id=self.lead_ids)
-        calls = pd.DataFrame({"row": np.arange(len(cc)), "contact": cc["entity_id"].to_numpy(),
-                              "t": cc["t"].to_numpy(), "caller": cc["caller"].to_numpy()})
-        names = {"_facts_leads": leads, "_facts_contact_calls": calls, "_facts_responsible": self.responsible_events}
-        for name, frame in names.items():
-            con.register(name, frame)
-        try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _facts_changes AS {_CHANGES_SQL}")
-            chosen = con.execute(_MAP_SQL).df()
-        finally:
-            for name in names:
-                con.unregister(name)
-            con.execute("DROP TABLE IF EXISTS _facts_changes")
-        out = np.full(len(cc), np.nan)
-        out[chosen["row"].to_numpy(dtype="int64")] = chosen["lead_id"].to_numpy(dtype="float64")
-        return out
+    def _build_calls(self, con: "duckdb.DuckDBPyConnection", window_s: float) -> None:
+        """Calls and status changes of the window, and every counted lead's first calls (whole history)."""
+        con.execute(f"CREATE TEMP TABLE _facts_changes AS {_CHANGES_SQL}")
+        con.execute(f"CREATE TEMP TABLE _facts_calls0 AS {_CALLS_SQL}")
+        con.execute(f"CREATE TEMP TABLE _facts_mapped AS {_MAP_SQL}")
+        con.execute(f"CREATE TEMP TABLE _facts_calls AS {_LEAD_OF_CALLS_SQL}")
+        con.execute(f"CREATE TEMP TABLE _facts_status AS {_STATUS_SQL}")
+        where = self._window()
+        self.calls = con.execute(f"SELECT * FROM _facts_calls WHERE {where} ORDER BY t ASC NULLS LAST, id ASC NULLS LAST").df()
+        self.status = con.execute(f"SELECT lead_id, t, actor, advances, lead_counted FROM _facts_status WHERE {where}"
+                                  " ORDER BY t ASC NULLS LAST, seq ASC NULLS LAST").df()
+        self.lead_calls = con.execute(_LEAD_CALLS_SQL, {"window": window_s}).df().set_index("lead_id")
 
     # tasks ---------------------------------------------------------------------------------
-    def _build_tasks(self, con: "duckdb.DuckDBPyConnection") -> None:
-        out = con.execute(_TASKS_SQL).df()
+    def _build_tasks(self, con: "duckdb.DuckDBPyConnection", now: float | None) -> None:
+        near = (-np.inf, np.inf) if now is None else (now - 3 * 86400.0, now + 3 * 86400.0)
+        bounds = {"lo": self.lo, "hi": self.hi, "near_lo": near[0], "near_hi": near[1]}
+        con.execute(f"CREATE TEMP TABLE _facts_tasks AS {_TASKS_SQL}", bounds)
+        out = con.execute(_TASK_CODES_SQL).df()
         self.task_texts = _codes(con, "text")
         self.result_texts = _codes(con, "result_text")
         self._task_kinds = _codes(con, "entity_type")
@@ -310,5 +352,5 @@ def closed_in(ctx: "Context", span: Span, status: int) -> pd.DataFrame:
 
 def _codes(con: "duckdb.DuckDBPyConnection", column: str) -> np.ndarray:
     """The distinct non-null values of a tasks column, in the order of their codes in ``_TASKS_SQL``."""
-    rows = con.execute(f"SELECT DISTINCT {column} FROM tasks WHERE {column} IS NOT NULL ORDER BY {column}").fetchall()
+    rows = con.execute(f"SELECT DISTINCT {column} FROM _facts_tasks WHERE {column} IS NOT NULL ORDER BY {column}").fetchall()
     return np.array([r[0] for r in rows], dtype=object)
