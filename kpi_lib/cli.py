@@ -163,9 +163,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from .amocrm.sync import sync_command
+    from .amocrm.sync import pull_account
 
-    return sync_command(settings_from_args(args), full=args.full, max_rps=args.max_rps)
+    print(pull_account(settings_from_args(args), full=args.full, max_rps=args.max_rps).summary())
+    return 0
 
 
 def cmd_auth(args: argparse.Namespace) -> int:

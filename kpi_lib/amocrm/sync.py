@@ -249,8 +249,14 @@ def guess_account_name(base_url: str) -> str | None:
     return None
 
 
-def sync_command(settings: Settings, full: bool = False, max_rps: float | None = None) -> int:
-    """``kpi-report sync``: pull the account into ``settings.data_dir``; returns the exit code."""
+def pull_account(settings: Settings, full: bool = False, max_rps: float | None = None) -> SyncReport:
+    """Pull the amoCRM account into its store under ``settings.data_dir`` (``kpi-report sync``).
+
+    Returns
+    -------
+    SyncReport
+        What was fetched, with the account's store name, requests and seconds.
+    """
     env = amocrm_env(data_dir=settings.data_dir)
     base_url = require_base_url(env)
     rps = env.max_rps if max_rps is None else check_max_rps(max_rps, "--max-rps ")
@@ -272,5 +278,4 @@ def sync_command(settings: Settings, full: bool = False, max_rps: float | None =
         report.seconds = time.monotonic() - began
     finally:
         client.close()
-    print(report.summary())
-    return 0
+    return report
