@@ -1,4 +1,4 @@
-"""``kpi-report``: demo | sync | auth | kpis | detail | run | send.
+"""``kpi-report``: demo | sync | auth | kpis | detail | drivers | run | send.
 
 Each subcommand resolves its settings once (flag, params file, environment, default) and
 calls one verb of the library.  Errors of kpi_lib are printed as one line that names the
@@ -107,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     form.add_argument("--json", action="store_true", help="print a JSON list of rows")
     form.add_argument("--csv", action="store_true", help="print CSV (lists joined by ';', null as empty)")
     p.set_defaults(handler=cmd_detail)
+
+    p = sub.add_parser("drivers", help="why each figure moved since the week before",
+                       description="Split the change of five team figures since the week before into each "
+                                   "manager's rate and mix effects, plus 'other' (kpi-definitions.md §11).")
+    _common(p)
+    _week(p)
+    p.add_argument("--json", action="store_true", help="print the JSON of kpi-definitions.md §11")
+    p.set_defaults(handler=cmd_drivers)
 
     p = sub.add_parser("run", help="execute the notebooks and render the week's HTML reports",
                        description="Execute every notebook with papermill, render HTML without code with "
@@ -242,6 +250,34 @@ def _detail_text(block: str, week: str, rows) -> str:
     lines = [f"{block} in {week}: {len(rows)} row(s)"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in table]
     return "\n".join(lines)
+
+
+def format_drivers_text(drivers: dict, names: dict[str, str], week: str) -> str:
+    """Plain text of a §11 result: per figure, the change and each manager's rate and mix effects, then ``other``."""
+    lines = [f"Why the figures moved in {week} (kpi-definitions.md §11)"]
+    for block, r in drivers.items():
+        lines += ["", f"{block.replace('_', ' ').capitalize()}: {r['key']} {format_figure(r['previous'])} -> "
+                      f"{format_figure(r['value'])} (change {format_figure(r['change'])})"]
+        rows = [(names.get(str(m["manager"]), str(m["manager"])), m["rate_effect"], m["mix_effect"])
+                for m in r["managers"]] + [("other", r["other"], None)]
+        width = max(len(name) for name, _, _ in rows)
+        lines.append(f"  {'manager'.ljust(width)}  {'rate effect':>12}  {'mix effect':>12}")
+        lines += [f"  {name.ljust(width)}  {format_figure(rate):>12}  {'' if name == 'other' else format_figure(mix):>12}"
+                  for name, rate, mix in rows]
+    return "\n".join(lines)
+
+
+def cmd_drivers(args: argparse.Namespace) -> int:
+    from .kpis import compute_drivers, load_context
+
+    ctx = load_context(settings_from_args(args))
+    drivers = compute_drivers(ctx)
+    if args.json:
+        print(json.dumps(drivers, ensure_ascii=False, indent=2))
+    else:
+        names = {str(int(m.user_id)): f"{m.name} ({int(m.user_id)})" for m in ctx.managers.itertuples(index=False)}
+        print(format_drivers_text(drivers, names, ctx.week.label))
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
