@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import Settings, load_settings
+from .config import Settings, default_demo_dir, load_settings
 from .errors import KpiError
 from .log import configure_logging, logger, redact
 
 
-def _common(parser: argparse.ArgumentParser, params: bool = True) -> None:
-    parser.add_argument("--data-dir", type=Path, help="folder of the account stores (default: data/ or $KPI_DATA_DIR)")
+def _common(parser: argparse.ArgumentParser, params: bool = True,
+            data_help: str = "folder of the account stores (default: data/ or $KPI_DATA_DIR)") -> None:
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", help=data_help)
     parser.add_argument("--account", help="account store name (default: the only store in the data dir)")
     if params:
         parser.add_argument("--params", type=Path, metavar="FILE", help="params YAML file (see params/)")
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="build the demo account store from a seed",
                        description="Build a realistic demo amoCRM account (26 weeks ending with the last "
                                    "complete week) and ingest it through the sync code path.")
-    _common(p, params=False)
+    _common(p, params=False, data_help="folder of the demo store (default: demo/data, apart from your "
+                                       "account's data/, so that its reports go to demo/reports)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     p.add_argument("--today", metavar="YYYY-MM-DD", help="build the history as if today were this date (YYYY-MM-DD)")
     p.set_defaults(handler=cmd_demo)
@@ -165,7 +167,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import build_demo
 
     settings = settings_from_args(args)
-    path = build_demo(settings.data_dir, account=settings.account or "demo", seed=args.seed, today=args.today)
+    data_dir = settings.data_dir if args.data_dir else default_demo_dir()
+    path = build_demo(data_dir, account=settings.account or "demo", seed=args.seed, today=args.today)
     print(f"demo account written to {path}")
     return 0
 

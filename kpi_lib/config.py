@@ -285,6 +285,12 @@ def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
     return here / "data"
 
 
+def default_demo_dir() -> Path:
+    """``demo/data`` beside the default ``data/``: the demo account never shares a folder with a synced one
+    (``KPI_DATA_DIR`` names your account's folder, so it is not read here)."""
+    return default_data_dir({}).parent / "demo" / "data"
+
+
 def load_settings(
     params_file: str | os.PathLike | None = None,
     *,

@@ -89,8 +89,8 @@ def resolve_account(data_dir: str | Path, account: str | None) -> str:
         return found[0]
     if not found:
         raise StoreError(
-            f"no account store in {data_dir}: run 'kpi-report demo' for the demo account "
-            "or 'kpi-report sync' for yours (or pass --data-dir)"
+            f"no account store in {data_dir}: run 'kpi-report demo' and pass --data-dir demo/data for the demo "
+            "account, or 'kpi-report sync' for yours (or pass --data-dir with your folder)"
         )
     raise StoreError(f"several account stores in {data_dir} ({', '.join(found)}): choose one with --account")
 
