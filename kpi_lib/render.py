@@ -152,6 +152,7 @@ def write_summary(folder: Path, run: "WeekRun", data: "WeekData | None", setting
         "generated_at": (generated.astimezone(tz) if tz else generated).isoformat(timespec="seconds"),
         "last_sync_at": data.last_sync_at.isoformat(timespec="seconds") if data and data.last_sync_at else None,
         "lang": settings.lang,
+        "currency": (data.account.get("currency") if data else None) or "RUB",
         "account": {"name": (data.account.get("name") if data else None),
                     "subdomain": (data.account.get("subdomain") if data else None)},
         "ok": run.ok,

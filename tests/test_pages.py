@@ -39,9 +39,12 @@ def test_russian_pages_read_as_russian_with_no_stray_code(ru_week):
         assert "None" not in text, page.name  # a Jinja variable named `none` printed Python's None
         assert "--week" not in text and "kpi-report" not in text, page.name  # no command lines for management
         assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", text), page.name  # no raw ISO times
-        assert not re.search(r"\d%", text.replace("95%-й", "")), page.name  # Russian writes "90 %"
+        assert not re.search(r"\d%", text), page.name  # Russian writes "90 %"
     smart = check_page(week / "06_smart_audit.html").text
-    assert "Качество данных" in smart and "Замечаний нет" in smart or "Качество данных" in smart
+    from kpi_lib import i18n
+
+    quality = smart.split(i18n.text("sec.quality", "ru"), 1)[1]
+    assert quality.lstrip().startswith(i18n.text("dq.none", "ru"))  # where "None" used to be
 
 
 @pytest.mark.slow
@@ -196,3 +199,19 @@ def test_a_long_title_is_wrapped_not_cut_off(figures):
     assert inside(fig) == []
     shown = next(t for t in texts(fig) if t.startswith("Скорость"))
     assert "\n" in shown
+
+
+def test_the_emails_text_part_writes_money_with_its_currency_and_one_timezone(ru_week, demo_store):
+    from zoneinfo import ZoneInfo
+
+    from kpi_lib.mail import build_message
+
+    _, week = ru_week
+    msg = build_message(week, settings_for(demo_store, lang="ru"), tz=ZoneInfo("Europe/Moscow"))
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    for part in (text, html):
+        targets = re.findall(r"(?:Средний чек|Выручка за активный день)[^\n]*?цель ≥ ([\d" + NBSP + r" ]+[^\s)<]*)", part)
+        assert targets and all(t.endswith("₽") for t in targets), targets
+        zones = set(re.findall(r"\d\d:\d\d \(([^)]+)\)", part))
+        assert zones == {"Europe/Moscow"}, zones
