@@ -241,7 +241,7 @@ class BlockReport:
     def last_final(self) -> str:
         """The team's latest final FCR before this week, shown beside a provisional one."""
         trends = self.data.trends
-        team = trends[(trends["block"] == "first_call") & (trends["manager"].astype(str) == "team")]
+        team = trends[(trends["block"] == "first_call") & trends["manager"].isna().to_numpy()]  # NA: the team
         final = team.loc[(team["key"] == "fcr_final") & (team["value"] == 1) & (team["week"] < self.data.week.label),
                          "week"]
         if not len(final):
