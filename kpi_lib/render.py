@@ -221,8 +221,6 @@ def write_definitions_page(out_dir: Path) -> None:
     from markupsafe import Markup
     import mistune
 
-    from .report import write_atomic
-
     if not DEFINITIONS.is_file():
         return
     text = DEFINITIONS.read_text(encoding="utf-8")
