@@ -1,7 +1,11 @@
-# Quick start: `make report` builds the demo account and this week's reports; `make test` runs the suite.
+# Quick start: `make report` builds the demo account and last week's reports; `make test` runs the suite.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# The demo account has a folder of its own, so data/ and reports/ hold only your synced account.
+DEMO   := demo/data
+# Jupyter refuses to start as root without --allow-root (a container's only user is often root).
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: report test test-deps demo lab bench clean
 
@@ -16,11 +20,11 @@ $(VENV)/.test-installed: $(BIN)/kpi-report
 	touch $@
 
 demo: $(BIN)/kpi-report
-	$(BIN)/kpi-report demo
+	$(BIN)/kpi-report demo --data-dir $(DEMO)
 
 report: demo
-	$(BIN)/kpi-report run --week last
-	@echo "open reports/index.html"
+	$(BIN)/kpi-report run --week last --data-dir $(DEMO)
+	@echo "open demo/reports/index.html"
 
 test-deps: $(VENV)/.test-installed
 	@{ command -v chromium && command -v faketime; } >/dev/null 2>&1 || { \
@@ -32,10 +36,10 @@ test: test-deps
 
 lab: demo
 	$(BIN)/python -m pip install --quiet jupyterlab
-	$(BIN)/jupyter lab notebooks/
+	KPI_DATA_DIR=$(CURDIR)/$(DEMO) $(BIN)/jupyter lab $(ROOT_FLAG) notebooks/
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks
 
-clean:
-	rm -rf $(VENV) reports data
+clean:  # the venv and the demo; data/ (your account, its token) and reports/ stay
+	rm -rf $(VENV) demo

@@ -1,17 +1,24 @@
-"""KPI speed and memory on a scaled-up demo account, printed as ratios against the targets.
+"""KPI speed and memory on a scaled-up demo account, as ratios to the store's own scan.
 
-    python -m benchmarks.bench_kpis [--scale 320] [--weeks 26]
+    python -m benchmarks.bench_kpis [--scale 320] [--repeat 1]
 
-Generates the demo account at ``--scale`` (and at a tenth of it, for the linearity check)
-with :func:`kpi_lib.demo.generate_account`, caches the stores under ``benchmarks/out/``, then
-measures in a fresh process per size:
+Generates the demo account at ``--scale`` (320 ≈ 1 M leads) and at a tenth of it, caches the
+stores under ``benchmarks/out/``, then times, side by side in one run and each in a fresh
+Python process (wall time from start to exit, so imports count):
 
-* ``load``: reading the columns the KPIs need from the store (the baseline);
-* ``week``: all six KPI blocks for one week, from a fresh context (facts included);
-* ``trends``: ``compute_trends`` over ``--weeks`` weeks, from a fresh context;
-* ``peak``: the process's peak resident memory.
+Each figure is a wall-time ratio, printed with the ratio of the processes' CPU time beside it.
 
-Targets: week ≤ 3 × load, trends ≤ 10 × load, 10 × the data ≤ 12 × the time, peak < 6 GB.
+* ``floor``: open the DuckDB file read-only and scan every column the KPIs read (nothing else:
+  no pandas, no kpi_lib); the honest lower bound of any computation over the store;
+* ``week``: ``kpi-report kpis --week … --json`` (all six blocks for one week), with its peak
+  resident memory;
+* ``trends``: ``compute_trends`` over 12 weeks from a fresh context;
+* ``open_report``: a notebook's ``open_report`` on the large store, with the weekly run's
+  cache in the working folder (as the weekly run leaves it) and without (computed afresh).
+
+Targets: week ≤ 10 × floor with peak ≤ 1.5 GB; 12 weeks of trends ≤ 20 × floor; the week at
+10 × the data ≤ 11 × the time; ``open_report`` at 1 M leads ≤ 3 s.  The machine is shared and
+noisy: read the ratios, not the seconds; ``--repeat N`` keeps each process's best of N.
 The stores are written with the store's own typed-row code (``kpi_lib.store``) straight into
 the typed tables, skipping the raw JSON copy that a sync keeps, so that a million leads load
 in minutes; the data are the generator's.
@@ -21,9 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -31,17 +40,17 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent / "out"
 TODAY = date(2026, 11, 25)
 AS_OF = "2026-11-25T12:00:00+03:00"
+WEEK = "2026-W47"
 ACCOUNT = "bench"
-CHUNK_ROWS = 250_000
-TARGETS = {"week": 3.0, "trends": 10.0, "linear": 12.0, "peak_gb": 6.0}
+CHUNK_ITEMS = 50_000
+TREND_WEEKS = 12
+TARGETS = {"week": 10.0, "trends": 20.0, "growth": 11.0, "peak_gb": 1.5, "open_report_s": 3.0}
 
 
 def build_store(scale: float) -> Path:
-    """The cached store of the demo account at ``scale`` (generated on first use)."""
-    import pandas as pd
-
+    """The cached store of the demo account at ``scale`` (generated on first use); its folder."""
     from kpi_lib.demo import generate_account
-    from kpi_lib.store import COLLECTIONS, ENTITIES, Store, typed_frame, typed_rows
+    from kpi_lib.store import Store, page_items
 
     data_dir = OUT / f"kpis-scale-{scale:g}"
     done = data_dir / "complete.json"
@@ -51,35 +60,17 @@ def build_store(scale: float) -> Path:
     for old in data_dir.glob(f"{ACCOUNT}.duckdb*"):
         old.unlink()
     counts: dict[str, int] = {}
-    buffers: dict[str, list[tuple]] = {}
-    next_seq = 1
+    buffers: dict[str, list[dict]] = {}
     started = time.perf_counter()
     with Store.open(data_dir, ACCOUNT, read_only=False, create=True) as store:
-        def flush(table: str) -> None:
-            nonlocal next_seq
-            rows = buffers.pop(table, [])
-            if not rows:
-                return
-            if table == "events":
-                rows = [(r[0], next_seq + i) + r[2:] for i, r in enumerate(rows)]
-                next_seq += len(rows)
-            frame: pd.DataFrame = typed_frame(table, rows)
-            store.con.register("_bench_rows", frame)
-            store.con.execute(f"INSERT INTO {table} SELECT * FROM _bench_rows")
-            store.con.unregister("_bench_rows")
-
         for entity, page in generate_account(seed=7, today=TODAY, scale=scale):
-            if not page:
-                continue
-            items = [page] if entity == "account" else page["_embedded"][COLLECTIONS.get(entity, entity)]
+            items = page_items(entity, page)
             counts[entity] = counts.get(entity, 0) + len(items)
-            for table, rows in typed_rows(entity, items).items():
-                buffers.setdefault(table, []).extend(rows)
-                if len(buffers[table]) >= CHUNK_ROWS:
-                    flush(table)
-        for table in list(buffers):
-            flush(table)
-        assert set(counts) <= set(ENTITIES)
+            buffers.setdefault(entity, []).extend(items)
+            if len(buffers[entity]) >= CHUNK_ITEMS:
+                store.append_typed(entity, buffers.pop(entity))
+        for entity, items in buffers.items():
+            store.append_typed(entity, items)
         store.mark_synced()
         store.con.execute("CHECKPOINT")
     counts["generate_s"] = round(time.perf_counter() - started, 1)
@@ -87,66 +78,140 @@ def build_store(scale: float) -> Path:
     return data_dir
 
 
-def measure(data_dir: Path, weeks: int) -> dict:
-    """Time load / one week / trends on one store (run in a fresh process for a clean peak)."""
+def _scan_sql(columns: dict[str, list[str]]) -> list[str]:
+    """One query per table reading every listed column in full (strings by their length)."""
+    from kpi_lib.store import TABLES
+
+    types = {table: dict(cols) for table, cols in TABLES.items()}
+    out = []
+    for table, cols in columns.items():
+        reads = [f"sum(length({c}))" if types[table][c] == "VARCHAR" else f"count({c})" for c in cols]
+        out.append(f"SELECT count(*), {', '.join(reads)} FROM {table}")
+    return out
+
+
+def _child_floor(data_dir: Path, queries: list[str]) -> dict:
+    import duckdb
+
+    con = duckdb.connect(str(data_dir / f"{ACCOUNT}.duckdb"), read_only=True)
+    rows = {}
+    for sql in queries:
+        rows[sql.split(" FROM ")[-1]] = con.execute(sql).fetchone()[0]
+    con.close()
+    return {"rows": rows}
+
+
+def _settings(data_dir: Path):
     from kpi_lib.config import load_settings
-    from kpi_lib.kpis import compute_kpis, compute_trends, load_context, read_frames
-    from kpi_lib.store import Store
 
-    settings = load_settings(overrides={"data_dir": str(data_dir), "account": ACCOUNT, "week": "last",
-                                        "as_of": AS_OF})
-    t0 = time.perf_counter()
-    with Store.open(data_dir, ACCOUNT) as store:
-        frames = read_frames(store)
-        rows = {name: len(frame) for name, frame in frames.items()}
-    load = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    result = compute_kpis(load_context(settings, frames=frames))
-    week = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    trends = compute_trends(load_context(settings, frames=frames), weeks)
-    trend = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
-    return {"rows": rows, "load_s": load, "week_s": week, "trends_s": trend, "peak_gb": peak,
-            "team_won": result["kpis"]["average_check"]["team"]["won"], "trend_rows": len(trends)}
+    return load_settings(overrides={"data_dir": str(data_dir), "account": ACCOUNT, "week": WEEK, "as_of": AS_OF})
 
 
-def _measure_in_child(data_dir: Path, weeks: int) -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_kpis", "--measure", str(data_dir),
-                          "--weeks", str(weeks)], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def _child_week(data_dir: Path) -> dict:
+    from kpi_lib.kpis import compute_kpis, load_context
+
+    result = compute_kpis(load_context(_settings(data_dir)))
+    return {"team_won": result["kpis"]["average_check"]["team"]["won"]}
+
+
+def _child_trends(data_dir: Path) -> dict:
+    from kpi_lib.kpis import compute_trends, load_context
+
+    return {"trend_rows": len(compute_trends(load_context(_settings(data_dir)), TREND_WEEKS))}
+
+
+def _child_open_report(data_dir: Path) -> dict:
+    from kpi_lib.views import open_report
+
+    report = open_report("first_call", week=WEEK, as_of=AS_OF, account=ACCOUNT, data_dir=str(data_dir))
+    return {"primary": str(report.data.result["kpis"]["first_call"]["team"]["fcr_pct"])}
+
+
+def _child_write_cache(data_dir: Path) -> dict:
+    from kpi_lib.weekdata import build_week_data, write_week_data
+
+    write_week_data(build_week_data(_settings(data_dir)), Path.cwd())
+    return {}
+
+
+CHILDREN = {"floor": _child_floor, "week": _child_week, "trends": _child_trends, "open_report": _child_open_report,
+            "write_cache": _child_write_cache}
+
+
+def _run_child(kind: str, data_dir: Path, repeat: int = 1, cwd: Path | None = None, extra: str = "") -> dict:
+    """Run one measurement in a fresh process: best wall time of ``repeat``, its peak memory."""
+    best: dict | None = None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_kpis", "--child", kind, str(data_dir), extra],
+                             check=True, capture_output=True, text=True, cwd=cwd,
+                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+        seconds = time.perf_counter() - started
+        found = json.loads(out.stdout.strip().splitlines()[-1])
+        found["s"] = seconds
+        if best is None or seconds < best["s"]:
+            best = found
+    return best
 
 
 def _line(name: str, value: float, target: float, unit: str = "×") -> str:
     verdict = "ok" if value <= target else "MISSED"
-    return f"  {name:<38} {value:8.2f}{unit}   target ≤ {target:g}{unit}   {verdict}"
+    return f"  {name:<44} {value:8.2f}{unit}   target ≤ {target:g}{unit}   {verdict}"
+
+
+def _ratio(name: str, part: dict, floor: dict, target: float) -> str:
+    """A wall-time ratio with its verdict, and the CPU-time ratio (steadier on a shared machine)."""
+    return _line(name, part["s"] / floor["s"], target) + f"   (CPU time {part['cpu_s'] / floor['cpu_s']:.2f}×)"
+
+
+def measure(scale: float, repeat: int) -> dict:
+    """Floor, one week and trends on the store at ``scale``."""
+    from kpi_lib.kpis.context import COLUMNS
+
+    data_dir = build_store(scale)
+    columns = {t: c for t, c in COLUMNS.items() if c is not None}
+    floor = _run_child("floor", data_dir, repeat, extra=json.dumps(_scan_sql(columns)))
+    week = _run_child("week", data_dir, repeat)
+    trends = _run_child("trends", data_dir, repeat)
+    return {"data_dir": data_dir, "floor": floor, "week": week, "trends": trends}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=320.0, help="demo scale of the large account (320 ≈ 1M leads)")
-    parser.add_argument("--weeks", type=int, default=26, help="weeks of trends (default 26)")
-    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each process, best kept (default 1)")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.measure:
-        print(json.dumps(measure(args.measure, args.weeks)))
+    if args.child:
+        kind, data_dir, extra = args.child
+        found = CHILDREN[kind](Path(data_dir), *([json.loads(extra)] if extra else []))
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        found["peak_gb"] = usage.ru_maxrss * 1024 / 1e9
+        found["cpu_s"] = usage.ru_utime + usage.ru_stime
+        print(json.dumps(found))
         return 0
     results = {}
     for scale in (args.scale / 10, args.scale):
-        data_dir = build_store(scale)
-        results[scale] = _measure_in_child(data_dir, args.weeks)
-        r = results[scale]
-        print(f"scale {scale:g}: rows {r['rows']['leads']:,} leads, {r['rows']['calls']:,} calls, "
-              f"{r['rows']['tasks']:,} tasks, {r['rows']['events']:,} events (KPI event types)")
-        print(f"  load {r['load_s']:.2f} s, one week {r['week_s']:.2f} s, {args.weeks} weeks {r['trends_s']:.2f} s, "
-              f"peak {r['peak_gb']:.2f} GB")
-        print(_line("one week / load", r["week_s"] / r["load_s"], TARGETS["week"]))
-        print(_line(f"{args.weeks} weeks of trends / load", r["trends_s"] / r["load_s"], TARGETS["trends"]))
-        print(_line("peak memory", r["peak_gb"], TARGETS["peak_gb"], " GB"))
+        r = results[scale] = measure(scale, args.repeat)
+        rows, floor = r["floor"]["rows"], r["floor"]["s"]
+        print(f"scale {scale:g}: {rows['leads']:,} leads, {rows['calls']:,} calls, {rows['tasks']:,} tasks, "
+              f"{rows['events']:,} events")
+        print(f"  floor {floor:.2f} s, one week {r['week']['s']:.2f} s (peak {r['week']['peak_gb']:.2f} GB), "
+              f"{TREND_WEEKS} weeks of trends {r['trends']['s']:.2f} s")
+        print(_ratio("one week, all six blocks / floor", r["week"], r["floor"], TARGETS["week"]))
+        print(_line("one week: peak memory", r["week"]["peak_gb"], TARGETS["peak_gb"], " GB"))
+        print(_ratio(f"{TREND_WEEKS} weeks of trends / floor", r["trends"], r["floor"], TARGETS["trends"]))
     small, large = results[args.scale / 10], results[args.scale]
-    grow = (large["week_s"] + large["trends_s"]) / (small["week_s"] + small["trends_s"])
-    print(f"linearity (10 × the data): {grow:.2f} × the time")
-    print(_line("time at 10 × the data / time at 1 ×", grow, TARGETS["linear"]))
+    print(_ratio("one week at 10 × the data / at 1 ×", large["week"], small["week"], TARGETS["growth"]))
+    with tempfile.TemporaryDirectory() as folder:
+        cold = _run_child("open_report", large["data_dir"], args.repeat, cwd=Path(folder))
+        _run_child("write_cache", large["data_dir"], cwd=Path(folder))
+        cached = _run_child("open_report", large["data_dir"], args.repeat, cwd=Path(folder))
+    floor = large["floor"]["s"]
+    print(f"open_report at scale {args.scale:g} (floor {floor:.2f} s):")
+    print(_line("with the weekly run's cache", cached["s"], TARGETS["open_report_s"], " s")
+          + f"   ({cached['s'] / floor:.1f} × floor)")
+    print(_line("computed afresh", cold["s"], TARGETS["open_report_s"], " s") + f"   ({cold['s'] / floor:.1f} × floor)")
     return 0
 
 

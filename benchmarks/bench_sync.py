@@ -8,8 +8,10 @@ own like a real server) with the server's rate limit at ``--rps``, then measures
 
 * **full**: a first sync at ``--rps``; entities per second against the ceiling of
   ``rps`` × page size (250, events 100) per second, as a ratio (target ≥ 0.90);
-* **incremental**: after 1 % of leads, contacts and tasks changed (plus new calls and
-  events), the requests of an incremental sync against those of the full sync (target ≤ 0.03).
+* **incremental**: after 1 % of leads, contacts and tasks changed, a fifth of it deletions
+  (plus a deleted company, new calls and events), the requests of an incremental sync against
+  those of the full sync (target ≤ 0.03), and the share of them spent on deletions (their
+  events; deleted leads are listed on first and full syncs only).
 
 The server counts 429 answers and the most requests it saw in any 1-second window; both
 show the client stayed polite.  Nothing here asserts a time: the machine is shared.
@@ -33,19 +35,26 @@ if str(ROOT) not in sys.path:
 from kpi_lib.amocrm.auth import StaticToken  # noqa: E402
 from kpi_lib.amocrm.client import AmoClient  # noqa: E402
 from kpi_lib.amocrm.sync import EVENT_TYPES, STREAMS, sync_account  # noqa: E402
+from kpi_lib.store import DELETIONS  # noqa: E402
 from kpi_lib.demo import generate_account  # noqa: E402
 from kpi_lib.store import Store  # noqa: E402
 from tests.fake_amocrm import FakeAccount, FakeAmoCRM  # noqa: E402
 
 
-def change_one_percent(account: FakeAccount, seed: int = 1) -> int:
-    """Change 1 % of leads, contacts and tasks, and add calls on 1 % of leads; returns the count."""
+def change_one_percent(account: FakeAccount, seed: int = 1) -> dict[str, int]:
+    """Change 1 % of leads, contacts and tasks — a fifth of it deletions (and a company) — and add
+    calls on 1 % of leads; returns the changes and the deletions."""
     rng = random.Random(seed)
-    changed = 0
+    changed = deleted = 0
     for name in ("leads", "contacts", "tasks"):
         ids = sorted(account.data[name])
-        for item_id in rng.sample(ids, max(1, len(ids) // 100)):
-            if name == "leads":
+        picked = rng.sample(ids, max(1, len(ids) // 100))
+        for k, item_id in enumerate(picked):
+            if k % 5 == 4:  # every fifth change deletes
+                {"leads": account.delete_lead, "contacts": account.delete_contact,
+                 "tasks": account.delete_task}[name](item_id)
+                deleted += 1
+            elif name == "leads":
                 account.update(name, item_id, price=rng.randrange(1000, 99000))
             elif name == "contacts":
                 account.update(name, item_id, name=f"Changed {item_id}")
@@ -53,10 +62,13 @@ def change_one_percent(account: FakeAccount, seed: int = 1) -> int:
                 account.update(name, item_id, is_completed=True)
                 account.add_event("task_completed", "task", item_id)
             changed += 1
-    for lead_id in rng.sample(sorted(account.data["leads"]), max(1, len(account.data["leads"]) // 100)):
+    account.delete_company(rng.choice(sorted(account.data["companies"])))
+    changed, deleted = changed + 1, deleted + 1
+    leads = [i for i in account.data["leads"] if i not in account.deleted]
+    for lead_id in rng.sample(sorted(leads), max(1, len(leads) // 100)):
         account.add_call("lead_notes", lead_id, "call_out", 0, 4, 90)
         changed += 1
-    return changed
+    return {"changed": changed, "deleted": deleted}
 
 
 def ceiling_seconds(account: FakeAccount, rps: float) -> float:
@@ -64,7 +76,7 @@ def ceiling_seconds(account: FakeAccount, rps: float) -> float:
     sizes = {"events": 100}
     total = 0.0
     for stream in STREAMS:
-        items = account.listing(stream.entity)
+        items = account.listing("deleted_leads" if stream.mode == "deleted" else stream.entity)
         if stream.entity == "events":
             items = [e for e in items if e["type"] in EVENT_TYPES]
         elif stream.entity.endswith("_notes"):
@@ -77,7 +89,7 @@ def serve(conn: Connection, scale: float, rps: float) -> None:
     """Run the fake amoCRM in its own process (as a real server would be) and obey ``conn``."""
     account = FakeAccount.from_pages(generate_account(seed=7, scale=scale))
     with FakeAmoCRM(account, rate_limit=rps) as amo:
-        counts = {s.entity: len(account.listing(s.entity)) for s in STREAMS}
+        counts = {name: len(account.listing(name)) for name in account.data}
         conn.send((amo.url, amo.token, counts, ceiling_seconds(account, rps)))
         while (command := conn.recv()) != "stop":
             if command == "change":
@@ -105,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
             full_seconds = time.monotonic() - began
             entities = sum(store.counts()[t] for t in ("leads", "contacts", "companies", "tasks", "calls", "events"))
             ours.send("change")
-            changed = ours.recv()
+            change = ours.recv()
+            marks = store.con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
             incremental = sync_account(store, client)
+            new_events, deletion_events = store.con.execute(
+                "SELECT count(*), count(*) FILTER (WHERE type IN (SELECT unnest(?))) FROM events WHERE seq > ?",
+                [list(DELETIONS), marks]).fetchone()
         ours.send("stats")
         too_many, busiest = ours.recv()
         ours.send("stop")
@@ -126,7 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'full sync: entities per second':<44}{entities / full_seconds:>12.0f}{entities / ideal:>10.0f}"
           f"{throughput:>9.3f}")
     print(f"{'incremental after 1% changed: requests':<44}{incremental.requests:>12}{full.requests:>10}"
-          f"{cost:>9.3f}   (target <= 0.03; {changed} changes)")
+          f"{cost:>9.3f}   (target <= 0.03; {change['changed']} changes, {change['deleted']} deletions)")
+    events_read, event_pages = incremental.items.get("events", 0), incremental.pages.get("events", 0)
+    spent = max(0, event_pages - -(-(events_read - deletion_events) // 100))  # pages the deletion events add
+    print(f"{'incremental: requests spent on deletions':<44}{spent:>12}{incremental.requests:>10}"
+          f"{spent / incremental.requests:>9.3f}   ({deletion_events} deletion events among {new_events} new; "
+          f"with=only_deleted: {incremental.pages.get('deleted_leads', 0)} requests, first and full syncs only)")
     print(f"{'most requests in any 1 s (server clock)':<44}{busiest:>12}{int(args.rps):>10}"
           f"{busiest / args.rps:>9.3f}   (429 answers: {too_many})")
     print(f"first sync: {full.requests} requests, {full.requests / leads * 1000:.0f} per 1,000 leads, "

@@ -1,4 +1,4 @@
-"""``kpi-report``: demo | sync | auth | kpis | detail | run | send.
+"""``kpi-report``: demo | sync | auth | kpis | detail | drivers | run | send.
 
 Each subcommand resolves its settings once (flag, params file, environment, default) and
 calls one verb of the library.  Errors of kpi_lib are printed as one line that names the
@@ -15,21 +15,38 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import Settings, load_settings
+from .config import Settings, default_demo_dir, load_settings
 from .errors import KpiError
 from .log import configure_logging, logger, redact
 
 
-def _common(parser: argparse.ArgumentParser, params: bool = True) -> None:
-    parser.add_argument("--data-dir", type=Path, help="folder of the account stores (default: data/ or $KPI_DATA_DIR)")
+def _common(parser: argparse.ArgumentParser, params: bool = True,
+            data_help: str = "folder of the account stores (default: data/ or $KPI_DATA_DIR)") -> None:
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", help=data_help)
     parser.add_argument("--account", help="account store name (default: the only store in the data dir)")
     if params:
         parser.add_argument("--params", type=Path, metavar="FILE", help="params YAML file (see params/)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
 
 
+#: Where reports go without ``--out`` (kept in step with the README).
+OUT_HELP = "reports folder (default: reports/ beside the data dir)"
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: use e.g. 4") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1: use a whole number such as 4")
+    return value
+
+
 def _week(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--week", help="ISO week such as 2026-W47, or 'last' (the last complete week; default)")
+    parser.add_argument("--week", help="ISO week such as 2026-W47, 'last' (the last complete week; default) "
+                                       "or 'current' (the week so far)")
     parser.add_argument("--as-of", dest="as_of", metavar="ISO-8601",
                         help="pin 'now' (e.g. 2026-11-23T09:00:00+03:00) for reproducible figures")
 
@@ -45,9 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="build the demo account store from a seed",
                        description="Build a realistic demo amoCRM account (26 weeks ending with the last "
                                    "complete week) and ingest it through the sync code path.")
-    _common(p, params=False)
+    _common(p, params=False, data_help="folder of the demo store (default: demo/data, apart from your "
+                                       "account's data/, so that its reports go to demo/reports)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    p.add_argument("--today", help="build the history as if today were this date (YYYY-MM-DD)")
+    p.add_argument("--today", metavar="YYYY-MM-DD", help="build the history as if today were this date (YYYY-MM-DD)")
     p.set_defaults(handler=cmd_demo)
 
     p = sub.add_parser("sync", help="pull your amoCRM account into the store",
@@ -62,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("auth", help="exchange an OAuth authorization code for tokens",
                        description="Exchange an amoCRM authorization code (valid 20 minutes) for the first "
-                                   "access/refresh token pair, saved to the token file (mode 0600).")
+                                   "access/refresh token pair, saved to the token file (mode 0600). Reads "
+                                   "AMOCRM_SUBDOMAIN/AMOCRM_DOMAIN or AMOCRM_BASE_URL, AMOCRM_CLIENT_ID, "
+                                   "AMOCRM_CLIENT_SECRET, AMOCRM_REDIRECT_URI and AMOCRM_TOKEN_FILE (default: "
+                                   "amocrm_token.json in the data dir).")
     _common(p, params=False)
     p.add_argument("--code", required=True, help="the authorization code from the integration's settings")
     p.set_defaults(handler=cmd_auth)
@@ -89,14 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
     form.add_argument("--csv", action="store_true", help="print CSV (lists joined by ';', null as empty)")
     p.set_defaults(handler=cmd_detail)
 
+    p = sub.add_parser("drivers", help="why each figure moved since the week before",
+                       description="Split the change of five team figures since the week before into each "
+                                   "manager's rate and mix effects, plus 'other' (kpi-definitions.md §11).")
+    _common(p)
+    _week(p)
+    p.add_argument("--json", action="store_true", help="print the JSON of kpi-definitions.md §11")
+    p.set_defaults(handler=cmd_drivers)
+
     p = sub.add_parser("run", help="execute the notebooks and render the week's HTML reports",
                        description="Execute every notebook with papermill, render HTML without code with "
                                    "nbconvert and write reports/<week>/index.html.")
     _common(p)
     _week(p)
-    p.add_argument("--out", type=Path, help="reports folder (default: reports/ beside the data dir)")
-    p.add_argument("--jobs", type=int, help="notebooks executed at once (default: the core count)")
-    p.add_argument("--timeout", type=int, default=600, help="seconds per notebook (default 600)")
+    p.add_argument("--out", type=Path, metavar="DIR", help=OUT_HELP)
+    p.add_argument("--jobs", type=positive_int, metavar="N", help="notebooks executed at once (default: the core count)")
+    p.add_argument("--timeout", type=positive_int, default=600, metavar="SECONDS",
+                   help="seconds per notebook (default 600)")
     p.add_argument("--lang", choices=("en", "ru"), help="report language (default from params, else en)")
     p.add_argument("--email", action="store_true", help="send the reports to management afterwards")
     p.set_defaults(handler=cmd_run)
@@ -106,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "recipients in the params file, over SMTP_* settings.")
     _common(p)
     _week(p)
-    p.add_argument("--out", type=Path, help="reports folder (default: reports/ beside the data dir)")
+    p.add_argument("--out", type=Path, metavar="DIR", help=OUT_HELP)
+    p.add_argument("--lang", choices=("en", "ru"), help="email language (default from params, else en)")
     p.add_argument("--dry-run", action="store_true", help="write the .eml into reports/<week>/ instead of sending")
     p.add_argument("--force", action="store_true", help="send even if this week was already sent")
     p.add_argument("--managers", action="store_true",
@@ -138,15 +169,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import build_demo
 
     settings = settings_from_args(args)
-    path = build_demo(settings.data_dir, account=settings.account or "demo", seed=args.seed, today=args.today)
+    data_dir = settings.data_dir if args.data_dir else default_demo_dir()
+    path = build_demo(data_dir, account=settings.account or "demo", seed=args.seed, today=args.today)
     print(f"demo account written to {path}")
     return 0
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from .amocrm.sync import sync_command
+    from .amocrm.sync import pull_account
 
-    return sync_command(settings_from_args(args), full=args.full, max_rps=args.max_rps)
+    print(pull_account(settings_from_args(args), full=args.full, max_rps=args.max_rps).summary())
+    return 0
 
 
 def cmd_auth(args: argparse.Namespace) -> int:
@@ -224,6 +257,34 @@ def _detail_text(block: str, week: str, rows) -> str:
     return "\n".join(lines)
 
 
+def format_drivers_text(drivers: dict, names: dict[str, str], week: str) -> str:
+    """Plain text of a §11 result: per figure, the change and each manager's rate and mix effects, then ``other``."""
+    lines = [f"Why the figures moved in {week} (kpi-definitions.md §11)"]
+    for block, r in drivers.items():
+        lines += ["", f"{block.replace('_', ' ').capitalize()}: {r['key']} {format_figure(r['previous'])} -> "
+                      f"{format_figure(r['value'])} (change {format_figure(r['change'])})"]
+        rows = [(names.get(str(m["manager"]), str(m["manager"])), m["rate_effect"], m["mix_effect"])
+                for m in r["managers"]] + [("other", r["other"], None)]
+        width = max(len(name) for name, _, _ in rows)
+        lines.append(f"  {'manager'.ljust(width)}  {'rate effect':>12}  {'mix effect':>12}")
+        lines += [f"  {name.ljust(width)}  {format_figure(rate):>12}  {'' if name == 'other' else format_figure(mix):>12}"
+                  for name, rate, mix in rows]
+    return "\n".join(lines)
+
+
+def cmd_drivers(args: argparse.Namespace) -> int:
+    from .kpis import compute_drivers, load_context
+
+    ctx = load_context(settings_from_args(args))
+    drivers = compute_drivers(ctx)
+    if args.json:
+        print(json.dumps(drivers, ensure_ascii=False, indent=2))
+    else:
+        names = {str(int(m.user_id)): f"{m.name} ({int(m.user_id)})" for m in ctx.managers.itertuples(index=False)}
+        print(format_drivers_text(drivers, names, ctx.week.label))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .report import run_command
 
@@ -258,7 +319,11 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # the subcommand's own usage, not the top-level one
+        subparsers = parser._subparsers._group_actions[0].choices
+        subparsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     configure_logging(getattr(args, "verbose", False))
     try:
         return int(args.handler(args) or 0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -315,6 +316,12 @@ def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
     return here / "data"
 
 
+def default_demo_dir() -> Path:
+    """``demo/data`` beside the default ``data/``: the demo account never shares a folder with a synced one
+    (``KPI_DATA_DIR`` names your account's folder, so it is not read here)."""
+    return default_data_dir({}).parent / "demo" / "data"
+
+
 def load_settings(
     params_file: str | os.PathLike | None = None,
     *,
@@ -357,6 +364,9 @@ def load_settings(
 
 # --- environment: connection and delivery secrets -------------------------------------------
 
+_SUBDOMAIN_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
 @dataclass(frozen=True)
 class AmoEnv:
     """amoCRM connection settings from the environment (secrets never printed)."""
@@ -370,6 +380,15 @@ class AmoEnv:
     max_rps: float = 7.0
 
 
+def check_max_rps(rps: float, name: str) -> float:
+    """``rps`` if it is a rate amoCRM allows (above 0, at most 7 a second), else a ConfigError
+    naming it as ``name`` (``"AMOCRM_MAX_RPS="``, ``"--max-rps "``)."""
+    if not 0 < rps <= 7:
+        raise ConfigError(f"{name}{rps:g} is out of range: amoCRM allows at most 7 requests per second; "
+                          "use a value from 0.5 to 7")
+    return rps
+
+
 def amocrm_env(env: Mapping[str, str] | None = None, data_dir: Path | None = None) -> AmoEnv:
     """Read ``AMOCRM_*`` variables; the base URL from AMOCRM_BASE_URL or subdomain + domain."""
     env = os.environ if env is None else env
@@ -378,6 +397,9 @@ def amocrm_env(env: Mapping[str, str] | None = None, data_dir: Path | None = Non
     domain = env.get("AMOCRM_DOMAIN", "amocrm.ru")
     if domain not in ("amocrm.ru", "amocrm.com", "kommo.com"):
         raise ConfigError(f"AMOCRM_DOMAIN={domain!r} is not supported: use amocrm.ru, amocrm.com or kommo.com")
+    if sub and not _SUBDOMAIN_RE.match(sub):
+        raise ConfigError(f"AMOCRM_SUBDOMAIN={sub!r} is not a plain subdomain: use only the first part of the "
+                          f"address, e.g. AMOCRM_SUBDOMAIN=yourcompany for https://yourcompany.{domain}")
     if not base and sub:
         base = f"https://{sub}.{domain}"
     token_file = env.get("AMOCRM_TOKEN_FILE")
@@ -387,8 +409,7 @@ def amocrm_env(env: Mapping[str, str] | None = None, data_dir: Path | None = Non
         max_rps = float(env.get("AMOCRM_MAX_RPS", "7"))
     except ValueError as exc:
         raise ConfigError(f"AMOCRM_MAX_RPS={env.get('AMOCRM_MAX_RPS')!r} is not a number: use e.g. 5") from exc
-    if not 0 < max_rps <= 7:
-        raise ConfigError(f"AMOCRM_MAX_RPS={max_rps} is out of range: amoCRM allows at most 7 requests per second")
+    check_max_rps(max_rps, "AMOCRM_MAX_RPS=")
     return AmoEnv(
         base_url=base.rstrip("/") if base else None,
         token=env.get("AMOCRM_TOKEN") or None,

@@ -88,9 +88,13 @@ def format_money(value: Any, lang: str, currency: str | None = "RUB") -> str:
     """``1 234 567 ₽`` (ru) or ``1,234,567 RUB`` (en)."""
     if is_missing(value):
         return text("no_data", lang)
+    return f"{format_number(value, lang, 0)}{NBSP}{currency_unit(currency, lang)}"
+
+
+def currency_unit(currency: str | None, lang: str) -> str:
+    """``₽`` (ru) or ``RUB`` (en): how a page of ``lang`` writes the currency."""
     code = (currency or "RUB").upper()
-    unit = _SYMBOLS.get(code, code) if lang == "ru" else code
-    return f"{format_number(value, lang, 0)}{NBSP}{unit}"
+    return _SYMBOLS.get(code, code) if lang == "ru" else code
 
 
 def format_pct(value: Any, lang: str, digits: int = 1) -> str:
@@ -129,7 +133,8 @@ def format_datetime(moment: datetime | None, lang: str, tz=None) -> str:
         return text("never", lang)
     if tz is not None:
         moment = moment.astimezone(tz)
-    zone = getattr(moment.tzinfo, "key", None) or moment.strftime("UTC%z")
+    offset = moment.strftime("%z")
+    zone = getattr(moment.tzinfo, "key", None) or (f"UTC{offset[:3]}:{offset[3:5]}" if offset else "UTC")
     return f"{format_date(moment, lang)}, {moment:%H:%M} ({zone})"
 
 

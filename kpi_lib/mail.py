@@ -39,7 +39,7 @@ from .config import Settings, SmtpEnv, smtp_env
 from .errors import ConfigError, KpiError, MailError
 from .delivery import MANAGEMENT, RetryPolicy, address_list, last_send, ledger_lock, message_id, read_ledger, send_once
 from .files import write_atomic
-from .i18n import KINDS, format_datetime, format_number, format_value, format_week
+from .i18n import format_datetime, format_value, format_week
 from .log import logger, redact, register_secret
 from .periods import parse_week, report_timezone, resolve_week
 from .publish import current_generation, week_lock
@@ -65,13 +65,12 @@ def targets_headline(met: int, total: int, lang: str) -> str:
     return t["headline"].format(met=met, total=total, goals=goals)
 
 
-def target_phrase(key: str, direction: str | None, target: float | None, lang: str) -> str:
-    """"target ≥ 80%" for a scorecard column head ("" without a target)."""
+def target_phrase(key: str, direction: str | None, target: float | None, lang: str, currency: str = "RUB") -> str:
+    """"target ≥ 80%" or "target ≥ 101,671 RUB" for a scorecard column head ("" without a target)."""
     if target is None:
         return ""
     sign = {">=": "≥", "<=": "≤"}.get(direction or "", direction or "")
-    shown = format_number(target, lang) if KINDS.get(key) == "money" else format_value(key, target, lang)
-    return f"{TEXTS[lang]['target']} {sign} {shown}"
+    return f"{TEXTS[lang]['target']} {sign} {format_value(key, target, lang, currency)}"
 
 
 # --- reading a week's reports ---------------------------------------------------------------
@@ -167,8 +166,11 @@ def _context(week_dir: Path, summary: dict, settings: Settings, tz: Any) -> dict
     period = parse_week(week, tz or (synced.tzinfo if synced else None) or timezone.utc)
     stale = synced is not None and synced < period.end
     failed = [nb for nb in summary["notebooks"] if not nb.get("ok", True)]
-    columns = [dict(col, target_text=target_phrase(col.get("key", ""), col.get("direction"), col.get("target"), lang))
+    currency = summary.get("currency") or "RUB"
+    columns = [dict(col, target_text=target_phrase(col.get("key", ""), col.get("direction"), col.get("target"), lang,
+                                                   currency))
                for col in summary["scorecard"].get("columns", [])]
+    zone = tz or (generated.tzinfo if generated else None)  # one timezone for every time in the email
     base = settings.email.base_url
     return {
         "t": t, "lang": lang, "week": week, "summary": summary,
@@ -176,9 +178,10 @@ def _context(week_dir: Path, summary: dict, settings: Settings, tz: Any) -> dict
         "headline": targets_headline(summary["targets_met"], summary["targets_total"], lang),
         "title": t["title"].format(week=format_week(period, lang)),
         "failed": failed, "stale": stale, "subject": _subject(summary, lang, [nb["name"] for nb in failed], stale),
-        "stale_note": t["stale_note"].format(synced=format_datetime(synced, lang), end=format_datetime(period.end, lang)),
+        "stale_note": t["stale_note"].format(synced=format_datetime(synced, lang, zone),
+                                             end=format_datetime(period.end, lang, zone)),
         "rerun": f"kpi-report run --week {week} && kpi-report send --week {week} --force",
-        "synced": format_datetime(synced, lang), "generated": format_datetime(generated, lang),
+        "synced": format_datetime(synced, lang, zone), "generated": format_datetime(generated, lang, zone),
         "columns": columns, "rows": summary["scorecard"].get("rows", []),
         "charts": _charts(week_dir, summary),
         "index_url": _link(base, week, "index.html"),

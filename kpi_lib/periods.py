@@ -180,6 +180,10 @@ def resolve_week(week: str, as_of: str | None, tz: ZoneInfo, now: datetime | Non
     """
     now = resolve_now(as_of, tz, now)
     resolved = parse_week(week, tz, now=now)
+    if resolved.start > now:
+        raise ConfigError(
+            f"week {resolved.label} has not started yet (it starts on {resolved.start:%Y-%m-%d}): use 'last' for "
+            "the last complete week, 'current' for the week so far, or an earlier week")
     return resolved, min(now, resolved.end)
 
 

@@ -75,6 +75,52 @@ def _axis_format(ax, formatter: Formatter | None, axis: str = "y") -> None:
         target.set_major_formatter(FuncFormatter(lambda v, _pos: formatter(v)))
 
 
+def _target_tick(ax, target: float) -> None:
+    """Put the target's value among the y ticks, so the dashed line can be read off the axis."""
+    low, high = ax.get_ylim()
+    ticks = [t for t in ax.yaxis.get_major_locator().tick_values(low, high) if low <= t <= high]
+    close = 0.12 * (high - low)
+    ax.set_yticks(sorted([t for t in ticks if abs(t - target) > close] + [target]))
+    ax.set_ylim(low, high)
+
+
+def _fit_title(ax, text: str, fig: Figure) -> None:
+    """A left-aligned title that stays inside the figure: smaller, then on two lines, never cut off."""
+    title = ax.set_title(text, loc="left")
+    renderer = fig.canvas.get_renderer()
+    room = fig.bbox.x1 - 4
+
+    def fits() -> bool:
+        return title.get_window_extent(renderer).x1 <= room
+
+    for size in (9, 8):
+        if fits():
+            return
+        title.set_fontsize(size)
+    if not fits():
+        lines = [""]
+        for word in text.split():  # greedy wrap on the measured width
+            trial = f"{lines[-1]} {word}".strip()
+            title.set_text(trial)
+            if fits() or not lines[-1]:
+                lines[-1] = trial
+            else:
+                lines.append(word)
+        title.set_text("\n".join(lines[:2]) + ("…" if len(lines) > 2 else ""))
+        top = 1 - (title.get_window_extent(renderer).height + 8) / fig.bbox.height
+        fig.subplots_adjust(top=min(fig.subplotpars.top, top))
+
+
+def _shared_limits(values: Sequence[float]) -> tuple[float, float] | None:
+    """One y range for every panel: the data and the targets, with a margin."""
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return None
+    low, high = min(finite), max(finite)
+    pad = 0.08 * (high - low) if high > low else max(abs(high) * 0.1, 1.0)
+    return low - pad, high + pad
+
+
 def _short(label: str, size: int = 28) -> str:
     return label if len(label) <= size else label[: size - 1] + "…"
 
@@ -83,15 +129,22 @@ def plot_trend_grid(weeks: Sequence[str], series: dict[str, Sequence[float]], ta
                     *, target_label: str, formatter: Formatter | None = None, empty: str = "") -> bytes:
     """Small multiples: one panel per manager, a line over ``weeks``, the target dashed.
 
-    ``series`` maps a display name to one value per week (NaN for no data); ``targets`` maps
-    the same names to a target or None; a panel without data says ``empty``.
+    ``weeks`` are the x tick labels; ``series`` maps a display name to one value per week
+    (NaN for no data); ``targets`` maps the same names to a target or None; a panel without
+    data says ``empty``.  Every panel has the same y range, so panels compare at a glance.
     """
     names = list(series)
     cols = 3 if len(names) > 4 else max(1, min(len(names), 2))
     rows = max(1, math.ceil(len(names) / cols))
-    fig = _figure(3.3 * cols, 2.0 * rows + 0.3, left=0.65, top=0.35, bottom=0.35, hspace=0.55)
+    fig = _figure(3.3 * cols, 2.0 * rows + 0.3, left=0.75, top=0.35, bottom=0.35, hspace=0.55)
     xs = list(range(len(weeks)))
-    short = [w.split("-W")[-1] for w in weeks]
+    short = list(weeks)
+    drawn = []
+    for name in names:
+        values = [float(v) for v in series[name] if v is not None]
+        if any(not math.isnan(v) for v in values):
+            drawn += values + ([float(targets[name])] if targets.get(name) is not None else [])
+    limits = _shared_limits(drawn)
     for i, name in enumerate(names):
         # separate axes (a shared axis re-invalidates every panel's transforms on each change)
         ax = fig.add_subplot(rows, cols, i + 1)
@@ -105,6 +158,10 @@ def plot_trend_grid(weeks: Sequence[str], series: dict[str, Sequence[float]], ta
         ax.set_xlim(-0.5, len(xs) - 0.5)
         ax.set_xticks(xs[::3], short[::3] if i + cols >= len(names) else [])
         _axis_format(ax, formatter)
+        if has_data and limits:
+            ax.set_ylim(*limits)
+            if target is not None and not math.isnan(target):
+                _target_tick(ax, target)
         if not has_data:
             ax.set_yticks([])
             ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", color=COLORS["muted"])
@@ -114,19 +171,20 @@ def plot_trend_grid(weeks: Sequence[str], series: dict[str, Sequence[float]], ta
 def plot_team_trend(weeks: Sequence[str], values: Sequence[float], target: float | None, *, title: str,
                     target_label: str, formatter: Formatter | None = None, empty: str = "") -> bytes:
     """One line: the team's figure over ``weeks`` with the target line (the email's chart)."""
-    fig = _figure(6.0, 2.6, top=0.35)
+    fig = _figure(6.0, 2.6, left=0.85, top=0.35)
     ax = fig.add_subplot()
     xs = list(range(len(weeks)))
     vals = [float("nan") if v is None else float(v) for v in values]
     ax.plot(xs, vals, marker="o", markersize=4, linewidth=2, color=COLORS["team"])
-    ax.set_title(title, loc="left")
-    ax.set_xticks(xs[::2], [w.split("-")[-1] for w in weeks][::2])
+    _fit_title(ax, title, fig)
+    ax.set_xticks(xs[::2], list(weeks)[::2])
     _axis_format(ax, formatter)
     if all(math.isnan(v) for v in vals):
         ax.set_yticks([])
         ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", color=COLORS["muted"])
     elif target is not None and not math.isnan(target):
         ax.axhline(target, color=COLORS["target"], linestyle="--", linewidth=1.2, label=target_label)
+        _target_tick(ax, target)
         ax.legend(loc="best")
     return _png(fig)
 
@@ -143,7 +201,7 @@ def plot_histogram(values: Sequence[float], *, title: str, xlabel: str, ylabel: 
     if marker is not None and not math.isnan(marker):
         ax.axvline(marker, color=COLORS["target"], linestyle="--", linewidth=1.2, label=marker_label)
         ax.legend(loc="best")
-    ax.set_title(title, loc="left")
+    _fit_title(ax, title, fig)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
@@ -169,7 +227,7 @@ def plot_bars(labels: Sequence[str], values: Sequence[float], *, title: str, xla
     if target is not None and not math.isnan(target):
         ax.axvline(target, color=COLORS["target"], linestyle="--", linewidth=1.2, label=target_label)
         ax.legend(loc="lower right")
-    ax.set_title(title, loc="left")
+    _fit_title(ax, title, fig)
     ax.set_xlabel(xlabel)
     ax.margins(x=0.15)
     _axis_format(ax, formatter, axis="x")
@@ -192,7 +250,7 @@ def plot_stacked_bars(labels: Sequence[str], parts: dict[str, Sequence[float]], 
     ax.invert_yaxis()
     ax.grid(axis="y", visible=False)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
-    ax.set_title(title, loc="left")
+    _fit_title(ax, title, fig)
     ax.set_xlabel(xlabel)
     fig.legend(loc="lower left", bbox_to_anchor=(0.01, 0.01), ncols=len(parts), fontsize=8)
     return _png(fig)

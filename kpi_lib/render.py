@@ -28,6 +28,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .report import WeekRun
     from .weekdata import WeekData
 
+#: The KPI contract, published beside the reports' index so that every method section can link to it.
+DEFINITIONS = Path(__file__).resolve().parents[1] / "docs" / "kpi-definitions.md"
+DEFINITIONS_PAGE = "kpi-definitions.html"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CHART = re.compile(r'<img data-kpi-chart="(?P<block>[a-z_]+)" src="data:image/png;base64,(?P<data>[A-Za-z0-9+/=]+)"')
 
@@ -149,6 +152,7 @@ def write_summary(folder: Path, run: "WeekRun", data: "WeekData | None", setting
         "generated_at": (generated.astimezone(tz) if tz else generated).isoformat(timespec="seconds"),
         "last_sync_at": data.last_sync_at.isoformat(timespec="seconds") if data and data.last_sync_at else None,
         "lang": settings.lang,
+        "currency": (data.account.get("currency") if data else None) or "RUB",
         "account": {"name": (data.account.get("name") if data else None),
                     "subdomain": (data.account.get("subdomain") if data else None)},
         "ok": run.ok,
@@ -200,8 +204,9 @@ def write_reports_index(out_dir: Path, lang: str, run_id: str) -> None:
         summary = load_summary(folder)
         if summary is None:
             continue
+        generated = summary.get("generated_at")
         weeks.append({"week": folder.name, "href": f"{folder.name}/index.html", "ok": bool(summary.get("ok")),
-                      "generated": summary.get("generated_at", ""),
+                      "generated": i18n.format_datetime(datetime.fromisoformat(generated), lang) if generated else "",
                       "met": f"{summary.get('targets_met', 0)} / {summary.get('targets_total', 0)}",
                       "account": (summary.get("account") or {}).get("name") or ""})
     t = lambda key, **kw: i18n.text(key, lang, **kw)  # noqa: E731
@@ -210,3 +215,17 @@ def write_reports_index(out_dir: Path, lang: str, run_id: str) -> None:
                           "state": t("col.state"), "ok": t("index.ok"), "failed": t("index.failed"),
                           "account": t("report.account")})
     write_atomic(out_dir / "index.html", page)
+    write_definitions_page(out_dir)
+
+
+def write_definitions_page(out_dir: Path) -> None:
+    """``reports/kpi-definitions.html``: the KPI contract as a page (when the docs are at hand)."""
+    from markupsafe import Markup
+    import mistune
+
+    if not DEFINITIONS.is_file():
+        return
+    text = DEFINITIONS.read_text(encoding="utf-8")
+    title = next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("# ")), DEFINITIONS.name)
+    body = Markup(mistune.html(text))  # the project's own document, not CRM text
+    write_atomic(out_dir / DEFINITIONS_PAGE, render("definitions.html.j2", title=title, body=body))

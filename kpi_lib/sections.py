@@ -96,7 +96,7 @@ def _deal_sizes(report: "BlockReport", detail: pd.DataFrame) -> tuple[str, bytes
         return title, None
     return title, plots.plot_histogram(
         prices, bins=min(20, max(5, len(prices) // 3)), title=title,
-        xlabel=f"{t('chart.check_x')}, {report.currency}", ylabel=t("chart.deals"),
+        xlabel=f"{t('chart.check_x')}, {i18n.currency_unit(report.currency, lang)}", ylabel=t("chart.deals"),
         marker=float(np.median(prices)), marker_label=t("chart.median"),
         formatter=lambda v: i18n.format_number(v, lang))
 
@@ -125,7 +125,7 @@ def _criteria(report: "BlockReport", detail: pd.DataFrame) -> tuple[str, bytes |
     values = [team.get(k) for k in keys]
     return title, plots.plot_bars([i18n.label(k, lang) for k in keys], values, title=title,
                                   value_labels=[i18n.format_pct(v, lang) for v in values],
-                                  formatter=lambda v: i18n.format_number(v, lang, 0) + "%")
+                                  formatter=report.axis_formatter("specific_pct"))
 
 
 #: The chart of each distribution kind a block record names.
@@ -141,10 +141,12 @@ def distribution(report: "BlockReport") -> tuple[str, bytes | None]:
 
 def _span_label(low: float, high: float, t) -> str:
     """``≤ 5 min``, ``5–15 min``, ``1–2 h``, ``> 8 h``: a speed-to-lead bucket in business time."""
-    def part(minutes: float) -> str:
-        return f"{minutes / 60:g}" if minutes >= 60 else f"{minutes:g}"
+    hours = low >= 60  # one unit per bucket, from its lower edge: 30–60 min, 1–2 h
 
-    unit = t("unit_h") if low >= 60 else t("unit_min")
+    def part(minutes: float) -> str:
+        return f"{minutes / 60:g}" if hours else f"{minutes:g}"
+
+    unit = t("unit_h") if hours else t("unit_min")
     if low == 0:
         return f"≤ {part(high)} {unit}"
     if high == float("inf"):

@@ -22,6 +22,7 @@ from .config import load_settings
 from .errors import ConfigError
 from .kpis import manager_label, pick_items_pulling_down
 from .kpis.registry import BLOCK_NAMES, BY_NAME
+from .render import DEFINITIONS_PAGE
 from .sections import SMALL_N
 from .templating import render
 from .weekdata import WeekData, load_week_data
@@ -72,6 +73,11 @@ def trend_arrow(values: list[float], direction: str) -> tuple[str, str]:
     rising = slope > 0
     good = rising if direction == ">=" else not rising
     return ("↑" if rising else "↓"), ("good" if good else "bad")
+
+
+def tick_digits(value: float) -> int:
+    """Decimals a tick value needs to be shown exactly (at most 2)."""
+    return next((d for d in (0, 1) if abs(value * 10 ** d - round(value * 10 ** d)) < 1e-6), 2)
 
 
 def check_block(block: str) -> str:
@@ -215,6 +221,7 @@ class BlockReport:
                 "target": self.target_text(key, row), "status_class": status_class, "status": status_text,
                 "median": self.t("headline.median12") if row.get("target_source") == "median12" else "",
                 "delta": delta, "delta_class": delta_class, "interval": self.interval(key, figures),
+                "final": self.last_final() if key == "fcr_pct" and figures.get("fcr_final") is False else None,
             })
         provisional = None
         if self.block == "first_call" and self.kpis["team"].get("fcr_final") is False:
@@ -223,13 +230,25 @@ class BlockReport:
         weeks = self.weeks()
         label = i18n.label(self.key, self.lang)
         title = self.t("chart.team_trend", label=label)
-        png = plots.plot_team_trend(weeks, self.series("team").reindex(weeks).tolist(),
+        png = plots.plot_team_trend(self.week_ticks(weeks), self.series("team").reindex(weeks).tolist(),
                                     _number(self.target_row("team").get("target")), title=title,
                                     target_label=self.t("chart.target"),
                                     formatter=self.axis_formatter(self.key), empty=self.t("no_data")) if weeks else None
         chart = {"src": image_src(png), "alt": title, "block": self.block} if png else None
         return Html(render("report_headline.html.j2", heading=heading, items=items, provisional=provisional,
                            chart=chart), "headline")
+
+    def last_final(self) -> str:
+        """The team's latest final FCR before this week, shown beside a provisional one."""
+        trends = self.data.trends
+        team = trends[(trends["block"] == "first_call") & trends["manager"].isna().to_numpy()]  # NA: the team
+        final = team.loc[(team["key"] == "fcr_final") & (team["value"] == 1) & (team["week"] < self.data.week.label),
+                         "week"]
+        if not len(final):
+            return self.t("headline.no_final")
+        week = max(final)
+        value = team.loc[(team["key"] == "fcr_pct") & (team["week"] == week), "value"]
+        return self.t("headline.last_final", week=week, value=self.fmt("fcr_pct", value.iloc[0] if len(value) else None))
 
     def manager_table(self) -> Html:
         """Per manager: value, n, target status and the 4-week trend arrow; the team last."""
@@ -264,18 +283,23 @@ class BlockReport:
             series[self.name(manager)] = self.series(manager).reindex(weeks).tolist()
             targets[self.name(manager)] = _number(self.target_row(manager).get("target"))
         label = i18n.label(self.key, self.lang)
-        png = plots.plot_trend_grid(weeks, series, targets, target_label=self.t("chart.target"),
+        png = plots.plot_trend_grid(self.week_ticks(weeks), series, targets, target_label=self.t("chart.target"),
                                     formatter=self.axis_formatter(self.key),
                                     empty=self.t("no_data")) if weeks and series else None
         return self.chart(f"{self.t('sec.trend')}: {label}", png, self.t("chart.trend_title", label=label))
 
     def axis_formatter(self, key: str):
+        """Tick labels with as many decimals as the tick needs (7.5 % stays 7.5 %), in the page's locale."""
         kind = i18n.KINDS.get(key, "count")
+        if kind == "pct":
+            return lambda v: i18n.format_pct(v, self.lang, tick_digits(v))
         if kind == "money":
             return lambda v: i18n.format_number(v, self.lang, 0)
-        if kind == "pct":
-            return lambda v: i18n.format_number(v, self.lang, 0) + "%"
-        return lambda v: i18n.format_number(v, self.lang, 0 if abs(v) >= 10 or float(v).is_integer() else 1)
+        return lambda v: i18n.format_number(v, self.lang, tick_digits(v))
+
+    def week_ticks(self, weeks: list[str]) -> list[str]:
+        """``W37`` / ``нед. 37`` for the x axis of a trend."""
+        return [self.t("chart.week_tick", n=int(w.split("-W")[-1])) for w in weeks]
 
     def distribution_chart(self) -> Html:
         """The distribution behind the figure (scores, signals, speed to lead, deal sizes, calls, criteria)."""
@@ -299,7 +323,7 @@ class BlockReport:
     def method(self) -> Html:
         """How the figure is computed, in plain words, with this run's settings filled in."""
         return Html(render("report_method.html.j2", heading=self.t("sec.method"), text=sections.method_text(self),
-                           definitions=self.t("method.definitions")), "method")
+                           definitions=self.t("method.definitions"), href=f"../{DEFINITIONS_PAGE}"), "method")
 
     def items(self) -> pd.DataFrame:
         """This block's items pulling a figure down, from the week's detail rows (see

@@ -14,10 +14,14 @@ DEMO_AS_OF = "2026-11-25T12:00:00+03:00"
 
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory):
-    """A data dir holding the demo account (built once; treat it as read-only)."""
+    """A data dir holding the demo account (built once; treat it as read-only).
+
+    Laid out as ``make demo`` does, in a folder of its own (``demo/data``), so that a report run
+    without ``--out`` writes to that folder's ``reports/`` and never beside another test's.
+    """
     from kpi_lib.demo import build_demo
 
-    data_dir = tmp_path_factory.mktemp("demo-data")
+    data_dir = tmp_path_factory.mktemp("demo") / "data"
     build_demo(data_dir, account="demo", seed=7, today=DEMO_TODAY)
     return data_dir
 

@@ -54,7 +54,8 @@ class FakeAccount:
     def __init__(self, account: dict):
         self.account = account
         self.data: dict[str, dict[Any, dict]] = {name: {} for name, _, _ in LISTS.values()}
-        self.deleted: set[int] = set()
+        self.deleted: set[int] = set()  # leads gone from the lists
+        self.trash: dict[int, dict] = {}  # what with=only_deleted lists of them
         self.lock = threading.RLock()
         self._event_no = 0
         self._ids = 10_000_000
@@ -106,11 +107,61 @@ class FakeAccount:
             self.version += 1
             return item
 
-    def delete_lead(self, lead_id: int) -> None:
+    def delete_lead(self, lead_id: int, user: int = 0) -> None:
+        """Move a lead to the trash: gone from the lists, listed by ``with=only_deleted`` with
+        just its id, modification time, modifier and ``is_deleted``; a ``lead_deleted`` event."""
         with self.lock:
+            now = int(time.time())
             self.deleted.add(lead_id)
+            self.trash[lead_id] = {"id": lead_id, "updated_at": now, "updated_by": user, "is_deleted": True}
             self.version += 1
-            self.add_event("lead_deleted", "lead", lead_id)
+            self.add_event("lead_deleted", "lead", lead_id, created_at=now, created_by=user)
+
+    def restore_lead(self, lead_id: int, user: int = 0) -> None:
+        """Take a lead out of the trash: listed again with a new ``updated_at``; a ``lead_restored`` event."""
+        with self.lock:
+            self.deleted.discard(lead_id)
+            self.trash.pop(lead_id)
+            self.update("leads", lead_id)
+            self.add_event("lead_restored", "lead", lead_id, created_by=user)
+
+    def empty_trash(self) -> None:
+        """Delete the leads in the trash for good: only their events are left."""
+        with self.lock:
+            self.trash.clear()
+            self.version += 1
+
+    def delete_task(self, task_id: int, user: int = 0) -> None:
+        with self.lock:
+            del self.data["tasks"][task_id]
+            self.version += 1
+            self.add_event("task_deleted", "task", task_id, created_by=user)
+
+    def delete_contact(self, contact_id: int, user: int = 0, event: str = "contact_deleted") -> None:
+        """Delete a contact: its call notes and its links from leads go (the leads' ``updated_at`` stays)."""
+        self._delete_party("contacts", "contact", contact_id, event, user)
+
+    def merge_contact(self, contact_id: int, into: int, user: int = 0) -> None:
+        """Merge a contact into another: the merged one goes as if deleted, with an ``entity_merged`` event."""
+        with self.lock:
+            self._delete_party("contacts", "contact", contact_id, "entity_merged", user)
+            self.update("contacts", into)
+
+    def delete_company(self, company_id: int, user: int = 0) -> None:
+        self._delete_party("companies", "company", company_id, "company_deleted", user)
+
+    def _delete_party(self, collection: str, kind: str, item_id: int, event: str, user: int) -> None:
+        with self.lock:
+            del self.data[collection][item_id]
+            if kind == "contact":
+                self.data["contact_notes"] = {k: n for k, n in self.data["contact_notes"].items()
+                                              if n["entity_id"] != item_id}
+            for lead in self.data["leads"].values():
+                links = (lead.get("_embedded") or {}).get(collection)
+                if links and any(link["id"] == item_id for link in links):
+                    lead["_embedded"][collection] = [link for link in links if link["id"] != item_id]
+            self.version += 1
+            self.add_event(event, kind, item_id, created_by=user)
 
     def add_call(self, collection: str, entity_id: int, note_type: str = "call_in", user: int = 0,
                  status: int = 4, duration: int = 60, at: int | None = None) -> dict:
@@ -141,6 +192,8 @@ class FakeAccount:
 
     def listing(self, collection: str) -> list[dict]:
         with self.lock:
+            if collection == "deleted_leads":
+                return list(self.trash.values())
             items = list(self.data[collection].values())
         if collection == "leads":
             items = [it for it in items if it["id"] not in self.deleted]
@@ -492,6 +545,8 @@ class FakeAmoCRM:
         if path not in LISTS:
             return 404, self._problem(404, f"No route for {path}")
         collection, key, orderable = LISTS[path]
+        if collection == "leads" and "only_deleted" in _values(query, "with"):
+            collection = "deleted_leads"
         order = [(k[6:-1], v) for k, v in query if k.startswith("order[")]
         if order and order[0][0] not in orderable:
             return 400, self._problem(400, f"order[{order[0][0]}] is not supported here")
@@ -528,19 +583,21 @@ class FakeAmoCRM:
         out = []
         for it in chunk:
             it = dict(it)
-            if collection == "leads" and not with_contacts:
+            if collection == "leads" and not with_contacts and "_embedded" in it:
                 it["_embedded"] = {k: v for k, v in it["_embedded"].items() if k != "contacts"}
             it["_links"] = {"self": {"href": f"{self.public_host}{path}/{it['id']}?{urlencode(query)}"}}
             out.append(it)
         return 200, {"_page": page, "_links": links, "_embedded": {key: out}}
 
 
-def snapshot(store: Any, drop_leads: set[int] | None = None, strip_links: bool = False) -> dict[str, list]:
+def snapshot(store: Any, drop_leads: set[int] | None = None, strip_links: bool = False,
+             raw: bool = True) -> dict[str, list]:
     """Every typed table and the raw table of a store as sorted rows, for equality checks.
 
     Events are compared by their order (created_at, seq), not by seq values.  ``drop_leads``
     removes leads (and their links) that a clean sync cannot see, e.g. deleted ones;
-    ``strip_links`` drops the ``_links`` of raw bodies (they echo each request's query).
+    ``strip_links`` drops the ``_links`` of raw bodies (they echo each request's query);
+    ``raw=False`` leaves the raw table out (only the typed tables must equal a fresh sync's).
     """
     from kpi_lib.store import TABLES
 
@@ -558,7 +615,9 @@ def snapshot(store: Any, drop_leads: set[int] | None = None, strip_links: bool =
         if table == "custom_field_values" and drop:
             frame = frame[~((frame.entity_type == "lead") & frame.entity_id.isin(drop))]
         out[table] = sorted(tuple(map(str, row)) for row in frame.itertuples(index=False))
-    raw = []
+    if not raw:
+        return out
+    bodies = []
     for entity, item_id, body in store.con.execute("SELECT entity, id, body FROM raw").fetchall():
         if entity == "leads" and int(item_id) in drop:
             continue
@@ -569,6 +628,6 @@ def snapshot(store: Any, drop_leads: set[int] | None = None, strip_links: bool =
                 for link in links if isinstance(links, list) else []:
                     if isinstance(link, dict):
                         link.pop("_links", None)
-        raw.append((entity, item_id, json.dumps(item, sort_keys=True)))
-    out["raw"] = sorted(raw)
+        bodies.append((entity, item_id, json.dumps(item, sort_keys=True)))
+    out["raw"] = sorted(bodies)
     return out

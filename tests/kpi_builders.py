@@ -149,22 +149,23 @@ class Account:
         return self.event("task_completed", task, when, by, entity_type="task")
 
     # store and context ------------------------------------------------------------------------------
-    def write(self, data_dir: Path, account: str = "test") -> Path:
+    def write(self, data_dir: Path, account: str = "test", synced: datetime | None = None) -> Path:
+        """Write the account to a store last synced at ``synced`` (default 2026-11-28 12:00 UTC)."""
         order = ("account", "users", "pipelines", "lead_custom_fields", "leads", "contacts", "companies", "tasks",
                  "lead_notes", "contact_notes", "events")
         with Store.open(data_dir, account, read_only=False, create=True) as store:
             for entity in order:
                 if self.items.get(entity):
                     store.ingest(entity, self.items[entity])
-            store.mark_synced(datetime(2026, 11, 28, 12, 0, tzinfo=ZoneInfo("UTC")))
+            store.mark_synced(synced or datetime(2026, 11, 28, 12, 0, tzinfo=ZoneInfo("UTC")))
         return Path(data_dir)
 
     def context(self, data_dir: Path, week: str = "2026-W47", now: str | None = None, as_of: str | None = None,
                 **kpi):
-        """Write the account and open a KPI context (``now``: local wall-clock text)."""
-        self.write(data_dir)
+        """Write the account, synced at ``now``, and open a KPI context (``now``: local wall-clock text)."""
         settings = load_settings(overrides={"data_dir": str(data_dir), "account": "test", "week": week,
                                             "as_of": as_of, "kpi": kpi})
         tz = ZoneInfo(kpi.get("timezone") or self.tz or "UTC")
         clock = datetime.fromisoformat(now or "2026-12-31 12:00").replace(tzinfo=tz)
+        self.write(data_dir, synced=clock)
         return load_context(settings, now=clock)

@@ -78,7 +78,9 @@ def test_an_unchanged_account_costs_a_handful_of_requests(tmp_path):
         first = sync_account(store, client)
         before = snapshot(store)
         second = sync_account(store, client)
-        assert second.requests == 1 + len(STREAMS) and first.requests > 3 * second.requests
+        # the account, then one request per stream (deleted leads are listed on full syncs only)
+        assert second.requests == 1 + sum(1 for s in STREAMS if s.mode != "deleted")
+        assert first.requests > 3 * second.requests
         assert snapshot(store) == before
 
 
@@ -104,7 +106,7 @@ def test_incremental_sync_picks_up_exactly_the_changes(tmp_path):
         assert store.frame("contacts").set_index("id").loc[400007, "name"] == "Renamed Client"
         assert store.frame("tasks").set_index("id").loc[500011, "result_text"] == "Done and dusted"
         assert 300 in set(store.frame("calls", where="entity_id = 400007")["duration"])
-        assert snapshot(store, drop_leads={300009}, strip_links=True) == clean_sync(amo, tmp_path, strip_links=True)
+        assert snapshot(store, raw=False) == clean_sync(amo, tmp_path, raw=False)
 
 
 def test_changes_during_a_sync_are_not_missed(tmp_path):
@@ -136,8 +138,7 @@ def test_changes_during_a_sync_are_not_missed(tmp_path):
         sync_account(store, client_for(amo))
         amo.before_request = None
         assert calls["leads"] >= 2 and calls["tasks"] >= 2
-        got = snapshot(store, drop_leads={first_leads[10]}, strip_links=True)
-        assert got == clean_sync(amo, tmp_path, strip_links=True)
+        assert snapshot(store, raw=False) == clean_sync(amo, tmp_path, raw=False)
         assert store.frame("leads").set_index("id").loc[first_leads[10], "is_deleted"]
 
 
@@ -173,7 +174,7 @@ def cli_env(amo: FakeAmoCRM, data_dir: Path, **extra: str) -> dict:
     return env
 
 
-@pytest.mark.parametrize("kill_at, settle", [(9, 0.0), (26, 0.4)])
+@pytest.mark.parametrize("kill_at, settle", [(9, 0.0), (23, 0.4)])
 def test_kill_9_mid_sync_then_resume_equals_a_clean_sync(tmp_path, kill_at, settle):
     """Killed at a request (right away, or once the pages received are written), then resumed."""
     account = make_account(150, seed=10)

@@ -13,7 +13,7 @@ import pytest
 from kpi_lib.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["demo", "sync", "auth", "kpis", "detail", "run", "send"]
+COMMANDS = ["demo", "sync", "auth", "kpis", "detail", "drivers", "run", "send"]
 
 
 def test_every_subcommand_has_help():

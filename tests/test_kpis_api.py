@@ -59,7 +59,7 @@ def test_kpis_json_end_to_end(tmp_path, capsys):
     assert check["by_manager"]["102"]["avg_check"] is None
     assert check["team"]["won"] == 2 and isinstance(check["team"]["won"], int)
     assert check["team"]["unpriced_share_pct"] == 100 * 1 / 2
-    assert out["kpis"]["first_call"]["team"]["fcr_final"] is False  # now 2026-11-25 < 2026-11-30
+    assert out["kpis"]["first_call"]["team"]["fcr_final"] is False  # last sync 2026-11-28 < 2026-11-30
 
 
 def test_kpis_last_week_and_text_table(tmp_path, capsys):
@@ -79,7 +79,7 @@ def test_kpis_last_week_and_text_table(tmp_path, capsys):
     ({"fcr_window_days": "seven"}, "kpi.fcr_window_days: expected a whole number"),
     ({"supervisors": "1"}, "kpi.supervisors: expected a list"),
     ({"managers": [101, 555]}, "kpi.managers: user id 555 is not a user of this account: use ids from the "
-                               "account's users (1, 101, 102)"),
+                               "account's users (1 Руководитель, 101 Анна, 102 Борис)"),
     ({"supervisors": [9]}, "kpi.supervisors: user id 9 is not a user"),
     ({"managers": [101, 1], "supervisors": [1]}, "kpi.managers: user 1 is also a supervisor"),
     ({"pipelines": [77]}, "kpi.pipelines: pipeline id 77 is not a pipeline of this account: use one of 1, 2"),

@@ -6,11 +6,15 @@ figures are written as the arithmetic that gives them.
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import pandas as pd
 import pytest
 
 from kpi_builders import LOST, NEW, OFFER, TALK, WON, Account, at
-from kpi_lib.kpis import KEYS, block_detail, compute_kpis, data_quality
+from kpi_lib.config import load_settings
+from kpi_lib.kpis import KEYS, block_detail, compute_kpis, data_quality, load_context
 
 
 def people(acc: Account) -> None:
@@ -218,6 +222,19 @@ def test_first_call_before_the_window_closes(tmp_path):
                    "team")["fcr_final"] is False
     assert figures(compute_kpis(acc.context(tmp_path / "b", now="2026-11-30 00:00")), "first_call",
                    "team")["fcr_final"] is True
+
+
+def test_fcr_final_follows_the_last_sync_whatever_as_of_pins(tmp_path):
+    """§3: final once the store's last sync is at or after the end of W + window (2026-11-30 00:00)."""
+    acc = first_call_account()
+    msk = ZoneInfo("Europe/Moscow")
+    for synced, final in ((datetime(2026, 11, 29, 23, 59, tzinfo=msk), False),
+                          (datetime(2026, 11, 30, 0, 0, tzinfo=msk), True)):
+        data = acc.write(tmp_path / str(final), synced=synced)
+        for pinned in ("2026-11-20T12:00:00+03:00", "2026-12-31T12:00:00+03:00"):
+            ctx = load_context(load_settings(overrides={"data_dir": str(data), "account": "test",
+                                                        "week": "2026-W47", "as_of": pinned}))
+            assert figures(compute_kpis(ctx), "first_call", "team")["fcr_final"] is final, (synced, pinned)
 
 
 def test_speed_to_lead_across_a_weekend_and_outside_business_hours(tmp_path):

@@ -82,14 +82,14 @@ def build(spec: dict, first_id: int = 1, contacts=(1001, 1002, 1003), acc: Accou
     return acc
 
 
-def shifted(spec: dict) -> dict:
-    """The same items moved into W48, from one hour after its start."""
+def shifted(spec: dict, start: int = W48) -> dict:
+    """The same items moved into the week from ``start`` (default W48), from one hour after its start."""
     out = {key: [dict(item) for item in items] for key, items in spec.items()}
     for items in out.values():
         for item in items:
             for key in ("created", "when"):
                 if key in item:
-                    item[key] = W48 + 3600 + (item[key] - W46) % (WEEK - 7200)
+                    item[key] = start + 3600 + (item[key] - W46) % (WEEK - 7200)
     return out
 
 
@@ -166,3 +166,33 @@ def nan_safe(value):
     if isinstance(value, float) and np.isnan(value):
         return None
     return value
+
+
+@RUN
+@given(accounts, accounts)
+def test_drivers_add_up_to_the_change(spec, before):
+    """§11: rate and mix effects plus ``other`` equal the change of the §8 team figure exactly;
+    ``other`` is 0 for every figure whose team items are the disjoint union of the managers'."""
+    from kpi_lib.kpis import compute_drivers
+
+    folder = fresh_dir()
+    try:
+        acc = build(shifted(spec), first_id=100, contacts=(2001, 2002, 2003), acc=build(shifted(before, W48 - WEEK)))
+        ctx = acc.context(folder, week="2026-W48", now="2026-12-31 12:00")
+        drivers = compute_drivers(ctx)
+        now, prev = compute_kpis(ctx), compute_kpis(ctx, ctx.week.shift(-1))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    for block, r in drivers.items():
+        assert r["value"] == now["kpis"][block]["team"][r["key"]]
+        assert r["previous"] == prev["kpis"][block]["team"][r["key"]]
+        assert len(r["managers"]) == 2
+        if r["value"] is None or r["previous"] is None:
+            assert r["change"] is None and r["other"] is None
+            assert all(m["rate_effect"] is None and m["mix_effect"] is None for m in r["managers"])
+            continue
+        parts = [e for m in r["managers"] for e in (m["rate_effect"], m["mix_effect"])]
+        assert r["change"] == r["value"] - r["previous"]
+        assert math.isclose(math.fsum(parts + [r["other"]]), r["change"], rel_tol=1e-12, abs_tol=1e-9)
+        if block != "cost_of_service":
+            assert math.isclose(r["other"], 0.0, abs_tol=1e-7 * max(1.0, abs(r["value"]), abs(r["previous"]))), block

@@ -245,7 +245,7 @@ def test_data_synced_before_the_week_ended_is_marked_stale(tmp_path, chart_png):
     msg = build_message(tmp_path / "reports" / WEEK, settings_for(tmp_path))
     assert msg["Subject"].endswith("— STALE DATA")
     text, _, _, _ = parts_of(email.message_from_bytes(msg.as_bytes(), policy=email.policy.default))
-    assert "last synced on 20\xa0Nov 2026, 18:00 (UTC+0300), before the week ended" in text
+    assert "last synced on 20\xa0Nov 2026, 18:00 (UTC+03:00), before the week ended" in text
 
 
 def test_zip_attachment_when_it_is_smaller(tmp_path, chart_png):

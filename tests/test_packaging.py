@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,3 +59,21 @@ def test_public_names_are_pinned_and_documented():
     paragraph = readme[readme.index(marker) + len(marker):].split("\n\n")[0]
     documented = re.findall(r"`([A-Za-z_]+)`", paragraph.split(". ")[0])
     assert sorted(documented) == sorted(kpi_lib.__all__)
+
+
+def test_the_license_is_an_spdx_expression():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"  # PEP 639: a string, not the deprecated {text = ...} table
+
+
+@pytest.mark.slow
+def test_building_the_package_warns_of_nothing(tmp_path):
+    """setuptools prints its deprecation warnings while it builds; pip -v shows them."""
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "kpi_lib", tmp_path / "kpi_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(tmp_path / "dist"),
+                            str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    output = built.stdout + built.stderr
+    assert not [line for line in output.splitlines() if "Warning" in line]

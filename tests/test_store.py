@@ -107,6 +107,62 @@ def test_lead_deleted_and_restored_events_mark_the_lead(store):
     assert store.frame("leads").set_index("id").is_deleted.to_dict() == {1: False, 2: False}
 
 
+def deletion(eid: str, kind: str, entity_type: str, entity_id: int, at: int = 300) -> dict:
+    return {"id": eid, "type": kind, "entity_type": entity_type, "entity_id": entity_id, "created_by": 11,
+            "created_at": at, "value_before": [], "value_after": []}
+
+
+def test_deletion_events_take_items_out_of_the_typed_tables(store):
+    two = lead(2, 20)
+    two["_embedded"] = {"tags": [], "companies": [{"id": 70}], "contacts": [{"id": 8}, {"id": 7, "is_main": True}]}
+    store.ingest("leads", [lead(1, 10), two])
+    store.ingest("contacts", [{"id": 7, "name": "A", "updated_at": 100}, {"id": 8, "name": "B", "updated_at": 100}])
+    store.ingest("companies", [{"id": 70, "name": "C", "updated_at": 100}])
+    task = {"id": 5, "entity_id": 1, "entity_type": "leads", "updated_at": 250, "complete_till": 400}
+    store.ingest("tasks", [task, {**task, "id": 6, "updated_at": 350}])
+    note = {"entity_id": 8, "note_type": "call_in", "created_at": 100, "updated_at": 100, "params": {"duration": 30}}
+    store.ingest("contact_notes", [{**note, "id": 90}, {**note, "id": 91, "entity_id": 7}])
+    store.ingest("events", [deletion("e1", "lead_deleted", "lead", 1), deletion("e2", "lead_deleted", "lead", 99),
+                            deletion("e3", "task_deleted", "task", 5), deletion("e4", "task_deleted", "task", 6),
+                            deletion("e5", "contact_deleted", "contact", 8),
+                            deletion("e6", "company_deleted", "company", 70),
+                            deletion("e7", "entity_merged", "contact", 7, at=310)])
+    leads = store.frame("leads").set_index("id")
+    assert leads.is_deleted.to_dict() == {1: True, 2: False, 99: True}  # 99 was never fetched
+    assert leads.loc[[1, 99]].drop(columns="is_deleted").isna().all().all()  # a deleted lead: its id only
+    assert list(store.frame("tasks").id) == [6]  # 6 was updated after its deletion event
+    assert store.frame("contacts").empty and store.frame("companies").empty and store.frame("calls").empty
+    assert store.frame("lead_contacts").empty and store.frame("lead_companies").empty
+    assert {it["id"] for it in store.raw_items("contact_notes")} == set()
+    # a lead's remaining links keep consecutive positions, as a fresh sync lists them
+    three = lead(3, 30)
+    three["_embedded"]["contacts"] = [{"id": 12}, {"id": 13}, {"id": 14}]
+    store.ingest("leads", [three])
+    store.ingest("events", [deletion("e8", "contact_deleted", "contact", 13, at=400)])
+    links = store.frame("lead_contacts")
+    assert list(zip(links.contact_id, links.position)) == [(12, 0), (14, 1)]
+
+
+def test_a_lead_listed_as_deleted_is_a_row_marked_deleted(store):
+    store.ingest("leads", [{"id": 4, "updated_at": 500, "updated_by": 11, "is_deleted": True}])  # with=only_deleted
+    row = store.frame("leads").iloc[0]
+    assert row["id"] == 4 and row["is_deleted"] and row.drop(["id", "is_deleted"]).isna().all()
+
+
+def test_rows_are_built_by_column_name():
+    from kpi_lib.rows import ROWS, typed_frame, typed_rows
+
+    item = {"id": 1, "note_type": "call_in", "rights": {}, "_embedded": {"statuses": [{"id": 2}], "contacts": [{"id": 3}],
+            "companies": [{"id": 4}]}, "custom_fields_values": [{"field_id": 5, "values": [{"value": "x"}]}]}
+    built = {table for entity in ROWS for table in typed_rows(entity, [item])}
+    assert built == set(TABLES)
+    for entity in ROWS:
+        for table, rows in typed_rows(entity, [item]).items():
+            assert list(typed_frame(table, rows).columns) == [c for c, _ in TABLES[table]]
+    with pytest.raises(StoreError, match="columns"):
+        typed_frame("users", [{"id": 1, "nickname": "x"}])
+
+
 def test_failed_transaction_leaves_previous_state(store):
     store.ingest("leads", [lead(1, 100)])
     with pytest.raises(RuntimeError):
@@ -185,3 +241,38 @@ def test_every_typed_table_exists_in_a_new_store(store):
     assert all(n == 0 for n in store.counts().values())
     store.mark_synced()
     assert store.last_sync_at() is not None
+
+
+def _open_at_once(folder: str, start, answers) -> None:
+    start.wait()
+    try:
+        with Store.open(folder, "acme", read_only=False, create=True):
+            time.sleep(0.05)
+        answers.put("ok")
+    except StoreError as exc:
+        answers.put(str(exc))
+
+
+def test_two_writers_creating_one_store_never_see_a_damaged_file(tmp_path):
+    """Two processes creating the same store at the same instant: one writes, one is told to wait.
+
+    DuckDB writes a new file's header after creating it; a second process opening it in
+    between used to read a half-made file and be told to delete it.
+    """
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    said = []
+    for round_ in range(40):
+        folder, start, answers = str(tmp_path / str(round_)), fork.Event(), fork.Queue()
+        writers = [fork.Process(target=_open_at_once, args=(folder, start, answers)) for _ in range(2)]
+        for writer in writers:
+            writer.start()
+        time.sleep(0.02)
+        start.set()
+        for writer in writers:
+            writer.join(30)
+        said += [answers.get(timeout=5) for _ in writers]
+    assert said.count("ok") >= 40
+    assert all(answer == "ok" or "being written by another process" in answer for answer in said), \
+        [a for a in said if a != "ok"][:3]

@@ -140,6 +140,7 @@ class AmoClient:
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = f"kpi-report/{__version__}"
         self.requests = 0
+        self.answers = 0  # requests that got any HTTP answer: 0 means the server was never reached
         self._count_lock = threading.Lock()
 
     def close(self) -> None:
@@ -221,6 +222,8 @@ class AmoClient:
             response = self.session.request(method, url, headers=headers, json=json_body, timeout=self.timeout,
                                             allow_redirects=False)
             response.content  # read the whole body inside the slot
+            with self._count_lock:
+                self.answers += 1
             return response, None
         except _TRANSIENT as exc:
             return None, exc
@@ -235,10 +238,18 @@ class AmoClient:
                 return retry.increment(method, url, response=response.raw)
             return retry.increment(method, url, error=ProtocolError(redact(str(error))[:200]))
         except MaxRetryError:
-            what = f"answered {response.status_code}" if response is not None else f"failed ({type(error).__name__})"
+            parts = urlsplit(url)
+            host = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+            attempts = len(retry.history) + 1
+            if response is None and not self.answers:
+                raise ApiError(
+                    f"amoCRM at {host} is unreachable ({describe_failure(error)}) for {where} after {attempts} "
+                    "attempts: check AMOCRM_SUBDOMAIN and AMOCRM_DOMAIN (or AMOCRM_BASE_URL) and the network, "
+                    "then run the sync again") from None
+            what = f"answered {response.status_code}" if response is not None else f"failed ({describe_failure(error)})"
             detail = read_problem_detail(response) if response is not None else None
             raise ApiError(
-                f"amoCRM {what} for {where} after {len(retry.history) + 1} attempts; the server or the "
+                f"amoCRM at {host} {what} for {where} after {attempts} attempts; the server or the "
                 "network is unwell: run the sync again later (it resumes where it stopped)",
                 response.status_code if response is not None else None, detail) from None
 
@@ -286,6 +297,25 @@ class AmoClient:
                 return
             yield payload
             url = find_next_link(payload)
+
+
+def describe_failure(error: BaseException | None) -> str:
+    """A request's failure in plain words: refused, timed out, host not found, cut off."""
+    text = redact(str(error)).lower()
+    if isinstance(error, requests.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(error, requests.Timeout):
+        return "no answer in time"
+    if "refused" in text:
+        return "connection refused"
+    if any(word in text for word in ("name or service not known", "nodename nor servname", "name resolution",
+                                     "failed to resolve", "getaddrinfo")):
+        return "host name not found"
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return "the answer was cut off"
+    if isinstance(error, ValueError):
+        return "the answer was not JSON"
+    return type(error).__name__ if error is not None else "no answer"
 
 
 def find_next_link(payload: Mapping[str, Any] | None) -> str | None:

@@ -24,8 +24,11 @@ How nothing is lost:
   comes next (several pages at once when the writer falls behind the fetcher), so a sync
   killed at any moment (``kill -9``) resumes at the first page not applied.
 
-Deleted leads disappear from lists; their ``lead_deleted`` events mark them deleted in the
-store (see :meth:`kpi_lib.store.Store.frame`).
+Deletions: deleted items disappear from the lists.  The first sync and every full sync also
+list deleted leads (``with=only_deleted``); every sync reads the deletion events
+(``lead_deleted``/``lead_restored``, ``task_deleted``, ``contact_deleted``,
+``company_deleted``, ``entity_merged``), which the store applies as it writes them (see
+:meth:`kpi_lib.store.Store.ingest`), so the typed tables hold what a fresh full sync would.
 """
 
 from __future__ import annotations
@@ -37,55 +40,20 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from ..config import Settings, amocrm_env
+from ..config import Settings, amocrm_env, check_max_rps
 from ..errors import ConfigError
 from ..log import logger, progress
-from ..store import Store, store_path
+from ..store import Store, page_items, store_path
 from .auth import require_base_url, make_token_source
 from .client import AmoClient, find_next_link
+from .endpoints import ENDPOINTS, EVENT_TYPES  # noqa: F401  (EVENT_TYPES: what the events stream asks for)
+from .endpoints import Endpoint as Stream
 
 #: Seconds re-read before a stream's cursor on every incremental pass.
 OVERLAP = 600
 
-#: Event types the KPIs read (kpi-definitions.md), fetched from ``/api/v4/events``.
-EVENT_TYPES = ("lead_status_changed", "entity_responsible_changed", "task_completed", "lead_deleted",
-               "lead_restored", "incoming_call", "outgoing_call")
-
-_CALLS = (("filter[note_type][0]", "call_in"), ("filter[note_type][1]", "call_out"))
-
-
-@dataclass(frozen=True)
-class Stream:
-    """One list endpoint and how it is walked.
-
-    ``mode`` is ``full`` (everything, every time), ``seek`` (changed since the cursor, sorted by
-    ``updated_at``, seeking), ``pages`` (changed since the cursor, sorted by id, following
-    ``_links.next``) or ``events`` (created since the cursor, following ``_links.next``).
-    """
-
-    entity: str
-    path: str
-    mode: str
-    params: tuple[tuple[str, str], ...] = ()
-    limit: int = 250
-
-    @property
-    def since_key(self) -> str:
-        return "filter[created_at][from]" if self.mode == "events" else "filter[updated_at][from]"
-
-
-STREAMS: tuple[Stream, ...] = (
-    Stream("users", "/api/v4/users", "full"),
-    Stream("pipelines", "/api/v4/leads/pipelines", "full"),
-    Stream("lead_custom_fields", "/api/v4/leads/custom_fields", "full"),
-    Stream("leads", "/api/v4/leads", "seek", (("with", "contacts"),)),
-    Stream("contacts", "/api/v4/contacts", "seek"),
-    Stream("companies", "/api/v4/companies", "seek"),
-    Stream("tasks", "/api/v4/tasks", "pages", (("order[id]", "asc"),)),
-    Stream("lead_notes", "/api/v4/leads/notes", "seek", _CALLS),
-    Stream("contact_notes", "/api/v4/contacts/notes", "seek", _CALLS),
-    Stream("events", "/api/v4/events", "events", (("filter[type]", ",".join(EVENT_TYPES)),), limit=100),
-)
+#: The streams a sync walks, in order (one table with the demo account).
+STREAMS: tuple[Stream, ...] = ENDPOINTS
 
 
 @dataclass
@@ -116,20 +84,12 @@ def build_first_request(stream: Stream, cursor: int | None, full: bool) -> str:
     return f"{stream.path}?{urlencode(params)}"
 
 
-def _items(stream: Stream, payload: dict) -> list[dict]:
-    embedded = payload.get("_embedded") or {}
-    for key in ("notes", "custom_fields", stream.entity):
-        if isinstance(embedded.get(key), list):
-            return embedded[key]
-    return []
-
-
 def build_next_request(stream: Stream, request: str, payload: dict | None) -> str | None:
     """The request after ``request`` answered ``payload`` (None when the pass is over)."""
     link = find_next_link(payload)
     if link is None or stream.mode != "seek":
         return link
-    stamps = [int(it.get("updated_at") or 0) for it in _items(stream, payload)]
+    stamps = [int(it.get("updated_at") or 0) for it in page_items(stream.entity, payload)]
     query = [(k, v) for k, v in parse_qsl(urlsplit(request).query, keep_blank_values=True) if k != "page"]
     since = next((int(v) for k, v in query if k == stream.since_key), None)
     top = max(stamps, default=0)
@@ -211,43 +171,41 @@ def prefetch(items: Iterator[Any], depth: int = 16) -> Iterator[list[Any]]:
         worker.join()
 
 
-def merge_pages(pages: list[dict | None]) -> dict | None:
-    """One HAL payload holding the items of several pages of one list, in order."""
-    pages = [p for p in pages if p]
-    if len(pages) <= 1:
-        return pages[0] if pages else None
-    key = next(iter(pages[0].get("_embedded") or {"items": None}))
-    return {"_embedded": {key: [it for p in pages for it in (p.get("_embedded") or {}).get(key) or []]}}
+def merge_pages(entity: str, pages: list[dict | None]) -> list[dict]:
+    """The items of several pages of one list, in order."""
+    return [it for page in pages for it in page_items(entity, page)]
 
 
 def sync_stream(store: Store, client: AmoClient, stream: Stream, full: bool, report: SyncReport) -> None:
     """Bring one stream up to date, whole pages per transaction."""
-    state = store.get_state(stream.entity) or {}
+    state = store.get_state(stream.name) or {}
     cursor, pending = state.get("cursor"), state.get("pending")
+    if stream.mode == "deleted" and not full and cursor is not None and not pending:
+        return  # deleted leads are listed on the first and every full sync; events bring the rest
     if pending and (pending.get("full") or not full) and stream.mode != "full":
         request, start, phase = pending["next"], pending["start"], pending.get("catch_up")
-        logger.info("%s: resuming an interrupted pass", stream.entity)
+        logger.info("%s: resuming an interrupted pass", stream.name)
     else:
         request, start, phase = build_first_request(stream, cursor, full), None, None
-    bar = progress(desc=stream.entity, unit=" items")
+    bar = progress(desc=stream.name, unit=" items")
     pages = items = 0
     try:
         for batch in prefetch(fetch_pages(client, stream, request, start, phase)):
             _, start, following, catch_up = batch[-1]
             with store.transaction():  # whole pages only: the batch and the request after it
-                count = store.ingest_page(stream.entity, merge_pages([payload for payload, *_ in batch]))
+                count = store.ingest(stream.entity, merge_pages(stream.entity, [payload for payload, *_ in batch]))
                 if following:
-                    store.set_state(stream.entity, cursor, pending={"next": following, "start": start,
-                                                                    "full": full, "catch_up": catch_up})
+                    store.set_state(stream.name, cursor, pending={"next": following, "start": start,
+                                                                  "full": full, "catch_up": catch_up})
                 else:
-                    store.set_state(stream.entity, None if stream.mode == "full" else start)
+                    store.set_state(stream.name, None if stream.mode == "full" else start)
             pages, items = pages + len(batch), items + count
             bar.update(count)
     finally:
         bar.close()
-    report.items[stream.entity] = items
-    report.pages[stream.entity] = pages
-    logger.info("%s: %d items in %d pages", stream.entity, items, pages)
+    report.items[stream.name] = items
+    report.pages[stream.name] = pages
+    logger.info("%s: %d items in %d pages", stream.name, items, pages)
 
 
 def sync_account(store: Store, client: AmoClient, full: bool = False, account: dict | None = None,
@@ -268,7 +226,7 @@ def sync_account(store: Store, client: AmoClient, full: bool = False, account: d
     began, sent = time.monotonic(), client.requests
     if account is None:
         account, _ = client.get("/api/v4/account", {"with": "datetime_settings"})
-    first = all((store.get_state(s.entity) or {}).get("cursor") is None for s in streams if s.mode != "full")
+    first = all((store.get_state(s.name) or {}).get("cursor") is None for s in streams if s.mode != "full")
     report = SyncReport(account=str(account.get("subdomain") or account.get("name") or ""), full=full or first)
     with store.transaction():
         store.ingest_page("account", account)
@@ -291,14 +249,17 @@ def guess_account_name(base_url: str) -> str | None:
     return None
 
 
-def sync_command(settings: Settings, full: bool = False, max_rps: float | None = None) -> int:
-    """``kpi-report sync``: pull the account into ``settings.data_dir``; returns the exit code."""
+def pull_account(settings: Settings, full: bool = False, max_rps: float | None = None) -> SyncReport:
+    """Pull the amoCRM account into its store under ``settings.data_dir`` (``kpi-report sync``).
+
+    Returns
+    -------
+    SyncReport
+        What was fetched, with the account's store name, requests and seconds.
+    """
     env = amocrm_env(data_dir=settings.data_dir)
     base_url = require_base_url(env)
-    rps = env.max_rps if max_rps is None else max_rps
-    if not 0 < rps <= 7:
-        raise ConfigError(f"--max-rps {rps} is out of range: amoCRM allows at most 7 requests per second; "
-                          "use a value from 0.5 to 7")
+    rps = env.max_rps if max_rps is None else check_max_rps(max_rps, "--max-rps ")
     client = AmoClient(base_url, max_rps=rps)
     try:
         client.tokens = make_token_source(env, client.post_token)
@@ -317,5 +278,4 @@ def sync_command(settings: Settings, full: bool = False, max_rps: float | None =
         report.seconds = time.monotonic() - began
     finally:
         client.close()
-    print(report.summary())
-    return 0
+    return report

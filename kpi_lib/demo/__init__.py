@@ -39,7 +39,8 @@ from zoneinfo import ZoneInfo
 from ..errors import ConfigError, StoreError
 from ..log import progress
 from ..store import Store, store_path
-from .items import (ENDPOINTS, FULL_STREAMS, list_companies, list_contacts, make_account, make_company, make_contact,
+from ..amocrm.endpoints import ENDPOINTS as API_ENDPOINTS
+from .items import (ENDPOINTS, list_companies, list_contacts, make_account, make_company, make_contact,
                     make_custom_fields, make_event, make_event_id, make_lead, make_note, make_pipelines_page, make_task,
                     make_user, paginate)
 from .plan import NOTE_SLOTS, TZ_NAME, Plan, make_plan
@@ -203,8 +204,8 @@ def build_demo(data_dir: str | Path, account: str = "demo", seed: int = 7, today
                     for entity, page in chunk:
                         store.ingest_page(entity, page)
             synced = compute_cutoff(today)
-            for entity in ENDPOINTS:
-                store.set_state(entity, None if entity in FULL_STREAMS else synced)
+            for endpoint in API_ENDPOINTS:
+                store.set_state(endpoint.name, None if endpoint.mode == "full" else synced)
             store.set_meta("demo", {"seed": seed, "today": today.isoformat(), "scale": scale})
             store.mark_synced(datetime.fromtimestamp(synced, timezone.utc))
             store.con.execute("CHECKPOINT")

@@ -11,6 +11,7 @@ import base64
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlencode
 
+from ..amocrm.endpoints import ENDPOINTS as API_ENDPOINTS, LOST, WON
 from . import plan as dp
 from .plan import Plan, User
 from .story import Story
@@ -18,25 +19,9 @@ from .story import Story
 ACCOUNT_ID = 31960417
 SUBDOMAIN = "demo-sales"
 BASE = f"https://{SUBDOMAIN}.amocrm.ru"
-PAGE_LIMIT, EVENTS_LIMIT = 250, 100
 PHONE_FIELD, EMAIL_FIELD, SITE_FIELD = 1511001, 1511003, 1511005
-_CALLS = (("filter[note_type][0]", "call_in"), ("filter[note_type][1]", "call_out"))
-_EVENT_TYPES = ("lead_status_changed,entity_responsible_changed,task_completed,lead_deleted,lead_restored,"
-                "incoming_call,outgoing_call")
-#: entity -> (path, list query, collection, page size); also the sync state a full sync leaves.
-ENDPOINTS = {
-    "users": ("/api/v4/users", (("with", "role,group"),), "users", PAGE_LIMIT),
-    "pipelines": ("/api/v4/leads/pipelines", (), "pipelines", PAGE_LIMIT),
-    "lead_custom_fields": ("/api/v4/leads/custom_fields", (), "custom_fields", PAGE_LIMIT),
-    "leads": ("/api/v4/leads", (("with", "contacts"),), "leads", PAGE_LIMIT),
-    "contacts": ("/api/v4/contacts", (), "contacts", PAGE_LIMIT),
-    "companies": ("/api/v4/companies", (), "companies", PAGE_LIMIT),
-    "tasks": ("/api/v4/tasks", (("order[id]", "asc"),), "tasks", PAGE_LIMIT),
-    "lead_notes": ("/api/v4/leads/notes", _CALLS, "notes", PAGE_LIMIT),
-    "contact_notes": ("/api/v4/contacts/notes", _CALLS, "notes", PAGE_LIMIT),
-    "events": ("/api/v4/events", (("filter[type]", _EVENT_TYPES),), "events", EVENTS_LIMIT),
-}
-FULL_STREAMS = ("users", "pipelines", "lead_custom_fields")
+#: entity -> (path, list query, collection, page size), from the endpoint table the sync walks.
+ENDPOINTS = {e.name: (e.path, e.params, e.collection, e.limit) for e in API_ENDPOINTS if e.mode != "deleted"}
 
 
 def _make_link(path: str) -> dict:
@@ -136,8 +121,8 @@ def make_pipelines_page() -> dict:
     pipelines = []
     for sort, (pid, (name, statuses)) in enumerate(dp.PIPELINES.items(), start=1):
         rows = [(sid, sname, ssort, stype, color, stype != 1) for sid, sname, ssort, stype, color in statuses]
-        rows += [(dp.WON, "Успешно реализовано", 10000, 0, "#CCFF66", False),
-                 (dp.LOST, "Закрыто и не реализовано", 11000, 0, "#D5D8DB", False)]
+        rows += [(WON, "Успешно реализовано", 10000, 0, "#CCFF66", False),
+                 (LOST, "Закрыто и не реализовано", 11000, 0, "#D5D8DB", False)]
         pipelines.append({
             "id": pid, "name": name, "sort": sort, "is_main": sort == 1, "is_unsorted_on": True, "is_archive": False,
             "account_id": ACCOUNT_ID, "_links": _make_link(f"/api/v4/leads/pipelines/{pid}"),

@@ -37,7 +37,6 @@ PIPELINES = {
                                     (61000015, "Оплата", 50, 0, "#87f2c0")]),
 }
 PIPELINE_IDS = tuple(PIPELINES)
-WON, LOST = 142, 143
 OPEN, WIN, LOSS = 0, 1, 2
 
 

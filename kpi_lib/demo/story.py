@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import random
 
+from ..amocrm.endpoints import LOST, WON
 from . import texts as tx
 from .tasks import add_lead_tasks
-from .plan import (CONTRACT_FIELD, CSAT_FIELD, DAY, HOUR, LOSS, LOST, MIN, MISSING, NOTE_BASE, NOTE_SLOTS,
-                   NPS_FIELD, PIPELINE_IDS, PIPELINES, SOURCE_FIELD, SOURCES, TASK_BASE, TASK_SLOTS, WIN, WON, Plan,
+from .plan import (CONTRACT_FIELD, CSAT_FIELD, DAY, HOUR, LOSS, MIN, MISSING, NOTE_BASE, NOTE_SLOTS,
+                   NPS_FIELD, PIPELINE_IDS, PIPELINES, SOURCE_FIELD, SOURCES, TASK_BASE, TASK_SLOTS, WIN, Plan,
                    Style, make_company_name, make_contact_name, make_phone, mix)
 
 

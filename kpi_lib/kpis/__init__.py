@@ -19,6 +19,7 @@ from .compute import (block_detail, compute_blocks, compute_kpis, compute_trends
 from .detail import detail_csv, detail_records
 from .items import pick_items_pulling_down
 from .context import Context, load_context, read_frames
+from .drivers import compute_drivers, compute_moves
 from .common import manager_label
 from .registry import BLOCK_NAMES as BLOCKS  # the names; registry.BLOCKS holds the records
 from .registry import BY_NAME, DETAIL_BLOCKS, Block, Figure, get_block
@@ -29,6 +30,6 @@ from .targets import target_table
 KEYS: dict[str, tuple[str, ...]] = {name: block.keys for name, block in BY_NAME.items()}
 
 __all__ = ["BLOCKS", "DETAIL_BLOCKS", "KEYS", "Block", "Context", "Figure", "block_detail", "compute_blocks",
-           "compute_kpis", "compute_trends", "data_quality", "detail_csv", "detail_records", "due_tasks",
-           "find_items_pulling_down", "get_block", "load_context", "manager_label", "pick_items_pulling_down", "read_frames",
-           "resolve_week", "target_table"]
+           "compute_drivers", "compute_kpis", "compute_moves", "compute_trends", "data_quality", "detail_csv",
+           "detail_records", "due_tasks", "find_items_pulling_down", "get_block", "load_context", "manager_label",
+           "pick_items_pulling_down", "read_frames", "resolve_week", "target_table"]

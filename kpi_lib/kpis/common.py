@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 import pandas as pd
 
+from ..amocrm.endpoints import LOST, WON  # noqa: F401  (re-exported to the blocks)
 from ..periods import Week, local_dates
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
 
-WON, LOST = 142, 143
 MAP_SLACK_S = 600  # a contact call may precede its lead's creation by up to 10 minutes
 _SHIFT = np.int64(1 << 33)  # int64 key = position * 2**33 + unix seconds
 TEAM = "team"
@@ -46,6 +46,23 @@ def flag(values) -> np.ndarray:
     if isinstance(values, pd.Series):
         return values.fillna(False).to_numpy(dtype=bool)
     return np.asarray(values, dtype=bool)
+
+
+def match_fields(defs: pd.DataFrame, values: pd.DataFrame, ref: str | int) -> list[int]:
+    """Lead custom field ids matching ``ref``: an id, or a name compared case-insensitively.
+
+    ``defs`` holds the fields (``id, name``), ``values`` their values or just the distinct
+    ``field_id, field_name`` pairs seen on values.
+    """
+    if isinstance(ref, int):
+        return [ref]
+    name = str(ref).strip().casefold()
+    found = set(defs.loc[defs["name"].fillna("").astype(str).str.strip().str.casefold() == name, "id"].astype(int))
+    named = values["field_name"].fillna("").astype(str).str.strip().str.casefold() == name
+    found |= set(values.loc[named, "field_id"].dropna().astype(int))
+    if name.isdigit():
+        found.add(int(name))
+    return sorted(found)
 
 
 # --- weeks -------------------------------------------------------------------------------------
@@ -85,11 +102,12 @@ class Span:
 
 
 def make_span(ctx: "Context", weeks: Iterable[Week]) -> Span:
-    """A :class:`Span` over ``weeks`` using the context's ``now``."""
+    """A :class:`Span` over ``weeks`` using the context's ``now`` (the context's facts then hold it)."""
     weeks = sorted(weeks, key=lambda w: w.start_ts)
     bounds = np.array([w.start_ts for w in weeks] + [weeks[-1].end_ts], dtype="float64")
     now = ctx.now.timestamp()
     as_of = np.minimum(now, bounds[1:])
+    ctx.cover(float(bounds[0]), float(bounds[-1]))
     return Span(weeks, bounds, as_of, now)
 
 

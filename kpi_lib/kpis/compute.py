@@ -86,7 +86,8 @@ def compute_kpis(ctx: Context, week: Week | str | None = None) -> dict:
         if current and block.name == "smart_audit":
             table = _with_due(ctx, table, people)
         keys = [k for k in block.keys if k in table.columns]
-        rows = {manager: {k: _value(k, table.at[manager, k]) for k in keys} for manager in people + [TEAM]}
+        cells = table[keys].to_dict("index")
+        rows = {manager: {k: _value(k, cells[manager][k]) for k in keys} for manager in people + [TEAM]}
         kpis[block.name] = {"team": rows.pop(TEAM), "by_manager": rows}
     return {
         "week": week.label,

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -20,6 +21,8 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..periods import Week, report_timezone, resolve_now, resolve_week
 from ..store import Store
+from .common import match_fields
+from .facts import Facts
 from .registry import check_targets
 
 #: Typed tables and the columns the KPIs read (``None``: every column).
@@ -41,9 +44,13 @@ COLUMNS: dict[str, list[str] | None] = {
                "pipeline_before", "status_after", "pipeline_after", "responsible_before", "responsible_after"],
     "custom_field_values": ["entity_id", "field_id", "field_name", "position", "value"],
 }
+#: Weeks of trends the facts hold at least (besides the report week and the week before them).
+TREND_WEEKS = 12
+#: Tables read whole into pandas (the small ones and the links); the facts read the rest in SQL.
+FRAMES = ("account", "users", "pipelines", "statuses", "lead_custom_fields", "leads", "lead_contacts",
+          "lead_companies", "custom_field_values")
 #: Row filters applied while reading (the KPIs use no other rows).
 WHERE = {
-    "events": "type IN ('entity_responsible_changed', 'lead_status_changed', 'task_completed')",
     "custom_field_values": "entity_type = 'lead'",
 }
 
@@ -71,6 +78,8 @@ class Context:
     account : dict
         ``id, name, subdomain, currency, timezone``.
     last_sync_at : datetime or None
+    facts : Facts
+        The per-item facts every block starts from (built with the context).
     """
 
     settings: Settings
@@ -83,7 +92,20 @@ class Context:
     supervisors: list[int]
     account: dict[str, Any]
     last_sync_at: datetime | None
+    facts: Facts | None = field(default=None, repr=False)
+    reader: Any = field(default=None, repr=False)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def cover(self, start: float, end: float) -> None:
+        """Make :attr:`facts` hold the items of ``[start, end)`` and the FCR window after it.
+
+        Facts for a wider window are read from the store again (the derived caches with them).
+        """
+        hi = end + self.reader.window_s
+        if self.facts.covers(start, hi):
+            return
+        self.facts = self.reader.read(min(start, self.facts.lo), max(hi, self.facts.hi))
+        self.cache.clear()
 
     @property
     def manager_ids(self) -> np.ndarray:
@@ -94,14 +116,38 @@ class Context:
         return np.asarray(self.supervisors, dtype="float64")
 
 
-def read_frames(store: Store) -> dict[str, pd.DataFrame]:
-    """The columns of :data:`COLUMNS` from an open store."""
-    return {table: store.frame(table, cols, WHERE.get(table)) for table, cols in COLUMNS.items()}
+def read_frames(store: Store, settings: Settings | None = None) -> dict[str, pd.DataFrame]:
+    """The columns of :data:`COLUMNS` of the tables in :data:`FRAMES` from an open store.
+
+    With ``settings``, custom field values are read only for the fields that params
+    ``csat_field`` and ``nps_field`` name (the only ones the KPIs score).
+    """
+    frames = {}
+    for table in FRAMES:
+        where = WHERE.get(table)
+        if table == "custom_field_values" and settings is not None:
+            where = _field_filter(store, settings, frames["lead_custom_fields"])
+        frames[table] = store.frame(table, COLUMNS[table], where)
+    return frames
+
+
+def _field_filter(store: Store, settings: Settings, defs: pd.DataFrame) -> str:
+    """The row filter of custom field values keeping the fields the CSAT and NPS settings match."""
+    where = WHERE["custom_field_values"]
+    pairs = store.con.execute(f"SELECT DISTINCT field_id, field_name FROM custom_field_values WHERE {where}").df()
+    ids = set()
+    for ref in (settings.kpi.csat_field, settings.kpi.nps_field):
+        if ref is not None:
+            ids.update(match_fields(defs, pairs, ref))
+    return f"{where} AND field_id IN ({', '.join(str(int(i)) for i in sorted(ids)) or 'NULL'})"
 
 
 def load_context(settings: Settings, now: datetime | None = None,
                  frames: dict[str, pd.DataFrame] | None = None) -> Context:
     """Open the account's store read-only and resolve the report context.
+
+    The facts hold the items (calls, status changes, tasks) of the report week, the trend
+    weeks before it and the FCR window after it; a span outside them reads the store again.
 
     Parameters
     ----------
@@ -110,22 +156,60 @@ def load_context(settings: Settings, now: datetime | None = None,
     now : datetime, optional
         The current instant (default: the clock); ``settings.as_of`` pins it.
     frames : dict of DataFrame, optional
-        Already loaded frames (as from :func:`read_frames`), to skip reading the store.
+        The store's typed tables as frames (every table the facts read: ``calls``, ``tasks``
+        and ``events`` too), to compute from them instead of the store.
     """
     last_sync = None
+    store = None
     if frames is None:
-        with Store.open(settings.data_dir, settings.account, read_only=True) as store:
-            frames = read_frames(store)
+        store = Store.open(settings.data_dir, settings.account, read_only=True)
+    try:
+        if store is not None:
+            frames = read_frames(store, settings)
             last_sync = store.last_sync_at()
-    account = _account(frames["account"])
-    tz = report_timezone(settings.kpi.timezone, account["timezone"])
-    now = resolve_now(settings.as_of, tz, now)
-    week, as_of = resolve_week(settings.week, settings.as_of, tz, now)
-    supervisors, managers = resolve_people(settings, frames["users"])
-    _check_pipelines(settings, frames["pipelines"])
-    check_targets(settings.kpi.targets)
+        account = _account(frames["account"])
+        tz = report_timezone(settings.kpi.timezone, account["timezone"])
+        now = resolve_now(settings.as_of, tz, now)
+        week, as_of = resolve_week(settings.week, settings.as_of, tz, now)
+        supervisors, managers = resolve_people(settings, frames["users"])
+        _check_pipelines(settings, frames["pipelines"])
+        check_targets(settings.kpi.targets)
+        _check_score_fields(settings, frames["lead_custom_fields"], frames["custom_field_values"])
+        reader = _FactsReader(settings, None if store is not None else frames, frames["leads"], now.timestamp())
+        back = max(settings.kpi.trend_weeks, TREND_WEEKS) + 1
+        facts = reader.read(week.shift(-back).start_ts, week.end_ts + reader.window_s, store)
+    finally:
+        if store is not None:
+            store.close()
     return Context(settings=settings, frames=frames, tz=tz, week=week, as_of=as_of, now=now, managers=managers,
-                   supervisors=supervisors, account=account, last_sync_at=last_sync)
+                   supervisors=supervisors, account=account, last_sync_at=last_sync, facts=facts, reader=reader)
+
+
+class _FactsReader:
+    """Builds :class:`Facts` for a window of instants, from the store or from given frames."""
+
+    def __init__(self, settings: Settings, frames: dict[str, pd.DataFrame] | None, leads: pd.DataFrame,
+                 now: float):
+        self.settings, self.frames, self.leads, self.now = settings, frames, leads, now
+        self.window_s = settings.kpi.fcr_window_days * 86400.0
+
+    def read(self, lo: float, hi: float, store: Store | None = None) -> Facts:
+        """The facts holding the items of ``[lo, hi)`` (``store``: an open store to read from)."""
+        kpi = self.settings.kpi
+        if self.frames is not None:
+            con = duckdb.connect()
+            try:
+                for name, frame in self.frames.items():
+                    con.register("_frame", frame)
+                    con.execute(f"CREATE TABLE {name} AS SELECT * FROM _frame")
+                    con.unregister("_frame")
+                return Facts(con, self.leads, kpi.pipelines, kpi.fcr_window_days, lo, hi, self.now)
+            finally:
+                con.close()
+        if store is not None:
+            return Facts(store.con, self.leads, kpi.pipelines, kpi.fcr_window_days, lo, hi, self.now)
+        with Store.open(self.settings.data_dir, self.settings.account, read_only=True) as store:
+            return Facts(store.con, self.leads, kpi.pipelines, kpi.fcr_window_days, lo, hi, self.now)
 
 
 def _account(frame: pd.DataFrame) -> dict[str, Any]:
@@ -148,7 +232,8 @@ def resolve_people(settings: Settings, users: pd.DataFrame) -> tuple[list[int], 
     for key in ("supervisors", "managers"):
         for uid in getattr(kpi, key) or ():
             if uid not in known:
-                shown = ", ".join(str(i) for i in sorted(known)) or "none (sync the account first)"
+                names = dict(zip(ids, users["name"].fillna("").astype(str).tolist()))
+                shown = ", ".join(f"{i} {names[i]}".strip() for i in sorted(known)) or "none (sync the account first)"
                 raise ConfigError(
                     f"kpi.{key}: user id {uid} is not a user of this account: use ids from the account's users"
                     f" ({shown})")
@@ -182,3 +267,21 @@ def _check_pipelines(settings: Settings, pipelines: pd.DataFrame) -> None:
         if pid not in known:
             shown = ", ".join(str(i) for i in sorted(known)) or "none (sync the account first)"
             raise ConfigError(f"kpi.pipelines: pipeline id {pid} is not a pipeline of this account: use one of {shown}")
+
+
+def _check_score_fields(settings: Settings, defs: pd.DataFrame, values: pd.DataFrame) -> None:
+    """A ``csat_field`` or ``nps_field`` set in the params must name a lead custom field of the account."""
+    fields_ = dict(zip(defs["id"].astype("int64").tolist(), defs["name"].fillna("").astype(str).tolist()))
+    for fid, name in zip(values["field_id"].dropna().astype("int64").tolist(),
+                         values["field_name"].fillna("").astype(str).tolist()):
+        fields_.setdefault(fid, name)
+    for key in ("csat_field", "nps_field"):
+        ref = getattr(settings.kpi, key)
+        if key not in settings.kpi_params or ref is None:
+            continue
+        text = str(ref).strip().casefold()
+        if any(str(fid) == text or name.strip().casefold() == text for fid, name in fields_.items()):
+            continue
+        shown = ", ".join(f"{fid} {name!r}" for fid, name in sorted(fields_.items())) or "none (sync the account first)"
+        raise ConfigError(f"kpi.{key}: {ref!r} names no lead custom field of this account: use the id or name of "
+                          f"one of its lead fields ({shown})")

@@ -103,7 +103,7 @@ def detail_cost_of_service(ctx: "Context", span: Span) -> pd.DataFrame:
     minutes = np.select([sig["kind"] == "E1", sig["kind"] == "E2"],
                         [kpi.minutes_per_escalation_task, kpi.minutes_per_takeover], sig["minutes"])
     rows = sig["task_row"].to_numpy(dtype="int64")
-    texts = facts_of(ctx).task_column(np.maximum(rows, 0), "text") if len(ctx.frames["tasks"]) else rows.astype(object)
+    texts = facts_of(ctx).task_column(np.maximum(rows, 0), "text") if len(facts_of(ctx).tasks) else rows.astype(object)
     return finish_rows(ctx, {
         "lead_id": sig["lead_id"].astype("int64").to_numpy(), "manager": sig["m"].to_numpy(),
         "kind": sig["kind"].to_numpy(dtype=object), "at": to_local_times(ctx, sig["t"]),

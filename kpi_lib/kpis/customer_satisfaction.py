@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import WON, Span, grid_index, num, ratio, tally, to_local_times
+from .common import WON, Span, grid_index, match_fields, num, ratio, tally, to_local_times
 from .detail import finish_rows
 from .facts import closed_in, facts_of
 
@@ -17,16 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def field_ids(ctx: "Context", ref: str | int) -> list[int]:
     """Lead custom field ids matching ``ref``: an id, or a name compared case-insensitively."""
-    defs, values = ctx.frames["lead_custom_fields"], ctx.frames["custom_field_values"]
-    if isinstance(ref, int):
-        return [ref]
-    name = str(ref).strip().casefold()
-    found = set(defs.loc[defs["name"].fillna("").astype(str).str.strip().str.casefold() == name, "id"].astype(int))
-    named = values["field_name"].fillna("").astype(str).str.strip().str.casefold() == name
-    found |= set(values.loc[named, "field_id"].dropna().astype(int))
-    if name.isdigit():
-        found.add(int(name))
-    return sorted(found)
+    return match_fields(ctx.frames["lead_custom_fields"], ctx.frames["custom_field_values"], ref)
 
 
 def lead_scores(ctx: "Context", ref: str | int | None, low: float, high: float) -> pd.Series:

@@ -4,6 +4,10 @@ Each call with its caller, connected flag and lead (own, or mapped from a contac
 600 s rule), each lead's owner at any instant rebuilt from responsible changes, each status
 change with whether it advances the lead, each task with its completion time, and each won
 or lost lead with its owner at close.  Blocks group these by week × manager.
+
+The row selection and the heavy joins (call de-duplication, the contact-call mapping with
+``owner_at``, status sorts, task completion times, text codes) run as DuckDB SQL on the
+store's own connection, so that only numbers come back to Python.
 """
 
 from __future__ import annotations
@@ -16,14 +20,152 @@ import pandas as pd
 from .common import LOST, MAP_SLACK_S, WON, Span, flag, num, scope, sort_key
 
 if TYPE_CHECKING:  # pragma: no cover
+    import duckdb
+
     from .context import Context
 
 #: Task ``entity_type`` codes (index = code): none or other, leads, contacts, companies.
 ENTITY_TYPES = (None, "leads", "contacts", "companies")
 
+#: De-duplicated call notes (the first of each ``uniq`` by time, then id), the whole history.
+_CALLS_SQL = """
+WITH dups AS (SELECT uniq FROM calls WHERE uniq <> '' GROUP BY uniq HAVING count(*) > 1),
+repeated AS (SELECT c.rowid AS r FROM calls c SEMI JOIN dups d ON d.uniq = c.uniq
+             QUALIFY row_number() OVER (PARTITION BY c.uniq ORDER BY c.created_at ASC NULLS LAST,
+                                                                   c.id ASC NULLS LAST) > 1)
+SELECT CAST(id AS DOUBLE) AS id, coalesce(entity_type = 'contact', false) AS on_contact,
+       CAST(entity_id AS DOUBLE) AS entity_id, coalesce(note_type = 'call_in', false) AS call_in,
+       coalesce(note_type = 'call_out', false) AS call_out, CAST(created_at AS DOUBLE) AS t,
+       CAST(CASE WHEN responsible_user_id IS NULL OR responsible_user_id = 0 THEN created_by
+                 ELSE responsible_user_id END AS DOUBLE) AS caller,
+       coalesce(call_status = 4, false)
+         OR ((call_status IS NULL OR call_status = 8) AND coalesce(duration, 0) >= 20) AS connected,
+       CAST(coalesce(duration, 0) AS DOUBLE) AS duration, CAST(call_status AS DOUBLE) AS call_status
+FROM calls c ANTI JOIN repeated r ON r.r = c.rowid
+"""
+
+#: Contact calls mapped to one of the contact's non-deleted leads (§0, the 600 s rule): the
+#: lead the caller owned at the call first, then the latest created, then the highest id.
+_MAP_SQL = f"""
+WITH link AS (SELECT DISTINCT CAST(contact_id AS DOUBLE) AS contact, CAST(lead_id AS DOUBLE) AS lead_id
+              FROM lead_contacts),
+alive AS (SELECT link.contact, link.lead_id, l.created_at, l.closed_at, l.owner
+          FROM link JOIN _facts_leads l ON l.id = link.lead_id WHERE NOT l.deleted),
+pairs AS (SELECT c.rowid AS row, c.t, c.caller, a.lead_id, a.created_at, a.owner
+          FROM _facts_calls0 c JOIN alive a ON a.contact = c.entity_id
+          WHERE c.on_contact AND a.created_at <= c.t + {MAP_SLACK_S} AND (a.closed_at IS NULL OR a.closed_at >= c.t)),
+owned AS (SELECT p.row, p.lead_id, p.created_at,
+                 coalesce(CASE WHEN r.t IS NULL THEN p.owner ELSE r.before END = p.caller, false) AS own
+          FROM pairs p ASOF LEFT JOIN _facts_changes r ON r.lead_id = p.lead_id AND p.t < r.t)
+SELECT row, arg_max(lead_id, (own, created_at, lead_id)) AS lead_id FROM owned GROUP BY row
+"""
+
+#: Every call with its lead (own, or mapped from a contact) and whether that lead counts.
+_LEAD_OF_CALLS_SQL = """
+SELECT c.*, CASE WHEN c.on_contact THEN m.lead_id ELSE c.entity_id END AS lead_id,
+       c.on_contact AND m.lead_id IS NOT NULL AS mapped, coalesce(l.counted, false) AS lead_counted
+FROM _facts_calls0 c
+LEFT JOIN _facts_mapped m ON m.row = c.rowid
+LEFT JOIN _facts_leads l ON l.id = CASE WHEN c.on_contact THEN m.lead_id ELSE c.entity_id END
+"""
+
+#: Per counted lead with calls: the first call (``fa``), the first connected call (``fc``), whether
+#: ``fc`` resolved the lead within the window (§3: no call_in, no connected call_out, an advance)
+#: with those first callback / repeat call / advance, and ``t1`` (first call_out or connected call_in).
+_LEAD_CALLS_SQL = """
+WITH c AS (SELECT lead_id, t, id, caller, connected, call_in, call_out FROM _facts_calls
+           WHERE lead_counted AND t IS NOT NULL),
+firsts AS (SELECT lead_id, min(t) AS fa_t, arg_min({'caller': caller, 'connected': connected}, (t, id)) AS fa,
+                  min(t) FILTER (WHERE connected) AS fc_t,
+                  arg_min({'caller': caller}, (t, id)) FILTER (WHERE connected) AS fc,
+                  min(t) FILTER (WHERE call_out OR (call_in AND connected)) AS t1
+           FROM c GROUP BY lead_id),
+callbacks AS (SELECT c.lead_id, min(c.t) AS t FROM c JOIN firsts f ON f.lead_id = c.lead_id
+              WHERE c.call_in AND c.t > f.fc_t AND c.t <= f.fc_t + $window GROUP BY c.lead_id),
+repeats AS (SELECT c.lead_id, min(c.t) AS t FROM c JOIN firsts f ON f.lead_id = c.lead_id
+            WHERE c.connected AND c.call_out AND c.t > f.fc_t AND c.t <= f.fc_t + $window GROUP BY c.lead_id),
+moves AS (SELECT s.lead_id, min(s.t) AS t FROM _facts_status s JOIN firsts f ON f.lead_id = s.lead_id
+          WHERE s.advances AND s.lead_counted AND s.t > f.fc_t AND s.t <= f.fc_t + $window GROUP BY s.lead_id)
+SELECT f.lead_id, f.fa_t, CAST(f.fa.caller AS DOUBLE) AS fa_caller, coalesce(f.fa.connected, false) AS fa_connected,
+       f.fc_t, CAST(f.fc.caller AS DOUBLE) AS fc_caller,
+       f.fc_t IS NOT NULL AND cb.t IS NULL AND rp.t IS NULL AND m.t IS NOT NULL AS fc_resolved,
+       cb.t AS fc_callback_t, rp.t AS fc_repeat_t, f.fc_t IS NOT NULL AND m.t IS NOT NULL AS fc_advanced, f.t1
+FROM firsts f LEFT JOIN callbacks cb ON cb.lead_id = f.lead_id LEFT JOIN repeats rp ON rp.lead_id = f.lead_id
+LEFT JOIN moves m ON m.lead_id = f.lead_id
+ORDER BY f.lead_id
+"""
+
+#: Responsible changes on leads, the first of each second in API order (for ``owner_at`` in SQL).
+_CHANGES_SQL = """
+SELECT lead_id, t, before FROM _facts_responsible
+WHERE t IS NOT NULL
+QUALIFY row_number() OVER (PARTITION BY lead_id, t ORDER BY seq ASC NULLS LAST) = 1
+"""
+
+#: ``lead_status_changed`` events on leads with whether each advances the lead (§0), the whole history.
+_STATUS_SQL = f"""
+WITH sorts AS (SELECT id, pipeline_id, first(sort) AS sort FROM statuses GROUP BY id, pipeline_id)
+SELECT CAST(e.entity_id AS DOUBLE) AS lead_id, CAST(e.created_at AS DOUBLE) AS t,
+       CAST(e.created_by AS DOUBLE) AS actor,
+       coalesce(e.status_after = {WON}, false)
+         OR (coalesce(e.status_after <> {LOST}, true) AND coalesce(e.pipeline_after = e.pipeline_before, false)
+             AND coalesce(a.sort > b.sort, false) AND e.status_before IS NOT NULL) AS advances,
+       coalesce(l.counted, false) AS lead_counted, e.seq
+FROM events e
+LEFT JOIN sorts a ON a.id = e.status_after AND a.pipeline_id = e.pipeline_after
+LEFT JOIN sorts b ON b.id = e.status_before AND b.pipeline_id = e.pipeline_before
+LEFT JOIN _facts_leads l ON l.id = e.entity_id
+WHERE e.type = 'lead_status_changed' AND e.entity_type = 'lead'
+"""
+
+#: Tasks due, created or completed in the window [$lo, $hi), or open and due around ``now``
+#: ($near_lo, $near_hi), with their completion time.
+_TASKS_SQL = """
+WITH done AS (SELECT entity_id, max(created_at) AS t FROM events
+              WHERE type = 'task_completed' AND entity_type = 'task' GROUP BY entity_id)
+SELECT t.*, CASE WHEN coalesce(t.is_completed, false) THEN CAST(coalesce(d.t, t.updated_at) AS DOUBLE) END AS done_at
+FROM tasks t LEFT JOIN done d ON d.entity_id = t.id
+WHERE (t.complete_till >= $lo AND t.complete_till < $hi) OR (t.created_at >= $lo AND t.created_at < $hi)
+   OR (coalesce(t.is_completed, false) AND coalesce(d.t, t.updated_at) >= $lo AND coalesce(d.t, t.updated_at) < $hi)
+   OR (NOT coalesce(t.is_completed, false) AND t.complete_till >= $near_lo AND t.complete_till < $near_hi)
+"""
+
+#: The window's tasks in id order with codes for their texts and entity type.
+_TASK_CODES_SQL = """
+WITH texts AS (SELECT text, row_number() OVER (ORDER BY text) - 1 AS code
+               FROM (SELECT DISTINCT text FROM _facts_tasks WHERE text IS NOT NULL)),
+results AS (SELECT result_text, row_number() OVER (ORDER BY result_text) - 1 AS code
+            FROM (SELECT DISTINCT result_text FROM _facts_tasks WHERE result_text IS NOT NULL)),
+kinds AS (SELECT entity_type, row_number() OVER (ORDER BY entity_type) - 1 AS code
+          FROM (SELECT DISTINCT entity_type FROM _facts_tasks WHERE entity_type IS NOT NULL))
+SELECT CAST(t.id AS DOUBLE) AS id, CAST(t.created_by AS DOUBLE) AS created_by,
+       CAST(t.created_at AS DOUBLE) AS created_at, CAST(t.responsible_user_id AS DOUBLE) AS responsible,
+       CAST(t.entity_id AS DOUBLE) AS entity_id,
+       CAST(CASE t.entity_type WHEN 'leads' THEN 1 WHEN 'contacts' THEN 2 WHEN 'companies' THEN 3 ELSE 0 END
+            AS TINYINT) AS etype,
+       coalesce(t.is_completed, false) AS is_completed,
+       t.done_at, coalesce(x.code, -1) AS text_code, coalesce(r.code, -1) AS result_code,
+       CAST(t.complete_till AS DOUBLE) AS complete_till, coalesce(k.code, -1) AS kind_code
+FROM _facts_tasks t
+LEFT JOIN texts x ON x.text = t.text
+LEFT JOIN results r ON r.result_text = t.result_text
+LEFT JOIN kinds k ON k.entity_type = t.entity_type
+ORDER BY t.id ASC NULLS LAST
+"""
+
 
 class Facts:
-    """The per-item facts every block starts from, built once from the context's frames.
+    """The per-item facts every block starts from, built once from the store.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        A connection holding the store's typed tables (the store's own, or frames registered
+        under the tables' names).
+    leads : DataFrame
+        The ``leads`` frame of :func:`kpi_lib.kpis.context.read_frames`.
+    pipelines : list of int or None
+        Params ``pipelines``: counted leads are in one of them.
 
     Attributes
     ----------
@@ -38,22 +180,36 @@ class Facts:
         ``lead_status_changed`` events on leads: ``lead_id, t, actor, advances``.
     tasks : DataFrame
         Tasks with ``done_at`` (completion time of completed tasks, else NaN), ``etype`` (see
-        :data:`ENTITY_TYPES`), ``row`` (position in the tasks frame) and ``text_code`` /
+        :data:`ENTITY_TYPES`), ``row`` (position in the store's tasks by id) and ``text_code`` /
         ``result_code`` (positions in :attr:`task_texts` / :attr:`result_texts`, -1 for none).
     closed : DataFrame
         Counted won and lost leads: ``lead_id, price, status_id, closed_at, owner``
         (``owner_at(lead, closed_at)``).
     """
 
-    def __init__(self, ctx: "Context"):
-        frames = ctx.frames
-        self._tasks_frame = frames["tasks"]
-        self._build_leads(frames["leads"], ctx.settings.kpi.pipelines)
-        self._build_owner_history(frames["events"])
-        self._build_status(frames["events"], frames["statuses"])
-        self._build_calls(frames["calls"], frames["lead_contacts"])
-        self._build_tasks(frames["tasks"], frames["events"])
+    def __init__(self, con: "duckdb.DuckDBPyConnection", leads: pd.DataFrame, pipelines=None,
+                 window_days: float = 7, lo: float = -np.inf, hi: float = np.inf, now: float | None = None):
+        self.lo, self.hi = float(lo), float(hi)
+        self._build_leads(leads, pipelines)
+        self._build_owner_history(con)
+        temp = ("_facts_changes", "_facts_calls0", "_facts_mapped", "_facts_calls", "_facts_status", "_facts_tasks")
+        views = {"_facts_leads": self.leads[["created_at", "closed_at", "owner", "deleted", "counted"]].assign(
+            id=self.lead_ids), "_facts_responsible": self.responsible_events}
+        for name, frame in views.items():
+            con.register(name, frame)
+        try:
+            self._build_calls(con, window_days * 86400.0)
+            self._build_tasks(con, now)
+        finally:
+            for name in temp:
+                con.execute(f"DROP TABLE IF EXISTS {name}")
+            for name in views:
+                con.unregister(name)
         self._build_closed()
+
+    def covers(self, lo: float, hi: float) -> bool:
+        """Whether the items held (calls, status changes, tasks) cover the instants ``[lo, hi)``."""
+        return self.lo <= lo and hi <= self.hi
 
     # leads and their owners ---------------------------------------------------------------
     def _build_leads(self, leads: pd.DataFrame, pipelines) -> None:
@@ -75,7 +231,6 @@ class Facts:
             "counted": counted,
         })
         self.lead_ids = self.leads["id"].to_numpy(dtype="float64")
-
     def lead_pos(self, lead_ids) -> tuple[np.ndarray, np.ndarray]:
         """Row positions of ``lead_ids`` in :attr:`leads` and whether each is known."""
         ids = num(lead_ids)
@@ -98,20 +253,19 @@ class Facts:
             return column[pos] & known if len(column) else np.zeros(len(pos), dtype=bool)
         return np.where(known, column[pos], np.nan) if len(column) else np.full(len(pos), np.nan)
 
-    def _build_owner_history(self, events: pd.DataFrame) -> None:
-        ev = events.loc[(events["type"] == "entity_responsible_changed") & (events["entity_type"] == "lead")]
-        pos, known = self.lead_pos(ev["entity_id"])
-        t, seq = num(ev["created_at"]), num(ev["seq"])
+    def _build_owner_history(self, con: "duckdb.DuckDBPyConnection") -> None:
+        ev = con.execute(
+            "SELECT CAST(entity_id AS DOUBLE) AS lead_id, CAST(created_at AS DOUBLE) AS t, CAST(seq AS DOUBLE) AS seq,"
+            " CAST(responsible_before AS DOUBLE) AS before, CAST(responsible_after AS DOUBLE) AS after FROM events"
+            " WHERE type = 'entity_responsible_changed' AND entity_type = 'lead' ORDER BY created_at, seq").df()
+        pos, known = self.lead_pos(ev["lead_id"])
+        t, seq = num(ev["t"]), num(ev["seq"])
         keep = known & ~np.isnan(t)
         order = np.lexsort((seq[keep], t[keep], pos[keep]))
         self._resp_pos = pos[keep][order]
         self._resp_key = sort_key(self._resp_pos, t[keep][order])
-        self._resp_before = num(ev["responsible_before"])[keep][order]
-        self.responsible_events = pd.DataFrame({
-            "lead_id": num(ev["entity_id"]), "t": t, "seq": seq,
-            "before": num(ev["responsible_before"]), "after": num(ev["responsible_after"]),
-        })
-
+        self._resp_before = num(ev["before"])[keep][order]
+        self.responsible_events = ev
     def owner_at(self, lead_ids, t) -> np.ndarray:
         """``owner_at(lead, t)`` (§0): ``value_before`` of the earliest responsible change on the
         lead strictly after ``t`` (same-second events in API order), else the current owner."""
@@ -126,118 +280,55 @@ class Facts:
         hit = (j < len(self._resp_key)) & (self._resp_pos[jc] == pos) & known & ~np.isnan(t)
         return np.where(hit, self._resp_before[jc], current)
 
-    # status history -----------------------------------------------------------------------
-    def _build_status(self, events: pd.DataFrame, statuses: pd.DataFrame) -> None:
-        ev = events.loc[(events["type"] == "lead_status_changed") & (events["entity_type"] == "lead")]
-        sort = pd.Series(num(statuses["sort"]),
-                         index=pd.MultiIndex.from_arrays([num(statuses["id"]), num(statuses["pipeline_id"])]))
-        sort = sort[~sort.index.duplicated()]
+    # calls and status changes -------------------------------------------------------------
+    def _window(self) -> str:
+        """SQL bounds of the window on ``t`` (nothing when unbounded)."""
+        bounds = [f"t >= {self.lo!r}" if np.isfinite(self.lo) else "", f"t < {self.hi!r}" if np.isfinite(self.hi) else ""]
+        return " AND ".join(b for b in bounds if b) or "true"
 
-        def sort_of(status, pipeline):
-            idx = pd.MultiIndex.from_arrays([num(status), num(pipeline)])
-            return sort.reindex(idx).to_numpy(dtype="float64")
-
-        before, after = num(ev["status_before"]), num(ev["status_after"])
-        same = num(ev["pipeline_after"]) == num(ev["pipeline_before"])
-        higher = sort_of(ev["status_after"], ev["pipeline_after"]) > sort_of(ev["status_before"], ev["pipeline_before"])
-        advances = (after == WON) | ((after != LOST) & same & higher & ~np.isnan(before))
-        self.status = pd.DataFrame({
-            "lead_id": num(ev["entity_id"]), "t": num(ev["created_at"]), "actor": num(ev["created_by"]),
-            "advances": advances,
-        })
-        self.status["lead_counted"] = self.lead_attr(self.status["lead_id"], "counted")
-
-    # calls --------------------------------------------------------------------------------
-    def _build_calls(self, calls: pd.DataFrame, links: pd.DataFrame) -> None:
-        t, ids = num(calls["created_at"]), num(calls["id"])
-        order = np.lexsort((ids, t))
-        uniq = calls["uniq"].take(order)
-        has_uniq = (uniq.notna() & (uniq != "")).to_numpy(dtype=bool)
-        order = order[~(has_uniq & uniq.duplicated().to_numpy())]
-
-        def col(name: str) -> np.ndarray:
-            return num(calls[name])[order]
-
-        resp = col("responsible_user_id")
-        caller = np.where(np.isnan(resp) | (resp == 0), col("created_by"), resp)
-        status = col("call_status")
-        duration = np.nan_to_num(col("duration"))
-        no_status = np.isnan(status) | (status == 8)
-        on_contact = (calls["entity_type"] == "contact").to_numpy(dtype=bool)[order]
-        note = calls["note_type"]
-        entity = col("entity_id")
-        out = pd.DataFrame({
-            "id": ids[order], "on_contact": on_contact, "entity_id": entity,
-            "call_in": (note == "call_in").to_numpy(dtype=bool)[order],
-            "call_out": (note == "call_out").to_numpy(dtype=bool)[order], "t": t[order],
-            "caller": caller, "connected": (status == 4) | (no_status & (duration >= 20)), "duration": duration,
-            "call_status": status,
-        })
-        lead_id = np.where(on_contact, np.nan, entity)
-        mapped = np.zeros(len(out), dtype=bool)
-        contact = np.flatnonzero(on_contact)
-        if len(contact):
-            lead_id[contact] = self._map_contact_calls(out.iloc[contact], links)
-            mapped[contact] = ~np.isnan(lead_id[contact])
-        out["lead_id"] = lead_id
-        out["mapped"] = mapped
-        out["lead_counted"] = self.lead_attr(lead_id, "counted")
-        self.calls = out
-
-    def _map_contact_calls(self, cc: pd.DataFrame, links: pd.DataFrame) -> np.ndarray:
-        """Map contact calls to one of the contact's non-deleted leads (§0, the 600 s rule)."""
-        link = pd.DataFrame({"contact": num(links["contact_id"]), "lead_id": num(links["lead_id"])})
-        link = link.drop_duplicates()
-        pos, known = self.lead_pos(link["lead_id"])
-        leads = self.leads
-        alive = known & ~leads["deleted"].to_numpy()[pos]
-        link = link.loc[alive]
-        link["created_at"] = leads["created_at"].to_numpy()[pos[alive]]
-        link["closed_at"] = leads["closed_at"].to_numpy()[pos[alive]]
-        q = pd.DataFrame({"row": np.arange(len(cc)), "contact": cc["entity_id"].to_numpy(),
-                          "t": cc["t"].to_numpy(), "caller": cc["caller"].to_numpy()})
-        pairs = q.merge(link, on="contact", how="inner")
-        ok = (pairs["created_at"].to_numpy() <= pairs["t"].to_numpy() + MAP_SLACK_S) & (
-            np.isnan(pairs["closed_at"].to_numpy()) | (pairs["closed_at"].to_numpy() >= pairs["t"].to_numpy()))
-        pairs = pairs.loc[ok]
-        own = self.owner_at(pairs["lead_id"], pairs["t"]) == pairs["caller"].to_numpy()
-        order = np.lexsort((-pairs["lead_id"].to_numpy(), -pairs["created_at"].to_numpy(), ~own,
-                            pairs["row"].to_numpy()))
-        chosen = pairs.iloc[order].drop_duplicates("row", keep="first")
-        out = np.full(len(cc), np.nan)
-        out[chosen["row"].to_numpy()] = chosen["lead_id"].to_numpy()
-        return out
+    def _build_calls(self, con: "duckdb.DuckDBPyConnection", window_s: float) -> None:
+        """Calls and status changes of the window, and every counted lead's first calls (whole history)."""
+        con.execute(f"CREATE TEMP TABLE _facts_changes AS {_CHANGES_SQL}")
+        con.execute(f"CREATE TEMP TABLE _facts_calls0 AS {_CALLS_SQL}")
+        con.execute(f"CREATE TEMP TABLE _facts_mapped AS {_MAP_SQL}")
+        con.execute(f"CREATE TEMP TABLE _facts_calls AS {_LEAD_OF_CALLS_SQL}")
+        con.execute(f"CREATE TEMP TABLE _facts_status AS {_STATUS_SQL}")
+        where = self._window()
+        self.calls = con.execute(f"SELECT * FROM _facts_calls WHERE {where} ORDER BY t ASC NULLS LAST, id ASC NULLS LAST").df()
+        self.status = con.execute(f"SELECT lead_id, t, actor, advances, lead_counted FROM _facts_status WHERE {where}"
+                                  " ORDER BY t ASC NULLS LAST, seq ASC NULLS LAST").df()
+        self.lead_calls = con.execute(_LEAD_CALLS_SQL, {"window": window_s}).df().set_index("lead_id")
 
     # tasks ---------------------------------------------------------------------------------
-    def _build_tasks(self, tasks: pd.DataFrame, events: pd.DataFrame) -> None:
-        ev = events.loc[(events["type"] == "task_completed") & (events["entity_type"] == "task")]
-        last = pd.Series(num(ev["created_at"])).groupby(num(ev["entity_id"])).max()
-        ids = num(tasks["id"])
-        done = flag(tasks["is_completed"])
-        event_t = last.reindex(ids).to_numpy(dtype="float64")
-        done_at = np.where(np.isnan(event_t), num(tasks["updated_at"]), event_t)
-        kind = tasks["entity_type"]
-        etype = np.zeros(len(tasks), dtype="int8")
-        for code, name in enumerate(ENTITY_TYPES[1:], start=1):
-            etype[(kind == name).to_numpy(dtype=bool)] = code
-        entity = num(tasks["entity_id"])
-        text_code, self.task_texts = pd.factorize(tasks["text"], use_na_sentinel=True)
-        result_code, self.result_texts = pd.factorize(tasks["result_text"], use_na_sentinel=True)
-        out = pd.DataFrame({
-            "id": ids, "row": np.arange(len(tasks)), "created_by": num(tasks["created_by"]),
-            "created_at": num(tasks["created_at"]), "responsible": num(tasks["responsible_user_id"]),
-            "entity_id": entity, "etype": etype, "is_completed": done, "done_at": np.where(done, done_at, np.nan),
-            "text_code": text_code, "result_code": result_code, "complete_till": num(tasks["complete_till"]),
-        })
+    def _build_tasks(self, con: "duckdb.DuckDBPyConnection", now: float | None) -> None:
+        near = (-np.inf, np.inf) if now is None else (now - 3 * 86400.0, now + 3 * 86400.0)
+        bounds = {"lo": self.lo, "hi": self.hi, "near_lo": near[0], "near_hi": near[1]}
+        con.execute(f"CREATE TEMP TABLE _facts_tasks AS {_TASKS_SQL}", bounds)
+        out = con.execute(_TASK_CODES_SQL).df()
+        self.task_texts = _codes(con, "text")
+        self.result_texts = _codes(con, "result_text")
+        self._task_kinds = _codes(con, "entity_type")
+        self._kind_code = out.pop("kind_code").to_numpy(dtype="int64")
+        out.insert(1, "row", np.arange(len(out)))
+        out["text_code"] = out["text_code"].to_numpy(dtype="int64")
+        out["result_code"] = out["result_code"].to_numpy(dtype="int64")
+        entity, etype = out["entity_id"].to_numpy(), out["etype"].to_numpy()
         out["lead_id"] = np.where(etype == 1, entity, np.nan)
         out["lead_counted"] = self.lead_attr(out["lead_id"], "counted")
         out["lead_deleted"] = self.lead_attr(out["lead_id"], "deleted")
         self.tasks = out
 
     def task_column(self, rows, column: str) -> np.ndarray:
-        """A column of the original tasks frame (``text``, ``entity_type``…) at ``rows``."""
-        return self._tasks_frame[column].take(np.asarray(rows, dtype="int64")).to_numpy(dtype=object)
-
+        """The store's ``text``, ``result_text`` or ``entity_type`` of tasks at ``rows`` (None when missing)."""
+        codes = {"text": (self.tasks["text_code"], self.task_texts),
+                 "result_text": (self.tasks["result_code"], self.result_texts),
+                 "entity_type": (self._kind_code, self._task_kinds)}
+        if column not in codes:
+            raise KeyError(f"task column {column!r}: use one of {', '.join(codes)}")
+        code, values = codes[column]
+        code = np.asarray(code, dtype="int64")[np.asarray(rows, dtype="int64")]
+        table = np.append(np.asarray(values, dtype=object), None)
+        return table[code]
     # won and lost ----------------------------------------------------------------------------
     def _build_closed(self) -> None:
         leads = self.leads
@@ -249,13 +340,17 @@ class Facts:
 
 
 def facts_of(ctx: "Context") -> Facts:
-    """The context's :class:`Facts`, built on first use."""
-    if ctx.cache.get("facts") is None:
-        ctx.cache["facts"] = Facts(ctx)
-    return ctx.cache["facts"]
+    """The context's :class:`Facts` (built by :func:`kpi_lib.kpis.context.load_context`)."""
+    return ctx.facts
 
 
 def closed_in(ctx: "Context", span: Span, status: int) -> pd.DataFrame:
     """``won(M, W)`` (``status=142``) or ``lost(M, W)`` (143) for every manager and week of the span."""
     closed = facts_of(ctx).closed
     return scope(ctx, closed.loc[closed["status_id"].to_numpy() == status], span, "closed_at", "owner")
+
+
+def _codes(con: "duckdb.DuckDBPyConnection", column: str) -> np.ndarray:
+    """The distinct non-null values of a tasks column, in the order of their codes in ``_TASKS_SQL``."""
+    rows = con.execute(f"SELECT DISTINCT {column} FROM _facts_tasks WHERE {column} IS NOT NULL ORDER BY {column}").fetchall()
+    return np.array([r[0] for r in rows], dtype=object)

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import (Span, business_minutes, count_sorted, grid_index, member, num, ratio, scope, sort_key, tally,
-                     to_local_times)
+from .common import Span, business_minutes, grid_index, member, num, ratio, scope, tally, to_local_times
 from .detail import finish_rows
 from .facts import facts_of
 
@@ -17,24 +16,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
 
 DAY_S = 86400
-
-
-def _firsts(pos: np.ndarray, mask: np.ndarray, leads: np.ndarray) -> np.ndarray:
-    """Row of the first ``mask`` row of each lead in ``leads`` (rows sorted by lead), -1 if none."""
-    rows = np.flatnonzero(mask)
-    head = rows[np.r_[True, pos[rows][1:] != pos[rows][:-1]]] if len(rows) else rows
-    out = np.full(len(leads), -1, dtype="int64")
-    at = np.searchsorted(leads, pos[head])
-    out[at] = head
-    return out
-
-
-def _first_between(keys: np.ndarray, t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Time of the first sorted key in ``(lo, hi]`` for each pair (NaN when there is none)."""
-    at = np.searchsorted(keys, lo, side="right")
-    inside = at < len(keys)
-    inside[inside] = keys[at[inside]] <= hi[inside]
-    return np.where(inside, t[np.minimum(at, len(t) - 1)] if len(t) else np.nan, np.nan)
 
 
 def lead_calls(ctx: "Context") -> pd.DataFrame:
@@ -45,44 +26,7 @@ def lead_calls(ctx: "Context") -> pd.DataFrame:
     ``call_out`` in (``fc``, ``fc`` + window] (NaN when none), ``fc_advanced`` whether the lead
     advanced in that window: ``fc_resolved`` is true exactly when neither call exists and it did.
     """
-    if "lead_calls" in ctx.cache:
-        return ctx.cache["lead_calls"]
-    f = facts_of(ctx)
-    window = ctx.settings.kpi.fcr_window_days * DAY_S
-    calls = f.calls
-    keep = calls["lead_counted"].to_numpy()
-    pos = f.lead_pos(calls["lead_id"].to_numpy()[keep])[0]
-    t, ids = calls["t"].to_numpy()[keep], calls["id"].to_numpy()[keep]
-    order = np.lexsort((ids, t, pos))
-    pos, t = pos[order], t[order]
-    caller = calls["caller"].to_numpy()[keep][order]
-    connected = calls["connected"].to_numpy()[keep][order]
-    call_in, call_out = calls["call_in"].to_numpy()[keep][order], calls["call_out"].to_numpy()[keep][order]
-    leads = np.unique(pos)
-    fa = _firsts(pos, np.ones(len(pos), dtype=bool), leads)
-    fc = _firsts(pos, connected, leads)
-    reach = _firsts(pos, call_out | (call_in & connected), leads)
-
-    def pick(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return np.where(rows >= 0, values[np.maximum(rows, 0)] if len(values) else np.nan, np.nan)
-
-    fc_t = pick(t, fc)
-    keys = sort_key(pos, t)  # already in order: lead, then time
-    moves = f.status.loc[f.status["advances"].to_numpy() & f.status["lead_counted"].to_numpy()]
-    move_keys = np.sort(sort_key(f.lead_pos(moves["lead_id"])[0], moves["t"]))
-    lo, hi = sort_key(leads, fc_t), sort_key(leads, fc_t + window)
-    callback_t = _first_between(keys[call_in], t[call_in], lo, hi)
-    repeat_t = _first_between(keys[connected & call_out], t[connected & call_out], lo, hi)
-    advanced = count_sorted(move_keys, lo, hi) > 0
-    resolved = np.isnan(callback_t) & np.isnan(repeat_t) & advanced
-    out = pd.DataFrame({
-        "fa_t": pick(t, fa), "fa_caller": pick(caller, fa), "fa_connected": pick(connected, fa) == 1,
-        "fc_t": fc_t, "fc_caller": pick(caller, fc), "fc_resolved": ~np.isnan(fc_t) & resolved,
-        "fc_callback_t": callback_t, "fc_repeat_t": repeat_t, "fc_advanced": ~np.isnan(fc_t) & advanced,
-        "t1": pick(t, reach),
-    }, index=pd.Index(f.lead_ids[leads] if len(f.lead_ids) else np.zeros(0), name="lead_id"))
-    ctx.cache["lead_calls"] = out
-    return out
+    return facts_of(ctx).lead_calls
 
 
 def speed_to_lead(ctx: "Context", span: Span) -> pd.DataFrame:
@@ -109,7 +53,8 @@ def compute_first_call(ctx: "Context", span: Span) -> pd.DataFrame:
     ``fcr_pct`` (primary): leads whose first connected call fell in the week and was made by
     the manager, resolved by that call — nobody had to call again (no further connected call
     and no incoming call) within ``fcr_window_days`` and the lead moved forward in the funnel
-    within that window — over those leads.  ``fcr_final`` is true once the window has closed.
+    within that window — over those leads.  ``fcr_final`` is true once the
+    store's last sync is at or after the end of the week plus the window.
     ``first_call_connect_pct``: share of leads whose very first call (by the manager, in the
     week) connected.  Speed to lead: for leads created in the week, business minutes to the
     first outgoing call or connected incoming call (``stl``), attributed to the lead's owner
@@ -124,7 +69,8 @@ def compute_first_call(ctx: "Context", span: Span) -> pd.DataFrame:
     out["fcr_resolved"] = tally(idx, eligible.loc[eligible["fc_resolved"].to_numpy(dtype=bool)], "nunique", "lead_id")
     out["fcr_pct"] = ratio(out["fcr_resolved"], out["fcr_eligible"], 100)
     window = timedelta(days=ctx.settings.kpi.fcr_window_days)
-    final = np.array([float(ctx.now >= week.end + window) for week in span.weeks])
+    synced = ctx.last_sync_at  # final once the synced data cover the window, whatever "now" is pinned to
+    final = np.array([float(synced is not None and synced >= week.end + window) for week in span.weeks])
     out["fcr_final"] = final[idx.get_level_values("w")]
     first = scope(ctx, facts, span, "fa_t", "fa_caller")
     out["first_call_connect_pct"] = ratio(

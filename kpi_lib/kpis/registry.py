@@ -55,6 +55,9 @@ class Figure:
         The range a target must lie in; default by kind (0–100 for a percentage, else 0 or more).
     optional : bool
         Present only when it applies (``nps`` when configured, ``due_*`` in the current week).
+    numerator : str or None
+        For a ratio that ``kpi-report drivers`` splits (§11): what the team figure sums over
+        managers above ``sample``, its denominator (``P = Σ num / Σ den``).
     """
 
     key: str
@@ -65,6 +68,7 @@ class Figure:
     proportion: bool = False
     bounds: tuple[float, float] | None = None
     optional: bool = False
+    numerator: str | None = None
 
     @property
     def target_range(self) -> tuple[float, float]:
@@ -153,7 +157,8 @@ BLOCKS: tuple[Block, ...] = (
     Block(
         "customer_satisfaction", "01_customer_satisfaction",
         (Figure("won"), Figure("responses"),
-         _pct("csat_pct", direction=">=", target=80.0, sample="responses", proportion=True),
+         _pct("csat_pct", direction=">=", target=80.0, sample="responses", proportion=True,
+              numerator="responses scoring 4 or 5"),
          Figure("csat_mean", "number2"), _pct("coverage_pct"), _pct("repeat_win_share_pct"),
          Figure("nps", "number0", optional=True)),
         primary="csat_pct", compute=compute_customer_satisfaction, detail=detail_customer_satisfaction,
@@ -161,7 +166,8 @@ BLOCKS: tuple[Block, ...] = (
     Block(
         "cost_of_service", "02_cost_of_service",
         (Figure("escalated_leads"), Figure("worked_leads"),
-         _pct("escalation_rate_pct", direction="<=", target=10.0, sample="worked_leads", proportion=True),
+         _pct("escalation_rate_pct", direction="<=", target=10.0, sample="worked_leads", proportion=True,
+              numerator="escalated_leads"),
          Figure("escalation_events"), Figure("supervisor_minutes", "minutes"), Figure("won"),
          Figure("cost_per_won_deal", "money")),
         primary="escalation_rate_pct", compute=compute_cost_of_service, detail=detail_cost_of_service,
@@ -169,7 +175,7 @@ BLOCKS: tuple[Block, ...] = (
     Block(
         "first_call", "03_first_call_quality",
         (Figure("fcr_eligible"), Figure("fcr_resolved"),
-         _pct("fcr_pct", direction=">=", target=70.0, sample="fcr_eligible", proportion=True),
+         _pct("fcr_pct", direction=">=", target=70.0, sample="fcr_eligible", proportion=True, numerator="fcr_resolved"),
          Figure("fcr_final", "bool"), _pct("first_call_connect_pct"), Figure("new_leads"), Figure("uncalled_leads"),
          Figure("stl_median_min", "minutes", direction="<=", target=5.0, sample="new_leads"),
          _pct("stl_within_5_pct")),
@@ -179,7 +185,7 @@ BLOCKS: tuple[Block, ...] = (
     Block(
         "average_check", "04_average_check",
         (Figure("won"), Figure("priced_won"),
-         Figure("avg_check", "money", direction=">=", sample="priced_won"),
+         Figure("avg_check", "money", direction=">=", sample="priced_won", numerator="price of the priced won deals"),
          Figure("median_check", "money"), Figure("won_revenue", "money"), _pct("unpriced_share_pct"), Figure("lost"),
          _pct("win_rate_pct")),
         primary="avg_check", compute=compute_average_check, detail=detail_average_check,
@@ -187,7 +193,7 @@ BLOCKS: tuple[Block, ...] = (
     Block(
         "productivity", "05_manager_productivity",
         (Figure("active_days"), Figure("connected_calls"), Figure("talk_minutes", "minutes"),
-         Figure("revenue_per_active_day", "money", direction=">=", sample="active_days"),
+         Figure("revenue_per_active_day", "money", direction=">=", sample="active_days", numerator="won_revenue"),
          Figure("calls_per_active_day", "number1"), Figure("wins_per_100_calls", "number1"),
          Figure("check_x_calls_per_day", "money")),
         primary="revenue_per_active_day", compute=compute_productivity, detail=detail_productivity,
@@ -196,7 +202,8 @@ BLOCKS: tuple[Block, ...] = (
     Block(
         "smart_audit", "06_smart_audit",
         (Figure("tasks"),
-         Figure("smart_index", "number1", direction=">=", target=90.0, sample="tasks", bounds=(0.0, 100.0)),
+         Figure("smart_index", "number1", direction=">=", target=90.0, sample="tasks", bounds=(0.0, 100.0),
+                numerator="task scores"),
          _pct("smart_complete_pct"), _pct("specific_pct"), _pct("measurable_pct"), _pct("achievable_pct"),
          _pct("relevant_pct"), _pct("time_bound_pct"), _pct("overdue_pct"),
          Figure("due_today", optional=True), Figure("due_tomorrow", optional=True)),

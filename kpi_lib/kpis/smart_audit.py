@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,10 +22,18 @@ _URL = re.compile(r"(?:[a-z][a-z0-9+.\-]*://|www\.)\S*")
 _PHONE = re.compile(r"\+?[\s\-().]*(?:\d[\s\-().]*){7,}")
 
 
-@lru_cache(maxsize=None)
-def _is_punctuation(char: str) -> bool:
-    """ASCII punctuation or a Unicode punctuation character (category P*)."""
-    return char in string.punctuation or unicodedata.category(char).startswith("P")
+class _Punctuation(dict):
+    """A ``str.translate`` table deleting ASCII punctuation and Unicode punctuation (category P*),
+    filled in per character on first sight."""
+
+    def __missing__(self, code: int) -> int | None:
+        char = chr(code)
+        kept = None if char in string.punctuation or unicodedata.category(char).startswith("P") else code
+        self[code] = kept
+        return kept
+
+
+_PUNCTUATION = _Punctuation()
 
 
 def clean_words(text: str | None) -> list[str]:
@@ -36,7 +43,7 @@ def clean_words(text: str | None) -> list[str]:
     text = str(text).lower()
     text = _URL.sub(" ", text)
     text = _PHONE.sub(" ", text)
-    text = "".join(c for c in text if not _is_punctuation(c))
+    text = text.translate(_PUNCTUATION)
     return [w for w in text.split() if not w.isdigit()]
 
 
