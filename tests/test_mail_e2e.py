@@ -70,6 +70,16 @@ def test_demo_week_built_then_mailed(demo_store, tmp_path, monkeypatch):
     assert report.console_errors == [] and report.broken_images == [] and report.images == len(images)
     assert headline in report.text
 
+    # why the figures moved: one driver line per KPI and the change of every figure, in both parts
+    drivers = summary["scorecard"]["drivers"]
+    assert [d["block"] for d in drivers] == [c["block"] for c in summary["scorecard"]["columns"]]
+    team = next(r for r in summary["scorecard"]["rows"] if r["manager"] == "team")
+    for d in drivers:
+        assert d["sentence"] in text and d["sentence"] in report.text
+    for cell in team["cells"]:
+        assert cell["change_display"][0] in "▲▼→" and cell["change_display"] in text
+        assert cell["change_display"] in report.text and f"n = {cell['n']}" in report.text.replace("\u00a0", " ")
+
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
