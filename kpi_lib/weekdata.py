@@ -116,7 +116,7 @@ def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = 
     data = WeekData(key=key, week=ctx.week, as_of=ctx.as_of, now=ctx.now, account=dict(ctx.account),
                     managers=ctx.managers.copy(), last_sync_at=ctx.last_sync_at, result=result, trends=trends,
                     targets=targets, details=details, quality=quality, due=None, settings=settings,
-                    moves=kpis.compute_moves(ctx))
+                    moves=kpis.compute_moves(ctx, trends=trends))
     if data.current:
         data.due = kpis.due_tasks(ctx)
     return data
