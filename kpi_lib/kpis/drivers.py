@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .common import TEAM, WON, make_span
-from .compute import compute_blocks
+from .common import TEAM, WON, make_span, manager_label
+from .compute import compute_blocks, resolve_week
 from .facts import closed_in
 from .registry import BLOCKS
 from .smart_audit import audited_tasks
@@ -89,14 +89,15 @@ def decompose(key: str, value: float | None, previous: float | None,
             "other": change - math.fsum(effects)}
 
 
-def compute_moves(ctx: "Context", week: "Week | None" = None, trends: pd.DataFrame | None = None
+def compute_moves(ctx: "Context", week: "Week | str | None" = None, trends: pd.DataFrame | None = None
                   ) -> dict[str, dict[str, Any]]:
     """The §11 drivers of every split figure, with what the reports need to tell them.
 
     Parameters
     ----------
-    week : Week, optional
-        Default: the context's week; the week before is the one it is compared with.
+    week : Week or str, optional
+        ``"2026-W47"``, ``"last"``, ``"current"`` or a Week; default: the context's week.  The
+        week before is the one it is compared with.
     trends : DataFrame, optional
         :func:`kpi_lib.kpis.compute_trends` covering both weeks, to read the figures from
         instead of computing them again.
@@ -110,7 +111,7 @@ def compute_moves(ctx: "Context", week: "Week | None" = None, trends: pd.DataFra
         each manager, ``rate``/``previous_rate`` (the manager's own figure), ``n``/``previous_n``
         and ``share``/``previous_share`` of the managers' summed denominator.
     """
-    week = week or ctx.week
+    week = resolve_week(ctx, week)
     before = week.shift(-1)
     span = make_span(ctx, [before, week])
     cell = _figures(ctx, span, trends)
@@ -138,7 +139,7 @@ def _figures(ctx: "Context", span, trends: pd.DataFrame | None):
     if trends is not None and set(labels) <= set(trends["week"]):
         keys = {k for pair in FIGURES.values() for k in pair}
         rows = trends.loc[trends["week"].isin(labels) & trends["key"].isin(keys)]
-        index = {(b, labels.index(w), str(m), k): v for b, w, m, k, v in
+        index = {(b, labels.index(w), manager_label(m), k): v for b, w, m, k, v in
                  zip(rows["block"], rows["week"], rows["manager"], rows["key"], rows["value"])}
         return lambda block, w, m, key: _float(index.get((block, w, m, key)))
     tables = compute_blocks(ctx, span)
@@ -153,7 +154,7 @@ def drivers_json(moves: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             for block, r in moves.items()}
 
 
-def compute_drivers(ctx: "Context", week: "Week | None" = None) -> dict[str, dict[str, Any]]:
+def compute_drivers(ctx: "Context", week: "Week | str | None" = None) -> dict[str, dict[str, Any]]:
     """``kpi-report drivers --json`` for the context's week (or ``week``): see :func:`drivers_json`."""
     return drivers_json(compute_moves(ctx, week))
 
