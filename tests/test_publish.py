@@ -22,6 +22,7 @@ import pytest
 
 from kpi_lib.cli import main
 from kpi_lib.errors import DiskFullError
+from kpi_lib.render import DEFINITIONS_PAGE
 from tests.conftest import DEMO_AS_OF
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,8 +73,8 @@ def one_run_id(week: Path) -> str:
 
 
 def leftovers(out: Path) -> list[str]:
-    """Anything but the current generations, the week links, the index and the ledger."""
-    found = [p.name for p in out.iterdir() if p.name not in ("index.html", "sent.json", ".weeks")
+    """Anything but the current generations, the week links, the indexes, the definitions page and the ledger."""
+    found = [p.name for p in out.iterdir() if p.name not in ("index.html", DEFINITIONS_PAGE, "sent.json", ".weeks")
              and not (p.is_symlink() and re.fullmatch(r"\d{4}-W\d\d", p.name))]
     for base in (out / ".weeks").iterdir():
         current = (out / base.name).resolve()
