@@ -37,9 +37,25 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes each record to ``sys.stderr`` as it is then, not as it was when logging was set up
+    (a caller that swaps stderr, as a test or an embedding program does, is never written to closed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # the base class sets it; the current stderr always wins
+        pass
+
+
 def configure_logging(verbose: bool = False) -> None:
     """Log to stderr at INFO (DEBUG with ``verbose``), secrets masked."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     handler.addFilter(_RedactingFilter())
     logger.handlers[:] = [handler]

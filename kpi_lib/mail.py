@@ -183,6 +183,8 @@ def _context(week_dir: Path, summary: dict, settings: Settings, tz: Any) -> dict
         "rerun": f"kpi-report run --week {week} && kpi-report send --week {week} --force",
         "synced": format_datetime(synced, lang, zone), "generated": format_datetime(generated, lang, zone),
         "columns": columns, "rows": summary["scorecard"].get("rows", []),
+        "drivers": [dict(d, url=_link(base, week, d["href"]) if d.get("href") else None)
+                    for d in summary["scorecard"].get("drivers", [])],
         "charts": _charts(week_dir, summary),
         "index_url": _link(base, week, "index.html"),
         "links": [{"title": nb.get("title") or nb["name"], "ok": nb.get("ok", True),

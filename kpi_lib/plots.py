@@ -254,3 +254,28 @@ def plot_stacked_bars(labels: Sequence[str], parts: dict[str, Sequence[float]], 
     ax.set_xlabel(xlabel)
     fig.legend(loc="lower left", bbox_to_anchor=(0.01, 0.01), ncols=len(parts), fontsize=8)
     return _png(fig)
+
+
+def plot_funnel(ns: Sequence[float], limits: dict[str, tuple[Sequence[float], Sequence[float]]], centre: float,
+                n: Sequence[float], rates: Sequence[float], names: Sequence[str], *, title: str, xlabel: str,
+                team_label: str, formatter: Formatter | None = None) -> bytes:
+    """A funnel plot: each manager's rate against n, the team's rate and its control limits.
+
+    ``limits`` maps a label (``95%``) to the lower and upper limit at each of ``ns``; the
+    first is drawn dashed, the next dotted.
+    """
+    fig = _figure(7.0, 3.2, bottom=0.55, right=1.75)
+    ax = fig.add_subplot()
+    ax.axhline(centre, color=COLORS["team"], linewidth=1.2, label=team_label)
+    for (label, (low, high)), style in zip(limits.items(), ("--", ":")):
+        ax.plot(ns, low, color=COLORS["muted"], linestyle=style, linewidth=1.2, label=label)
+        ax.plot(ns, high, color=COLORS["muted"], linestyle=style, linewidth=1.2)
+    ax.scatter(n, rates, color=COLORS["line"], zorder=3, s=22)
+    for x, y, name in zip(n, rates, names):
+        ax.annotate(_short(str(name), 18), (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7)
+    ax.set_xlim(min(ns), max(ns))
+    ax.set_title(title, loc="left")
+    ax.set_xlabel(xlabel)
+    _axis_format(ax, formatter)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return _png(fig)

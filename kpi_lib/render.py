@@ -17,11 +17,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import i18n
+from . import explain, i18n
 from .kpis import manager_label
 from .config import Settings
 from .files import write_atomic
-from .kpis.registry import BLOCKS, BY_NAME
+from .kpis.registry import BLOCKS, BY_NAME, NOTEBOOKS
 from .templating import TEMPLATES, render
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -101,15 +101,22 @@ def team_target(data: "WeekData", block: str, key: str) -> float | None:
     return None if i18n.is_missing(value) else float(value)
 
 
-def scorecard(data: "WeekData", lang: str) -> dict[str, Any]:
-    """Managers × the six primary figures: ``{"columns": [...], "rows": [...]}`` (summary.json)."""
+def scorecard(data: "WeekData", lang: str, pages: dict[str, str] | None = None) -> dict[str, Any]:
+    """Managers × the six primary figures: ``{"columns": [...], "rows": [...], "drivers": [...]}`` (summary.json).
+
+    Each cell has the value, whether it met its target, ``n``, and the change against last week
+    (arrow and class by :func:`kpi_lib.explain.change_arrow`); ``drivers`` holds one sentence
+    per figure on why the team figure moved.  ``pages`` maps a block to its report page.
+    """
     currency = data.account.get("currency") or "RUB"
     table = data.targets
+    pages = pages or {}
+    moves = getattr(data, "moves", None) or {}
     columns, rows = [], []
     for block in BLOCKS:
         key = block.primary
         columns.append({"block": block.name, "key": key, "label": i18n.label(key, lang), "direction": block.direction,
-                        "target": team_target(data, block.name, key)})
+                        "target": team_target(data, block.name, key), "href": pages.get(block.name)})
     names = data.names(i18n.text("team", lang))
     for manager in [str(int(u)) for u in data.managers["user_id"]] + ["team"]:
         cells = []
@@ -119,10 +126,31 @@ def scorecard(data: "WeekData", lang: str) -> dict[str, Any]:
             value = match["value"].iloc[0] if len(match) else None
             met = match["met"].iloc[0] if len(match) else None
             value = None if i18n.is_missing(value) else float(value)
-            cells.append({"value": value, "display": i18n.format_value(col["key"], value, lang, currency),
-                          "met": None if i18n.is_missing(met) else bool(met)})
+            cell = {"value": value, "display": i18n.format_value(col["key"], value, lang, currency),
+                    "met": None if i18n.is_missing(met) else bool(met)}
+            cells.append(cell | _move_cell(moves.get(col["block"]), manager, col, value, lang, currency))
         rows.append({"manager": manager, "name": names.get(manager, manager), "cells": cells})
-    return {"columns": columns, "rows": rows}
+    drivers = [{"block": col["block"], "key": col["key"], "label": col["label"], "href": col["href"],
+                "sentence": explain.describe_move(moves[col["block"]], col["block"], names, lang, currency)}
+               for col in columns if col["block"] in moves]
+    return {"columns": columns, "rows": rows, "drivers": drivers}
+
+
+def _move_cell(record: dict | None, manager: str, col: dict, value: float | None, lang: str,
+               currency: str) -> dict[str, Any]:
+    """The previous week's figure, the change (number, arrow, class) and n of one scorecard cell."""
+    if record is None:
+        return {"previous": None, "change": None, "change_display": "", "change_class": "none", "n": None}
+    if manager == "team":
+        previous, n = record["previous"], record["n"]
+    else:
+        row = next((m for m in record["managers"] if str(m["manager"]) == manager), {})
+        previous, n = row.get("previous_rate"), row.get("n")
+    arrow, css = explain.change_arrow(col["key"], value, previous, col["direction"])
+    change = None if value is None or previous is None else value - previous
+    shown = arrow if change is None else f"{arrow} {explain.format_change(col['key'], change, lang, currency)}"
+    return {"previous": previous, "change": change, "change_display": shown, "change_class": css,
+            "n": None if n is None else int(n)}
 
 
 def summary_notebooks(run: "WeekRun") -> list[dict[str, Any]]:
@@ -142,7 +170,8 @@ def load_summary(folder: Path) -> dict[str, Any] | None:
 def write_summary(folder: Path, run: "WeekRun", data: "WeekData | None", settings: Settings,
                   charts: list[dict[str, str]], generated: datetime) -> dict[str, Any]:
     """``summary.json``: the contract with the email (see docs and kpi_lib.mail)."""
-    card = scorecard(data, settings.lang) if data is not None else {"columns": [], "rows": []}
+    pages = {NOTEBOOKS[nb.name]: nb.html for nb in run.notebooks if nb.ok and nb.name in NOTEBOOKS}
+    card = scorecard(data, settings.lang, pages) if data is not None else {"columns": [], "rows": [], "drivers": []}
     team = next((r for r in card["rows"] if r["manager"] == "team"), {"cells": []})
     with_target = [(c, col) for c, col in zip(team["cells"], card["columns"]) if col["target"] is not None]
     tz = data.week.tz if data is not None else None
@@ -170,6 +199,28 @@ def write_summary(folder: Path, run: "WeekRun", data: "WeekData | None", setting
     return summary
 
 
+def explain_target(col: dict[str, Any], lang: str, currency: str = "RUB") -> str:
+    """``target ≥ 80.0%`` for a scorecard column ("no target" without one)."""
+    if col.get("target") is None:
+        return i18n.text("status.no_target", lang)
+    sign = "≥" if col.get("direction", ">=") == ">=" else "≤"
+    return f"{i18n.text('col.target', lang)} {sign} {i18n.format_value(col['key'], col['target'], lang, currency)}"
+
+
+def card_links(folder: Path, rows: list[dict[str, Any]], run: "WeekRun") -> dict[str, str]:
+    """Each scorecard manager's card page: the good (or kept) one in the week folder, else the
+    error page of this run's card."""
+    pages = {c.manager: c.html for c in run.cards}
+    links = {}
+    for row in rows:
+        good = f"managers/{row['manager']}.html"
+        if (folder / good).is_file():
+            links[row["manager"]] = good
+        elif row["manager"] in pages:
+            links[row["manager"]] = pages[row["manager"]]
+    return links
+
+
 def write_index(folder: Path, run: "WeekRun", data: "WeekData | None", settings: Settings,
                 generated: datetime) -> None:
     """The week's ``index.html``: scorecard, links to every report, freshness and failures."""
@@ -177,6 +228,7 @@ def write_index(folder: Path, run: "WeekRun", data: "WeekData | None", settings:
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     t = lambda key, **kw: i18n.text(key, lang, **kw)  # noqa: E731
     tz = data.week.tz if data is not None else None
+    currency = (data.account.get("currency") if data is not None else None) or "RUB"
     freshness = t("index.freshness", at=i18n.format_datetime(data.last_sync_at if data else None, lang, tz),
                   as_of=i18n.format_datetime(data.as_of, lang, tz) if data else t("no_data"),
                   generated=i18n.format_datetime(generated, lang, tz))
@@ -184,7 +236,10 @@ def write_index(folder: Path, run: "WeekRun", data: "WeekData | None", settings:
                   week=i18n.format_week(data.week, lang) if data else run.week,
                   account=summary["account"]["name"] or "", freshness=freshness, card=summary["scorecard"],
                   targets=t("index.targets_met", met=summary["targets_met"], total=summary["targets_total"]),
-                  notebooks=run.notebooks, cards={c.manager: c for c in run.cards}, error=t("index.no_scorecard", error=run.error) if run.error else None,
+                  notebooks=run.notebooks, cards={c.manager: c for c in run.cards},
+                  error=t("index.no_scorecard", error=run.error) if run.error else None,
+                  card_links=card_links(folder, summary["scorecard"]["rows"], run),
+                  targets_text={col["block"]: explain_target(col, lang, currency) for col in summary["scorecard"]["columns"]},
                   stale=t("index.stale") if data is not None and data.last_sync_at is not None
                   and not data.current and data.last_sync_at < data.week.end else None,
                   inactive=set() if data is None else {str(int(u)) for u, active in
@@ -192,8 +247,9 @@ def write_index(folder: Path, run: "WeekRun", data: "WeekData | None", settings:
                                                        if not active},
                   labels={k: t(f"index.{k}") for k in ("scorecard", "reports", "notebooks", "failed", "ok",
                                                          "failures", "previous_kept", "previous", "error_page",
-                                                         "legend", "all_weeks", "cards", "card_failed")}
-                  | {"manager": t("col.manager"), "inactive": t("inactive")})
+                                                         "legend", "all_weeks", "drivers", "cards", "card_failed")}
+                  | {"manager": t("col.manager"), "inactive": t("inactive"), "arrow_rule": t("managers.arrow_rule"),
+                     "n": t("col.n"), "open_report": t("index.open_report")})
     write_atomic(folder / "index.html", page)
 
 

@@ -17,18 +17,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import drilldown, i18n, plots, sections
+from . import drilldown, explain, i18n, plots, sections
 from .config import load_settings
 from .errors import ConfigError
 from .kpis import manager_label, pick_items_pulling_down
+from .kpis.fairness import LIMITS, funnel_limits, shrink_rates
 from .kpis.registry import BLOCK_NAMES, BY_NAME
 from .render import DEFINITIONS_PAGE
 from .sections import SMALL_N
 from .templating import render
 from .weekdata import WeekData, load_week_data
-
-ARROWS = {"↑": "trend.up", "↓": "trend.down", "→": "trend.flat", "·": "trend.none"}
-
 
 def _number(value: Any) -> float | None:
     return None if i18n.is_missing(value) else float(value)
@@ -60,25 +58,9 @@ def wilson(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
     return 100 * max(centre - half, 0.0), 100 * min(centre + half, 1.0)
 
 
-def trend_arrow(values: list[float], direction: str) -> tuple[str, str]:
-    """An arrow and a class (good/bad/flat) from the slope of the last four weekly values."""
-    points = [(i, v) for i, v in enumerate(values[-4:]) if not i18n.is_missing(v)]
-    if len(points) < 2:
-        return "·", "none"
-    xs, ys = zip(*points)
-    slope = float(np.polyfit(xs, ys, 1)[0])
-    scale = max(abs(float(np.mean(ys))), 1e-9)
-    if abs(slope) < 0.02 * scale:
-        return "→", "flat"
-    rising = slope > 0
-    good = rising if direction == ">=" else not rising
-    return ("↑" if rising else "↓"), ("good" if good else "bad")
-
-
 def tick_digits(value: float) -> int:
     """Decimals a tick value needs to be shown exactly (at most 2)."""
     return next((d for d in (0, 1) if abs(value * 10 ** d - round(value * 10 ** d)) < 1e-6), 2)
-
 
 def check_block(block: str) -> str:
     """``block`` if it names a report block, else a ConfigError listing them."""
@@ -99,6 +81,7 @@ class BlockReport:
         self.names = data.names(self.t("team"))
         self.kpis = data.result["kpis"][block]
         self._items: pd.DataFrame | None = None
+        self.moves = (getattr(data, "moves", None) or {}).get(block)
         self._index()
 
     # -- helpers -----------------------------------------------------------------------------
@@ -203,16 +186,13 @@ class BlockReport:
             series = self.series("team", key)
             prev_label = self.data.week.shift(-1).label
             prev = series.get(prev_label, float("nan"))
+            direction = row.get("direction", self.direction)
             if i18n.is_missing(prev) or i18n.is_missing(value):
                 delta, delta_class = self.t("headline.no_prev"), "none"
             else:
-                change = float(value) - float(prev)
-                unit = i18n.format_number(change, self.lang, 1) + "\u00a0" + self.t("unit_pp") \
-                    if i18n.KINDS.get(key) == "pct" else self.fmt(key, change)
-                sign = "+" if change > 0 else ""
-                better = change >= 0 if row.get("direction", self.direction) == ">=" else change <= 0
-                delta = self.t("headline.vs_prev", delta=f"{sign}{unit}", prev=self.fmt(key, prev))
-                delta_class = "flat" if change == 0 else ("good" if better else "bad")
+                arrow, delta_class = explain.change_arrow(key, value, prev, direction)
+                change = explain.format_change(key, float(value) - float(prev), self.lang, self.currency)
+                delta = f"{arrow} " + self.t("headline.vs_prev", delta=change, prev=self.fmt(key, prev))
             status_class, status_text = self.status(row)
             sample = self.sample(key)[0]
             items.append({
@@ -236,7 +216,13 @@ class BlockReport:
                                     formatter=self.axis_formatter(self.key), empty=self.t("no_data")) if weeks else None
         chart = {"src": image_src(png), "alt": title, "block": self.block} if png else None
         return Html(render("report_headline.html.j2", heading=heading, items=items, provisional=provisional,
-                           chart=chart), "headline")
+                           chart=chart, story=self.story()), "headline")
+
+    def story(self) -> str | None:
+        """The one sentence on why the team figure moved since last week (None without drivers)."""
+        if self.moves is None:
+            return None
+        return explain.describe_move(self.moves, self.block, self.names, self.lang, self.currency)
 
     def last_final(self) -> str:
         """The team's latest final FCR before this week, shown beside a provisional one."""
@@ -251,29 +237,77 @@ class BlockReport:
         return self.t("headline.last_final", week=week, value=self.fmt("fcr_pct", value.iloc[0] if len(value) else None))
 
     def manager_table(self) -> Html:
-        """Per manager: value, n, target status and the 4-week trend arrow; the team last."""
-        sample = self.sample(self.key)[0]
+        """Per manager: value, n, target status and the change against last week; the team last.
+
+        A proportion also gets its empirical-Bayes estimate beside the raw rate and a funnel
+        plot below the table (see :mod:`kpi_lib.kpis.fairness`).
+        """
+        sample, proportion = self.sample(self.key)
         rows = []
         inactive = dict(zip((str(int(u)) for u in self.data.managers["user_id"]),
                             ~self.data.managers["active"].astype(bool)))
         listed = {str(m) for m in self.items()["manager"].unique()}
-        for manager in self.manager_ids() + ["team"]:
+        people = self.manager_ids()
+        adjusted = self.adjusted_rates(people) if proportion else {}
+        before = self.data.week.shift(-1).label
+        for manager in people + ["team"]:
             figures, row = self.figures(manager), self.target_row(manager)
             status_class, status_text = self.status(row)
-            arrow, arrow_class = trend_arrow(self.series(manager).tolist(), self.direction)
+            value, prev = figures.get(self.key), self.series(manager).get(before, float("nan"))
+            arrow, arrow_class = explain.change_arrow(self.key, value, prev, self.direction)
+            change = "" if arrow == "·" else explain.format_change(self.key, float(value) - float(prev), self.lang,
+                                                                   self.currency)
             rows.append({
                 "name": self.name(manager), "team": manager == "team", "inactive": inactive.get(manager, False),
                 "anchor": ("items" if listed else None) if manager == "team" else (
                     f"items-{manager}" if manager in listed else None),
-                "value": self.fmt(self.key, figures.get(self.key)), "interval": self.interval(self.key, figures, short=True),
+                "value": self.fmt(self.key, value), "interval": self.interval(self.key, figures, short=True),
+                "adjusted": self.fmt(self.key, adjusted.get(manager)) if manager in adjusted else "",
                 "n": i18n.format_number(figures.get(sample), self.lang), "target": self.target_text(self.key, row),
                 "status": status_text, "status_class": status_class, "arrow": arrow, "arrow_class": arrow_class,
-                "arrow_text": self.t(ARROWS[arrow]),
+                "change": change,
             })
-        columns = {k: self.t(f"col.{k}") for k in ("manager", "value", "n", "target", "status", "trend")}
+        columns = {k: self.t(f"col.{k}") for k in ("manager", "value", "n", "target", "status", "change", "adjusted")}
+        notes = [self.t("managers.arrow_rule")]
+        funnel = None
+        if proportion:
+            notes.append(self.t("managers.adjusted_note", team=self.fmt(self.key, self.kpis["team"].get(self.key))))
+            funnel = self.funnel_chart(people)
         return Html(render("report_managers.html.j2", heading=self.t("sec.managers"), label=i18n.label(self.key, self.lang),
-                           columns=columns, rows=rows, inactive=self.t("inactive"), items=self.t("sec.items")),
-                    "manager table")
+                           columns=columns, rows=rows, inactive=self.t("inactive"), items=self.t("sec.items"),
+                           proportion=proportion, notes=notes, funnel=funnel), "manager table")
+
+    def _cases(self, people: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Successes and cases of the proportion per manager (0 where there is no figure)."""
+        sample = self.sample(self.key)[0]
+        n = np.array([float(self.figures(m).get(sample) or 0) for m in people])
+        rate = np.array([_number(self.figures(m).get(self.key)) or 0.0 for m in people])
+        return rate / 100 * n, n
+
+    def adjusted_rates(self, people: list[str]) -> dict[str, float | None]:
+        """Each manager's empirical-Bayes rate in percent (None without cases)."""
+        x, n = self._cases(people)
+        shrunk = shrink_rates(x, n)
+        return {m: None if np.isnan(v) else 100 * float(v) for m, v in zip(people, shrunk)}
+
+    def funnel_chart(self, people: list[str]) -> dict[str, str] | None:
+        """The funnel plot of a proportion: rate against n, 95 % and 99.8 % limits around the team's rate."""
+        x, n = self._cases(people)
+        team = _number(self.kpis["team"].get(self.key))
+        if team is None or not (n > 0).any():
+            return None
+        label = i18n.label(self.key, self.lang)
+        title = self.t("chart.funnel_title", label=label)
+        keep = n > 0
+        ns = np.linspace(max(1.0, 0.5 * float(n[keep].min())), max(float(n.max()) * 1.15, 5.0), 80)
+        limits = {self.t("chart.funnel_limit", level=i18n.format_pct(float(name.rstrip("%")), self.lang, 1 if "." in name else 0)):
+                  tuple(100 * v for v in funnel_limits(team / 100, ns, z)) for name, z in LIMITS.items()}
+        png = plots.plot_funnel(ns, limits, team, n[keep], 100 * x[keep] / n[keep],
+                                [self.name(m) for m, k in zip(people, keep) if k], title=title,
+                                xlabel=f"n ({i18n.text(f'move.noun.{self.block}', self.lang)})",
+                                team_label=self.t("chart.funnel_team", value=self.fmt(self.key, team)),
+                                formatter=self.axis_formatter(self.key))
+        return {"src": image_src(png), "alt": title}
 
     def trend_chart(self) -> Html:
         """Twelve weeks of the primary figure, one panel per manager and one for the team, target dashed."""

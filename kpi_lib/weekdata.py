@@ -11,7 +11,9 @@ run code.  :func:`load_week_data` in a kernel of that run waits for the snapshot
 the run that started the kernel says it is coming) and never recomputes from the store, so
 every page of a run shows the same figures as its index, ``summary.json`` and email, even
 when a sync finishes meanwhile.  Anywhere else (a notebook opened in JupyterLab) it computes
-the figures from the store.
+the figures from the store.  The snapshot
+also holds why each figure moved (§11, :func:`kpi_lib.kpis.compute_moves`), which the pages,
+the index and the email tell from the same numbers.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ FAILED_NAME = "week-data.error"
 #: Seconds a notebook waits for the run's figures at most.
 SNAPSHOT_WAIT = 600
 #: Bumped whenever the snapshot changes shape, so an old one is never read.
-SNAPSHOT_VERSION = 3
+SNAPSHOT_VERSION = 4
 _MAGIC = b"KPIWEEK1"
 
 
@@ -65,6 +67,7 @@ class WeekData:
     due: pd.DataFrame | None
     settings: Settings
     errors: dict[str, str] = field(default_factory=dict)
+    moves: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def current(self) -> bool:
@@ -112,7 +115,8 @@ def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = 
     quality = kpis.data_quality(ctx)
     data = WeekData(key=key, week=ctx.week, as_of=ctx.as_of, now=ctx.now, account=dict(ctx.account),
                     managers=ctx.managers.copy(), last_sync_at=ctx.last_sync_at, result=result, trends=trends,
-                    targets=targets, details=details, quality=quality, due=None, settings=settings)
+                    targets=targets, details=details, quality=quality, due=None, settings=settings,
+                    moves=kpis.compute_moves(ctx, trends=trends))
     if data.current:
         data.due = kpis.due_tasks(ctx)
     return data
@@ -146,8 +150,14 @@ def dump_week_data(data: WeekData) -> bytes:
         "v": SNAPSHOT_VERSION, "key": data.key, "week": [data.week.year, data.week.number, str(data.week.tz)],
         "as_of": iso(data.as_of), "now": iso(data.now), "last_sync_at": iso(data.last_sync_at),
         "account": data.account, "result": data.result, "errors": data.errors, "frames": offsets,
-    }, ensure_ascii=False, default=str).encode("utf-8")
+        "moves": data.moves,
+    }, ensure_ascii=False, default=_plain).encode("utf-8")
     return _MAGIC + struct.pack(">Q", len(header)) + header + b"".join(blobs)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as its Python number; anything else JSON cannot hold as its text."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def parse_week_data(raw: bytes, settings: Settings) -> WeekData:
@@ -174,7 +184,7 @@ def parse_week_data(raw: bytes, settings: Settings) -> WeekData:
         trends=frames["trends"], targets=frames["targets"],
         details={n.split("/", 1)[1]: f for n, f in frames.items() if n.startswith("details/")},
         quality={n.split("/", 1)[1]: f for n, f in frames.items() if n.startswith("quality/")},
-        due=frames.get("due"), settings=settings, errors=header.get("errors") or {})
+        due=frames.get("due"), settings=settings, errors=header.get("errors") or {}, moves=header.get("moves") or {})
 
 
 # --- the run's side and the notebook's side ---------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from datetime import date
 
 import pytest
@@ -33,3 +35,25 @@ def _close_figures():
 
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close("all")
+
+
+@contextmanager
+def week_held(out, week: str, what: str, hold_for: float = 120):
+    """The week's lock held by a thread of this process (as another run or send would) until the block ends."""
+    from kpi_lib.publish import week_lock
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with week_lock(out, week, what=what):
+            held.set()
+            release.wait(hold_for)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(30)
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join()

@@ -76,3 +76,20 @@ def test_auth_saves_the_first_token_pair_and_says_where(tmp_path, monkeypatch, c
     out = capsys.readouterr()
     assert out.out == f"OAuth tokens saved to {path} (mode 0600); run 'kpi-report sync' next\n"
     assert json.loads(path.read_text())["refresh_token"] and c["client_secret"] not in out.out + out.err
+
+
+def test_the_log_follows_stderr_when_it_is_swapped(monkeypatch):
+    """A run configured while stderr was one stream logs to the stderr of the moment (a closed
+    earlier stream would print a logging traceback into the error output instead)."""
+    import io
+    import sys
+
+    from kpi_lib.log import configure_logging, logger
+
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure_logging()
+    first.close()
+    monkeypatch.setattr(sys, "stderr", second)
+    logger.info("after the swap")
+    assert second.getvalue().endswith(" INFO after the swap\n") and "Logging error" not in second.getvalue()

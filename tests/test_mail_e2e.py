@@ -11,6 +11,7 @@ import io
 import json
 import os
 import zipfile
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,16 @@ def test_demo_week_built_then_mailed(demo_store, tmp_path, monkeypatch):
     assert report.console_errors == [] and report.broken_images == [] and report.images == len(images)
     assert headline in report.text
 
+    # why the figures moved: one driver line per KPI and the change of every figure, in both parts
+    drivers = summary["scorecard"]["drivers"]
+    assert [d["block"] for d in drivers] == [c["block"] for c in summary["scorecard"]["columns"]]
+    team = next(r for r in summary["scorecard"]["rows"] if r["manager"] == "team")
+    for d in drivers:
+        assert d["sentence"] in text and d["sentence"] in report.text
+    for cell in team["cells"]:
+        assert cell["change_display"][0] in "▲▼→" and cell["change_display"] in text
+        assert cell["change_display"] in report.text and f"n = {cell['n']}" in report.text.replace("\u00a0", " ")
+
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
@@ -83,7 +94,8 @@ def test_run_email_mails_the_week_it_built_across_monday_midnight(demo_store, tm
 
     assert LIBFAKETIME.is_file(), "the test needs Debian's faketime: apt-get install faketime"
     clock = tmp_path / "clock"
-    clock.write_text("@2026-11-29 20:50:00", encoding="utf-8")  # Sunday 23:50 in Moscow (UTC+3)
+    start = datetime(2026, 11, 29, 20, 59, 30)  # Sunday 23:59:30 in Moscow (UTC+3), as UTC
+    clock.write_text(f"@{start:%Y-%m-%d %H:%M:%S}", encoding="utf-8")
     params = tmp_path / "params.yaml"
     params.write_text("email:\n  to: [head@example.ru]\n", encoding="utf-8")
     inbox = Inbox()
@@ -97,10 +109,14 @@ def test_run_email_mails_the_week_it_built_across_monday_midnight(demo_store, tm
         run = subprocess.Popen([sys.executable, "-m", "kpi_lib.cli", "run", "--week", "last", "--email",
                                 "--params", str(params), "--data-dir", str(demo_store), "--out", str(out)],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 300
+        began = time.monotonic()
+        deadline = began + 300
         while not list(out.glob(".weeks/*/.staging-*")) and run.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        clock.write_text("@2026-11-29 21:00:30", encoding="utf-8")  # the week is resolved: now Monday 00:00:30+
+        # the week is resolved: move the clock past Monday 00:00 by seconds only, so that the
+        # kernels' own start-up timeouts (wall clock) never see the jump as a wait
+        now = start + timedelta(seconds=time.monotonic() - began + 1)
+        clock.write_text(f"@{max(now, datetime(2026, 11, 29, 21, 0, 5)):%Y-%m-%d %H:%M:%S}", encoding="utf-8")
         stdout, stderr = run.communicate(timeout=600)
     finally:
         server.stop()

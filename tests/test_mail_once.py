@@ -24,7 +24,7 @@ from aiosmtpd.controller import Controller
 
 from kpi_lib.config import SmtpEnv
 from kpi_lib.errors import MailError
-from kpi_lib.publish import week_lock
+from tests.conftest import week_held
 from test_mail import (FAST, WEEK, Inbox, chart_png, free_port, make_week, send, settings_for,  # noqa: F401
                        smtp_server)
 
@@ -197,23 +197,12 @@ def test_a_disk_that_fills_during_delivery_keeps_the_fact_it_was_sent(tmp_path, 
 def test_send_waits_for_the_weeks_lock(tmp_path, week, smtp_server):
     inbox, smtp = smtp_server
     out = tmp_path / "reports"
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with week_lock(out, WEEK, what="run"):
-            held.set()
-            release.wait(60)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    held.wait(30)
     codes = []
-    sender = threading.Thread(target=lambda: codes.append(send(tmp_path, smtp)))
-    sender.start()
-    time.sleep(1.5)
-    assert inbox.envelopes == [] and codes == []  # a run publishes the week: the send waits
-    release.set()
-    holder.join()
+    with week_held(out, WEEK, "run", hold_for=60):
+        sender = threading.Thread(target=lambda: codes.append(send(tmp_path, smtp)))
+        sender.start()
+        time.sleep(1.5)
+        assert inbox.envelopes == [] and codes == []  # a run publishes the week: the send waits
     sender.join(60)
     assert codes == [0] and len(inbox.envelopes) == 1
     assert not list(out.rglob("*.lock"))

@@ -86,7 +86,7 @@ def test_the_index_of_all_weeks_shows_a_readable_time(ru_week, demo_store):
     from tests.browser import check_page
 
     out, _ = ru_week
-    write_reports_index(out, "en")
+    write_reports_index(out, "en", "20261201T000000Z-test")
     text = check_page(out / "index.html").text
     assert re.search(r"\d+\s[A-Z][a-z]{2} 2026, \d\d:\d\d \((Europe/Moscow|UTC\+03:00)\)", text), text
     assert not re.search(r"\d{4}-\d\d-\d\dT", text)

@@ -22,7 +22,8 @@ import pytest
 
 from kpi_lib.cli import main
 from kpi_lib.errors import DiskFullError
-from tests.conftest import DEMO_AS_OF
+from kpi_lib.render import DEFINITIONS_PAGE
+from tests.conftest import DEMO_AS_OF, week_held
 
 ROOT = Path(__file__).resolve().parent.parent
 WEEK = "2026-W47"
@@ -72,8 +73,8 @@ def one_run_id(week: Path) -> str:
 
 
 def leftovers(out: Path) -> list[str]:
-    """Anything but the current generations, the week links, the index and the ledger."""
-    found = [p.name for p in out.iterdir() if p.name not in ("index.html", "sent.json", ".weeks")
+    """Anything but the current generations, the week links, the indexes, the definitions page and the ledger."""
+    found = [p.name for p in out.iterdir() if p.name not in ("index.html", DEFINITIONS_PAGE, "sent.json", ".weeks")
              and not (p.is_symlink() and re.fullmatch(r"\d{4}-W\d\d", p.name))]
     for base in (out / ".weeks").iterdir():
         current = (out / base.name).resolve()
@@ -191,27 +192,15 @@ def test_a_truncated_store_says_how_to_fix_it(demo_store, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_second_run_waits_for_the_weeks_lock_and_says_so(demo_store, tmp_path):
-    from kpi_lib.publish import week_lock
 
     out, nbs, tmpdir = tmp_path / "reports", one_notebook(tmp_path), tmp_path / "tmp"
     tmpdir.mkdir()
     out.mkdir()
-    held = threading.Event()
-    release = threading.Event()
-
-    def hold() -> None:
-        with week_lock(out, WEEK, what="send"):
-            held.set()
-            release.wait(120)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    held.wait(30)
-    run = start_run(demo_store, out, nbs, tmpdir)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(run.stderr), daemon=True)
-    reader.start()
-    try:
+    with week_held(out, WEEK, "send"):
+        run = start_run(demo_store, out, nbs, tmpdir)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(run.stderr), daemon=True)
+        reader.start()
         deadline = time.monotonic() + 120
         while not any("waiting for" in line for line in lines) and time.monotonic() < deadline \
                 and run.poll() is None:
@@ -219,9 +208,6 @@ def test_a_second_run_waits_for_the_weeks_lock_and_says_so(demo_store, tmp_path)
         said = "".join(lines)
         assert "waiting for" in said and f"send of {WEEK}" in said and f"pid {os.getpid()}" in said, said
         assert not (out / WEEK).exists()
-    finally:
-        release.set()
-        holder.join()
     assert run.wait(timeout=300) == 0
     one_run_id(out / WEEK)
     assert not list(out.rglob("*.lock")) and leftovers(out) == []

@@ -23,9 +23,10 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
-from .common import TEAM, WON, make_span
-from .compute import compute_blocks
+from .common import TEAM, WON, make_span, manager_label
+from .compute import compute_blocks, resolve_week
 from .facts import closed_in
 from .registry import BLOCKS
 from .smart_audit import audited_tasks
@@ -88,8 +89,18 @@ def decompose(key: str, value: float | None, previous: float | None,
             "other": change - math.fsum(effects)}
 
 
-def compute_moves(ctx: "Context", week: "Week | None" = None) -> dict[str, dict[str, Any]]:
+def compute_moves(ctx: "Context", week: "Week | str | None" = None, trends: pd.DataFrame | None = None
+                  ) -> dict[str, dict[str, Any]]:
     """The §11 drivers of every split figure, with what the reports need to tell them.
+
+    Parameters
+    ----------
+    week : Week or str, optional
+        ``"2026-W47"``, ``"last"``, ``"current"`` or a Week; default: the context's week.  The
+        week before is the one it is compared with.
+    trends : DataFrame, optional
+        :func:`kpi_lib.kpis.compute_trends` covering both weeks, to read the figures from
+        instead of computing them again.
 
     Returns
     -------
@@ -100,28 +111,39 @@ def compute_moves(ctx: "Context", week: "Week | None" = None) -> dict[str, dict[
         each manager, ``rate``/``previous_rate`` (the manager's own figure), ``n``/``previous_n``
         and ``share``/``previous_share`` of the managers' summed denominator.
     """
-    week = week or ctx.week
+    week = resolve_week(ctx, week)
     before = week.shift(-1)
     span = make_span(ctx, [before, week])
-    tables = compute_blocks(ctx, span)
+    cell = _figures(ctx, span, trends)
     people = [str(int(m)) for m in ctx.managers["user_id"]]
     spread = _spread(ctx, span)
     out = {}
     for block, (key, den) in FIGURES.items():
-        table = tables[block]
-        cell = lambda w, m, col: _float(table.at[(w, m), col])  # noqa: E731
-        rows = [(int(m), cell(1, m, key), cell(1, m, den) or 0.0, cell(0, m, key), cell(0, m, den) or 0.0)
-                for m in people]
-        record = decompose(key, cell(1, TEAM, key), cell(0, TEAM, key), rows)
+        rows = [(int(m), cell(block, 1, m, key), cell(block, 1, m, den) or 0.0, cell(block, 0, m, key),
+                 cell(block, 0, m, den) or 0.0) for m in people]
+        record = decompose(key, cell(block, 1, TEAM, key), cell(block, 0, TEAM, key), rows)
         totals = (sum(r[2] for r in rows), sum(r[4] for r in rows))
         for row, (_, r1, d1, r0, d0) in zip(record["managers"], rows):
             row.update(rate=r1, previous_rate=r0, n=int(d1), previous_n=int(d0),
                        share=d1 / totals[0] if totals[0] else None, previous_share=d0 / totals[1] if totals[1] else None)
-        n1, n0 = cell(1, TEAM, den) or 0.0, cell(0, TEAM, den) or 0.0
+        n1, n0 = cell(block, 1, TEAM, den) or 0.0, cell(block, 0, TEAM, den) or 0.0
         record.update(week=week.label, previous_week=before.label, n=int(n1), previous_n=int(n0),
                       limit=noise_limit(key, record["value"], n1, record["previous"], n0, spread.get(block)))
         out[block] = record
     return out
+
+
+def _figures(ctx: "Context", span, trends: pd.DataFrame | None):
+    """``cell(block, w, manager, key)``: a figure of week 0 or 1 of the span (None when null)."""
+    labels = [w.label for w in span.weeks]
+    if trends is not None and set(labels) <= set(trends["week"]):
+        keys = {k for pair in FIGURES.values() for k in pair}
+        rows = trends.loc[trends["week"].isin(labels) & trends["key"].isin(keys)]
+        index = {(b, labels.index(w), manager_label(m), k): v for b, w, m, k, v in
+                 zip(rows["block"], rows["week"], rows["manager"], rows["key"], rows["value"])}
+        return lambda block, w, m, key: _float(index.get((block, w, m, key)))
+    tables = compute_blocks(ctx, span)
+    return lambda block, w, m, key: _float(tables[block].at[(w, m), key])
 
 
 def drivers_json(moves: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -132,7 +154,7 @@ def drivers_json(moves: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             for block, r in moves.items()}
 
 
-def compute_drivers(ctx: "Context", week: "Week | None" = None) -> dict[str, dict[str, Any]]:
+def compute_drivers(ctx: "Context", week: "Week | str | None" = None) -> dict[str, dict[str, Any]]:
     """``kpi-report drivers --json`` for the context's week (or ``week``): see :func:`drivers_json`."""
     return drivers_json(compute_moves(ctx, week))
 
