@@ -41,6 +41,7 @@ class CardRun:
     data: str
     error: str | None = None
     seconds: float = 0.0
+    previous: str | None = None  # the last good card kept from the week's previous generation
 
 
 class SharedKernel(AsyncKernelManager):

@@ -190,7 +190,8 @@ def write_summary(folder: Path, run: "WeekRun", data: "WeekData | None", setting
         "targets_met": sum(1 for c, _ in with_target if c["met"] is True),
         "targets_total": len(with_target),
         "charts": charts,
-        "cards": [{"manager": c.manager, "html": c.html, "data": c.data, "ok": c.ok, "error": c.error}
+        "cards": [{"manager": c.manager, "html": c.html, "data": c.data, "ok": c.ok, "error": c.error,
+                   "previous": c.previous}
                   for c in run.cards],
     }
     if run.error:

@@ -335,17 +335,31 @@ def publish_stage(stage: Stage, run: WeekRun, data: WeekData | None, settings: S
 
     previous = current_generation(stage.out_dir, stage.week)
     for nb in run.notebooks:
-        if nb.ok or previous is None or not (previous / f"{nb.name}.html").is_file():
-            continue
-        nb.previous = f"{nb.name}.html"
-        for kept in (f"{nb.name}.html", f"notebooks/{nb.name}.ipynb"):
-            if (previous / kept).is_file():
-                copy_file(previous / kept, stage.folder / kept)
+        if not nb.ok:
+            nb.previous = keep_previous(previous, stage.folder, nb.name)
+    for card in run.cards:
+        if not card.ok:
+            card.previous = keep_previous(previous, stage.folder, f"managers/{card.manager}")
+            if card.previous:
+                logger.warning("card of %s (%s) failed: the week's last good card is kept", card.name, card.manager)
     charts = [nb.chart for nb in run.notebooks if nb.chart]
     generated = datetime.now(timezone.utc)
     write_summary(stage.folder, run, data, settings, charts, generated)
     write_index(stage.folder, run, data, settings, generated)
     return publish_week(stage)
+
+
+def keep_previous(previous: Path | None, folder: Path, name: str) -> str | None:
+    """Carry the last good page ``<name>.html`` (and its executed notebook) of the week's
+    previous generation into ``folder``; the page's path, or None when there is none."""
+    page = f"{name}.html"
+    if previous is None or not (previous / page).is_file():
+        return None
+    for kept in (page, f"notebooks/{name}.ipynb"):
+        if (previous / kept).is_file():
+            (folder / kept).parent.mkdir(parents=True, exist_ok=True)
+            copy_file(previous / kept, folder / kept)
+    return page
 
 
 def copy_file(source: Path, dest: Path) -> None:
@@ -369,7 +383,8 @@ def run_command(settings: Settings, out_dir: str | os.PathLike, jobs: int | None
               f"[{sum(c.seconds for c in run.cards):.1f} s]")
     for card in run.cards:
         if not card.ok:
-            print(f"managers/{card.manager}: FAILED ({card.error})")
+            kept = "; the week's last good card is kept" if card.previous else ""
+            print(f"managers/{card.manager}: FAILED ({card.error}){kept}")
     if run.error:
         print(f"figures: FAILED ({run.error})", file=sys.stderr)
     print(f"{run.folder / 'index.html'} written in {time.monotonic() - started:.1f} s (run {run.run_id})")

@@ -372,3 +372,48 @@ def test_a_failed_card_or_a_dead_kernel_spoils_no_other_card(demo_store, tmp_pat
         assert "Your six figures" in (run.folder / "managers" / f"{m}.html").read_text(encoding="utf-8")
     index = (run.folder / "index.html").read_text(encoding="utf-8")
     assert f'href="managers/{failing}.failed.html"' in index and index.count("card failed") == 2
+
+
+@pytest.mark.slow
+def test_a_failed_card_keeps_the_weeks_last_good_card(card_runs, team_store, tmp_path, capsys, caplog):
+    from kpi_lib.report import run_command
+
+    good = card_runs["en"]
+    out = copy_reports(good, tmp_path)
+    failing, fine = good.cards[0], good.cards[1]
+    kept = (good.folder / "managers" / f"{failing.manager}.html").read_bytes()
+    kept_nb = (good.folder / "notebooks" / "managers" / f"{failing.manager}.ipynb").read_bytes()
+    assert f'content="{good.run_id}"'.encode() in kept
+    folder = card_only_notebooks(tmp_path)
+    nb = nbformat.read(folder / "07_manager_card.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(f"assert manager != {failing.manager}, 'card broke'"))
+    nbformat.write(nb, folder / "07_manager_card.ipynb")
+    caplog.set_level(logging.WARNING, logger="kpi_report")
+    code, run = run_command(settings_for(team_store, week=WEEK), out, notebooks_dir=folder)
+    printed = capsys.readouterr()
+
+    assert code == 1 and run.run_id != good.run_id
+    card = next(c for c in run.cards if c.manager == failing.manager)
+    assert not card.ok and card.html == f"managers/{failing.manager}.failed.html"
+    assert card.previous == f"managers/{failing.manager}.html"
+    week = out / WEEK
+    assert week.resolve().name == run.run_id  # the new generation, with the old card in it
+    assert (week / card.previous).read_bytes() == kept  # the last good page, never the broken one
+    assert (week / "notebooks" / "managers" / f"{failing.manager}.ipynb").read_bytes() == kept_nb
+    assert "card broke" in (week / card.html).read_text(encoding="utf-8")
+    other = (week / "managers" / f"{fine.manager}.html").read_text(encoding="utf-8")
+    assert f'content="{run.run_id}"' in other  # the other cards are this run's
+    assert f"managers/{failing.manager}: FAILED (AssertionError: card broke); the week's last good card is kept" \
+        in printed.out
+    assert f"managers/{failing.manager}" in printed.err
+    assert any(failing.name in r.getMessage() and "last good card is kept" in r.getMessage() for r in caplog.records)
+    summary = json.loads((week / "summary.json").read_text(encoding="utf-8"))
+    entry = next(c for c in summary["cards"] if c["manager"] == failing.manager)
+    assert entry["ok"] is False and entry["previous"] == card.previous
+    index = (week / "index.html").read_text(encoding="utf-8")
+    assert f'href="{card.html}"' in index and index.count(f'href="{card.previous}"') == 2  # scorecard and list
+    assert "the previous good version is kept" in index
+
+    # the same card failing again keeps that same page, carried once more
+    again = render_week(settings_for(team_store, week=WEEK), out, notebooks_dir=folder)
+    assert (week / card.previous).read_bytes() == kept and again.run_id != run.run_id
