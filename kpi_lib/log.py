@@ -10,7 +10,7 @@ import logging
 import sys
 from typing import Iterable, Iterator, TypeVar
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # a terminal bar: tqdm.auto warns in JupyterLab without ipywidgets
 
 logger = logging.getLogger("kpi_report")
 T = TypeVar("T")
