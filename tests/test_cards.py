@@ -417,3 +417,29 @@ def test_a_failed_card_keeps_the_weeks_last_good_card(card_runs, team_store, tmp
     # the same card failing again keeps that same page, carried once more
     again = render_week(settings_for(team_store, week=WEEK), out, notebooks_dir=folder)
     assert (week / card.previous).read_bytes() == kept and again.run_id != run.run_id
+
+
+@pytest.mark.slow
+def test_the_card_notebook_opens_in_an_analysts_session(demo_store, tmp_path, monkeypatch):
+    """Run as committed, as in JupyterLab (``make lab`` sets KPI_DATA_DIR), outside any run:
+    the card of the first manager, computed from the store; ``manager`` picks another."""
+    import nbclient
+
+    monkeypatch.setenv("KPI_DATA_DIR", str(demo_store))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    data = build_week_data(load_settings(None, overrides={"data_dir": str(demo_store)}))
+    names = names_of(data)
+    first, other = carded_managers(data)[:2]
+    for manager in (None, other):
+        nb = nbformat.read(ROOT / "notebooks" / "07_manager_card.ipynb", as_version=4)
+        if manager is not None:  # the analyst edits the parameters cell
+            nb.cells[0].source = nb.cells[0].source.replace("manager = None", f"manager = {manager}")
+        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                resources={"metadata": {"path": str(tmp_path)}}).execute()
+        outputs = [o for cell in nb.cells for o in cell.get("outputs", [])]
+        assert [o.output_type for o in outputs] == ["execute_result"] * 4  # title, figures, trends, actions
+        html = "".join(o["data"]["text/html"] for o in outputs)
+        shown = manager or first
+        assert f"{names[shown]}: your week" in html and "Your six figures" in html
+        assert all(names[m] not in html for m in names if m != shown)
+    assert not list(tmp_path.iterdir())  # nothing written beside the notebook
