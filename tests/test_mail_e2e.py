@@ -97,7 +97,7 @@ def test_run_email_mails_the_week_it_built_across_monday_midnight(demo_store, tm
     start = datetime(2026, 11, 29, 20, 59, 30)  # Sunday 23:59:30 in Moscow (UTC+3), as UTC
     clock.write_text(f"@{start:%Y-%m-%d %H:%M:%S}", encoding="utf-8")
     params = tmp_path / "params.yaml"
-    params.write_text("email:\n  to: [head@example.ru]\n", encoding="utf-8")
+    params.write_text("email:\n  to: [head@example.ru]\n  managers: true\n", encoding="utf-8")
     inbox = Inbox()
     server = Controller(inbox, hostname="127.0.0.1", port=free_port())
     server.start()
@@ -122,7 +122,15 @@ def test_run_email_mails_the_week_it_built_across_monday_midnight(demo_store, tm
         server.stop()
     assert run.returncode == 0, stderr
     assert [p.name for p in out.iterdir() if p.is_symlink()] == [WEEK]
-    (message,) = [email.message_from_bytes(e.content, policy=email.policy.default) for e in inbox.envelopes]
+    received = {tuple(e.rcpt_tos): email.message_from_bytes(e.content, policy=email.policy.default)
+                for e in inbox.envelopes}
+    message = received.pop(("head@example.ru",))
     assert message["X-KPI-Week"] == WEEK and WEEK in message["Subject"]
-    (entry,) = json.loads((out / "sent.json").read_text(encoding="utf-8"))[WEEK]
-    assert entry["sent_at"] >= "2026-11-29T21:00:00+00:00"  # mailed on Monday, by the run's own clock
+    # email.managers: true — each manager's card of that same week, after the head's email
+    cards = json.loads((out / WEEK / "summary.json").read_text(encoding="utf-8"))["cards"]
+    assert len(received) == len(inbox.envelopes) - 1 == len(cards) > 1
+    assert all(m["X-KPI-Week"] == WEEK and m["Subject"].startswith(f"Your week {WEEK}") for m in received.values())
+    ledger = json.loads((out / "sent.json").read_text(encoding="utf-8"))[WEEK]
+    assert [e["recipient"] for e in ledger] == ["management"] + [f"manager/{c['manager']}" for c in cards]
+    assert all(e["state"] == "sent" for e in ledger)
+    assert ledger[0]["sent_at"] >= "2026-11-29T21:00:00+00:00"  # mailed on Monday, by the run's own clock
