@@ -5,7 +5,7 @@
 The floor is the time to execute, on the same worker pool and the same pinned kernel, one
 trivial notebook per report notebook that holds the same parameters cell and the same import
 cell and does nothing else, plus one trivial card notebook per kernel the managers' cards
-run on.  The full run is ``kpi_lib.report.run_command`` on the demo
+run on.  The full run is ``kpi_lib.report.render_week`` on the demo
 account (built into a temporary folder unless ``--data-dir`` is given).  Rounds alternate
 floor and run, so a noisy shared machine hits both alike; the figures are printed side by
 side with their ratio (target: at most 1.5): the median of the rounds, their CPU time, and
@@ -31,7 +31,7 @@ import papermill  # imported before either timing
 from kpi_lib.config import load_settings
 from kpi_lib.card import carded_managers
 from kpi_lib.cardrun import CARD_NOTEBOOK, split_cards
-from kpi_lib.report import MAX_JOBS, NOTEBOOKS_DIR, pinned_kernel, run_command
+from kpi_lib.report import MAX_JOBS, NOTEBOOKS_DIR, pinned_kernel, render_week
 from kpi_lib.weekdata import build_week_data
 
 AS_OF = "2026-11-25T12:00:00+03:00"
@@ -74,9 +74,9 @@ def time_floor(folder: Path, parameters: dict, jobs: int, card_kernels: int) -> 
 def time_run(settings, out_dir: Path, jobs: int) -> tuple[float, float]:
     started, cpu = time.perf_counter(), cpu_seconds()
     with contextlib.redirect_stdout(io.StringIO()):
-        code, _ = run_command(settings, out_dir, jobs=jobs, timeout=600)
-    if code != 0:
-        raise SystemExit(f"the weekly run failed (exit {code}): see {out_dir}")
+        run = render_week(settings, out_dir, jobs=jobs, timeout=600)
+    if not run.ok:
+        raise SystemExit(f"the weekly run failed: see {out_dir}")
     return time.perf_counter() - started, cpu_seconds() - cpu
 
 

@@ -12,7 +12,7 @@ written by the weekly run) into one email in the manager's language::
     └── text/html                    the card page (when it is in the email's language)
 
 A card and its email hold only that manager's own figures and items and the team's figures.
-:func:`send_cards_command` mails every card once: the address is the amoCRM user's email
+:func:`send_cards` mails every card once: the address is the amoCRM user's email
 unless ``email.manager_addresses`` gives one, ``email.skip_managers`` leaves managers out, and
 ``email.manager_lang`` picks a manager's language.  Each card goes through the send-once
 ledger (:mod:`kpi_lib.delivery`) under its own recipient, ``manager/<user_id>``, with a
@@ -35,7 +35,7 @@ from typing import Any
 from . import i18n
 from .card import action_groups, figure_rows, trend_png
 from .config import Settings, SmtpEnv, smtp_env
-from .delivery import RetryPolicy, last_send, ledger_lock, message_id, read_ledger, send_once
+from .delivery import RetryPolicy, SendReport, last_send, ledger_lock, message_id, read_ledger, send_once
 from .errors import KpiError, MailError
 from .files import write_atomic
 from .log import logger, register_secret
@@ -167,16 +167,17 @@ def plan_cards(settings: Settings, week_dir: Path, summary: dict[str, Any]) -> l
     return plan
 
 
-def send_cards_command(settings: Settings, out_dir: str | os.PathLike, dry_run: bool = False, force: bool = False,
-                       *, smtp: SmtpEnv | None = None, retry: RetryPolicy = RetryPolicy()) -> int:
-    """``kpi-report send --managers``: mail each manager their own card once; returns the exit code.
+def send_cards(settings: Settings, out_dir: str | os.PathLike, dry_run: bool = False, force: bool = False,
+               *, smtp: SmtpEnv | None = None, retry: RetryPolicy = RetryPolicy()) -> SendReport:
+    """``kpi-report send --managers``: mail each manager their own card once; what it did.
 
     The cards of the week's current generation are mailed holding the week's lock, each through
     :func:`kpi_lib.delivery.send_once` under its own recipient key (:func:`recipient_key`).
     ``dry_run`` writes ``reports/<week>/managers/<user_id>.eml`` instead.  A card already sent
     is not sent again without ``force``; an unconfirmed one is sent again with the same
     Message-ID.  A recipient the server refuses is reported and the others still go; any other
-    delivery fault stops the command (exit 2) and a rerun sends the cards still missing.
+    delivery fault stops the command (exit 2) and a rerun sends the cards still missing: it
+    raises :class:`~kpi_lib.errors.MailError` carrying the line of what was sent.
     """
     out_dir = Path(out_dir)
     tz = _report_tz(settings)
@@ -205,11 +206,10 @@ def send_cards_command(settings: Settings, out_dir: str | os.PathLike, dry_run: 
             for entry, card, address, lang in plan:
                 write_atomic(week_dir / "managers" / f"{entry['manager']}.eml",
                              message(entry, card, address, lang).as_bytes())
-            print(f"{label}: {len(plan)} card email(s) written to {out_dir / label / 'managers'} (not sent)")
-            return 0
+            return SendReport(label, lines=[f"{label}: {len(plan)} card email(s) written to "
+                                            f"{out_dir / label / 'managers'} (not sent)"])
         if not plan:
-            print(f"{label}: no card to send (see the warnings above)")
-            return 0
+            return SendReport(label, lines=[f"{label}: no card to send (see the warnings above)"])
         check_smtp(smtp, [address for _, _, address, _ in plan])
         sent, kept, failed, unclear = [], [], [], False
         for entry, card, address, lang in plan:
@@ -236,9 +236,11 @@ def send_cards_command(settings: Settings, out_dir: str | os.PathLike, dry_run: 
                     continue
                 break
             sent.append(address)
-    print(f"{label}: {len(sent)} card(s) sent" + (f" to {', '.join(sent)}" if sent else "")
-          + (f"; {len(kept)} already sent (use --force to resend)" if kept else ""))
+    report = SendReport(label, sent=sent, lines=[
+        f"{label}: {len(sent)} card(s) sent" + (f" to {', '.join(sent)}" if sent else "")
+        + (f"; {len(kept)} already sent (use --force to resend)" if kept else "")])
     if failed:
         raise MailError(f"{len(failed)} card(s) not sent: " + " | ".join(failed)
-                        + f"; rerun 'kpi-report send --managers --week {label}' to send the rest", unclear=unclear)
-    return 0
+                        + f"; rerun 'kpi-report send --managers --week {label}' to send the rest", unclear=unclear,
+                        lines=report.lines)
+    return report

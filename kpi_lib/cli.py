@@ -12,12 +12,17 @@ import dataclasses
 import json
 import math
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import Settings, default_demo_dir, load_settings
 from .errors import KpiError
 from .log import configure_logging, logger, redact
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .report import WeekRun
 
 
 def _common(parser: argparse.ArgumentParser, params: bool = True,
@@ -285,36 +290,80 @@ def cmd_drivers(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_run(run: "WeekRun", seconds: float) -> int:
+    """Tell what a run did: each report, the cards, the index; the exit code (0 when every
+    report and card succeeded, else 1)."""
+    for nb in run.notebooks:
+        state = "ok" if nb.ok else f"FAILED ({nb.error})"
+        print(f"{nb.name}: {state} [{nb.seconds:.1f} s]")
+    if run.cards:
+        print(f"manager cards: {sum(c.ok for c in run.cards)} of {len(run.cards)} ok "
+              f"[{sum(c.seconds for c in run.cards):.1f} s]")
+    for card in run.cards:
+        if not card.ok:
+            kept = "; the week's last good card is kept" if card.previous else ""
+            print(f"managers/{card.manager}: FAILED ({card.error}){kept}")
+    if run.error:
+        print(f"figures: FAILED ({run.error})", file=sys.stderr)
+    print(f"{run.folder / 'index.html'} written in {seconds:.1f} s (run {run.run_id})")
+    if not run.ok:
+        failed = [nb.name for nb in run.notebooks if not nb.ok] + [f"managers/{c.manager}" for c in run.cards
+                                                                    if not c.ok]
+        print(f"kpi-report run: {len(failed)} report(s) failed: {', '.join(failed) or 'figures'}; "
+              f"see {run.folder / 'index.html'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def print_send(send, *args, **kwargs) -> int:
+    """Call ``send`` (:func:`kpi_lib.mail.send_week` or :func:`kpi_lib.cardmail.send_cards`) and
+    print what it did, also when it failed part-way; the exit code."""
+    from .errors import MailError
+
+    try:
+        report = send(*args, **kwargs)
+    except MailError as exc:
+        for line in exc.lines:
+            print(line)
+        raise
+    for line in report.lines:
+        print(line)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from .report import run_command
+    from .report import render_week
 
     settings = settings_from_args(args)
-    code, run = run_command(settings, out_dir=reports_dir(args, settings), jobs=args.jobs, timeout=args.timeout)
+    started = time.monotonic()
+    run = render_week(settings, reports_dir(args, settings), jobs=args.jobs, timeout=args.timeout)
+    code = print_run(run, time.monotonic() - started)
     if args.email:
-        from .cardmail import send_cards_command
-        from .mail import send_command
+        from .cardmail import send_cards
+        from .mail import send_week
 
         # the week just built, not the week the clock names now (a run may cross Monday 00:00)
         built = dataclasses.replace(settings, week=run.week)
         if settings.email.to or not settings.email.managers:  # the head's email, unless only cards are asked
-            mail_code = send_command(built, out_dir=reports_dir(args, settings), dry_run=False, force=False)
+            mail_code = print_send(send_week, built, out_dir=reports_dir(args, settings), dry_run=False, force=False)
             code = code or mail_code
         if settings.email.managers:
-            cards_code = send_cards_command(built, out_dir=reports_dir(args, settings))
+            cards_code = print_send(send_cards, built, out_dir=reports_dir(args, settings))
             code = code or cards_code
     return code
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from .mail import send_command
+    from .mail import send_week
 
     settings = settings_from_args(args)
     if args.managers:
-        from .cardmail import send_cards_command
+        from .cardmail import send_cards
 
-        return send_cards_command(settings, out_dir=reports_dir(args, settings), dry_run=args.dry_run,
-                                  force=args.force)
-    return send_command(settings, out_dir=reports_dir(args, settings), dry_run=args.dry_run, force=args.force)
+        return print_send(send_cards, settings, out_dir=reports_dir(args, settings), dry_run=args.dry_run,
+                          force=args.force)
+    return print_send(send_week, settings, out_dir=reports_dir(args, settings), dry_run=args.dry_run,
+                      force=args.force)
 
 
 def main(argv: list[str] | None = None) -> int:

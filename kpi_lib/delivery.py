@@ -25,7 +25,7 @@ import smtplib
 import socket
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import getaddresses
@@ -48,6 +48,16 @@ class RetryPolicy:
 
     attempts: int = 4
     base_delay: float = 1.0
+
+
+@dataclass
+class SendReport:
+    """What one send did: the addresses the server accepted, and the lines ``kpi-report send``
+    prints (in order)."""
+
+    week: str
+    sent: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
 
 
 def address_list(values: tuple[str, ...] | list[str]) -> list[str]:

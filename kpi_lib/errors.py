@@ -21,6 +21,8 @@ Tree::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class KpiError(Exception):
     """Base of every error kpi_lib raises on purpose."""
@@ -84,12 +86,15 @@ class MailError(KpiError):
         True when the server refused the recipients themselves (other emails may still go).
     unclear : bool
         True when the message went out and the server's reply never came: it may have arrived.
+    lines : sequence of str
+        What the send had to tell before it stopped (the command line prints these first).
     """
 
-    def __init__(self, message: str, refused: bool = False, unclear: bool = False):
+    def __init__(self, message: str, refused: bool = False, unclear: bool = False, lines: Sequence[str] = ()):
         super().__init__(message)
         self.refused = refused
         self.unclear = unclear
+        self.lines = list(lines)
 
 
 class DiskFullError(KpiError):

@@ -12,7 +12,7 @@ pages, and returns one :class:`~email.message.EmailMessage`::
     └── text/html …  or  application/zip   the report pages (a zip when smaller)
 
 A week whose notebooks failed, or whose data was last synced before the week ended, says
-so in its subject and body.  :func:`send_command` (``kpi-report send``) mails the week's
+so in its subject and body.  :func:`send_week` (``kpi-report send``) mails the week's
 current generation once, holding the week's lock: :func:`kpi_lib.delivery.send_once` records
 it in ``reports/sent.json`` and a second send of the same week needs ``--force``; an
 unconfirmed send (DATA went out, no reply) is sent again with the same Message-ID.
@@ -37,7 +37,8 @@ import yaml
 
 from .config import Settings, SmtpEnv, smtp_env
 from .errors import ConfigError, KpiError, MailError
-from .delivery import MANAGEMENT, RetryPolicy, address_list, last_send, ledger_lock, message_id, read_ledger, send_once
+from .delivery import (MANAGEMENT, RetryPolicy, SendReport, address_list, last_send, ledger_lock, message_id,
+                       read_ledger, send_once)
 from .files import write_atomic
 from .i18n import format_datetime, format_value, format_week
 from .log import logger, redact, register_secret
@@ -260,13 +261,14 @@ def _report_tz(settings: Settings):
     return report_timezone(settings.kpi.timezone, account_tz)
 
 
-def send_command(settings: Settings, out_dir: str | os.PathLike, dry_run: bool = False, force: bool = False,
-                 *, smtp: SmtpEnv | None = None, retry: RetryPolicy = RetryPolicy()) -> int:
-    """``kpi-report send``: email one week's reports once; returns the exit code.
+def send_week(settings: Settings, out_dir: str | os.PathLike, dry_run: bool = False, force: bool = False,
+              *, smtp: SmtpEnv | None = None, retry: RetryPolicy = RetryPolicy()) -> SendReport:
+    """``kpi-report send``: email one week's reports once; what it did, for the command line to tell.
 
-    A week already sent is not sent again without ``force`` (exit 0 with a note, so a
-    scheduled rerun stays quiet); an unconfirmed send is sent again with the same Message-ID;
-    ``dry_run`` writes ``reports/<week>/email.eml`` instead and says what a send would do.
+    A week already sent is not sent again without ``force`` (a note, so a scheduled rerun stays
+    quiet); an unconfirmed send is sent again with the same Message-ID; ``dry_run`` writes
+    ``reports/<week>/email.eml`` instead and says what a send would do.  A failed delivery
+    raises :class:`~kpi_lib.errors.MailError` carrying the lines told before it.
     """
     out_dir = Path(out_dir)
     tz = _report_tz(settings)
@@ -280,6 +282,7 @@ def send_command(settings: Settings, out_dir: str | os.PathLike, dry_run: bool =
     recipients = address_list(settings.email.to + settings.email.cc)
     if not dry_run:
         check_smtp(smtp, recipients)
+    report = SendReport(label)
     with week_lock(out_dir, label, what="send"):  # never a half-published week
         week_dir = current_generation(out_dir, label)
         summary = read_summary(week_dir)
@@ -290,24 +293,29 @@ def send_command(settings: Settings, out_dir: str | os.PathLike, dry_run: bool =
         if dry_run:
             path = week_dir / "email.eml"
             write_atomic(path, msg.as_bytes())
-            print(f"{label}: email written to {out_dir / label / path.name} (not sent): {msg['Subject']}")
+            report.lines.append(f"{label}: email written to {out_dir / label / path.name} (not sent): {msg['Subject']}")
             if note:
-                print(f"{note}; 'kpi-report send' would {'send it' if go else 'not send it'}")
-            return 0
+                report.lines.append(f"{note}; 'kpi-report send' would {'send it' if go else 'not send it'}")
+            return report
         if not go:
-            print(f"{note}: not sent again; use --force to resend")
-            return 0
+            report.lines.append(f"{note}: not sent again; use --force to resend")
+            return report
         if note:
-            print(note)
+            report.lines.append(note)
         entry = {"to": list(settings.email.to), "cc": list(settings.email.cc), "subject": str(msg["Subject"]),
                  "run_id": summary.get("run_id"), "generated_at": summary.get("generated_at"),
                  "ok": bool(summary["ok"])}
-        refused = send_once(out_dir, msg, smtp, recipients, week=label, recipient=MANAGEMENT, entry=entry,
-                            retry=retry)
+        try:
+            refused = send_once(out_dir, msg, smtp, recipients, week=label, recipient=MANAGEMENT, entry=entry,
+                                retry=retry)
+        except MailError as exc:
+            exc.lines[:0] = report.lines
+            raise
     for addr, (code, _) in refused.items():
         logger.warning("the server refused %s (%s); the others received the email", addr, code)
-    print(f"{label}: sent to {', '.join(recipients)}: {msg['Subject']}")
-    return 0
+    report.sent = [addr for addr in recipients if addr not in refused]
+    report.lines.append(f"{label}: sent to {', '.join(recipients)}: {msg['Subject']}")
+    return report
 
 
 def check_smtp(smtp: SmtpEnv, recipients: list[str]) -> None:

@@ -368,30 +368,3 @@ def copy_file(source: Path, dest: Path) -> None:
         os.link(source, dest)
     except OSError:
         shutil.copy2(source, dest)
-
-
-def run_command(settings: Settings, out_dir: str | os.PathLike, jobs: int | None = None, timeout: int = 600,
-                notebooks_dir: str | os.PathLike | None = None, now: datetime | None = None) -> tuple[int, WeekRun]:
-    """``kpi-report run``: render the week; the exit code (0 when every notebook succeeded, else 1) and the run."""
-    started = time.monotonic()
-    run = render_week(settings, out_dir, jobs=jobs, timeout=timeout, notebooks_dir=notebooks_dir, now=now)
-    for nb in run.notebooks:
-        state = "ok" if nb.ok else f"FAILED ({nb.error})"
-        print(f"{nb.name}: {state} [{nb.seconds:.1f} s]")
-    if run.cards:
-        print(f"manager cards: {sum(c.ok for c in run.cards)} of {len(run.cards)} ok "
-              f"[{sum(c.seconds for c in run.cards):.1f} s]")
-    for card in run.cards:
-        if not card.ok:
-            kept = "; the week's last good card is kept" if card.previous else ""
-            print(f"managers/{card.manager}: FAILED ({card.error}){kept}")
-    if run.error:
-        print(f"figures: FAILED ({run.error})", file=sys.stderr)
-    print(f"{run.folder / 'index.html'} written in {time.monotonic() - started:.1f} s (run {run.run_id})")
-    if not run.ok:
-        failed = [nb.name for nb in run.notebooks if not nb.ok] + [f"managers/{c.manager}" for c in run.cards
-                                                                    if not c.ok]
-        print(f"kpi-report run: {len(failed)} report(s) failed: {', '.join(failed) or 'figures'}; "
-              f"see {run.folder / 'index.html'}", file=sys.stderr)
-        return 1, run
-    return 0, run

@@ -22,7 +22,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from kpi_lib.card import ManagerCard, carded_managers, ordinal
-from kpi_lib.cardmail import recipient_key, send_cards_command
+from kpi_lib.cardmail import recipient_key, send_cards
+from kpi_lib.cli import print_run, print_send
 from kpi_lib.config import SmtpEnv, load_settings
 from kpi_lib.delivery import RetryPolicy, message_id
 from kpi_lib.errors import ConfigError, MailError
@@ -223,7 +224,7 @@ def test_each_manager_gets_their_own_card_once(card_runs, team_store, smtp_serve
         "manager_addresses": {10400112: "marina.home@example.ru"}, "skip_managers": [10400114],
         "manager_lang": {10400115: "ru"}})
     caplog.set_level(logging.WARNING, logger="kpi_report")
-    assert send_cards_command(settings, out, smtp=smtp, retry=FAST) == 0
+    report = send_cards(settings, out, smtp=smtp, retry=FAST)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and names[str(NO_EMAIL)] in warnings[0] and str(NO_EMAIL) in warnings[0]
     assert "manager_addresses" in warnings[0]
@@ -255,6 +256,8 @@ def test_each_manager_gets_their_own_card_once(card_runs, team_store, smtp_serve
             assert shown.console_errors == [] and shown.broken_images == [] and shown.images == 1
             assert names[manager] in shown.text and shown.external_requests == []
     assert got == expected  # one email per manager, to that manager's address
+    assert sorted(report.sent) == sorted(expected.values()) and report.week == WEEK
+    assert report.lines == [f"{WEEK}: {len(expected)} card(s) sent to {', '.join(report.sent)}"]
     run_id = card_runs["en"].run_id
     for envelope in inbox.envelopes:  # the Message-ID is fixed by (week, run, manager): a resend is the same message
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -266,23 +269,25 @@ def test_each_manager_gets_their_own_card_once(card_runs, team_store, smtp_serve
         recipient_key(m): ("sent", [a], run_id) for m, a in expected.items()}
 
     capsys.readouterr()
-    assert send_cards_command(settings, out, smtp=smtp, retry=FAST) == 0  # a rerun sends nothing again
+    assert print_send(send_cards, settings, out, smtp=smtp, retry=FAST) == 0  # a rerun sends nothing again
     assert len(inbox.envelopes) == len(expected) and "already sent" in capsys.readouterr().out
 
 
 @pytest.mark.slow
-def test_a_refused_address_is_sent_on_the_rerun_only(card_runs, team_store, smtp_server, tmp_path):
+def test_a_refused_address_is_sent_on_the_rerun_only(card_runs, team_store, smtp_server, tmp_path, capsys):
     inbox, smtp = smtp_server
     out = copy_reports(card_runs["en"], tmp_path)
     settings = settings_for(team_store, week=WEEK)
     inbox.refuse = {"manager2@demo-sales.ru"}
     with pytest.raises(MailError, match="10400112") as failure:
-        send_cards_command(settings, out, smtp=smtp, retry=FAST)
+        print_send(send_cards, settings, out, smtp=smtp, retry=FAST)
     assert "--managers" in str(failure.value)
     first = sorted(r for e in inbox.envelopes for r in e.rcpt_tos)
     assert "manager2@demo-sales.ru" not in first and len(first) == 6  # the others went out
+    told = f"{WEEK}: 6 card(s) sent to {', '.join(r for e in inbox.envelopes for r in e.rcpt_tos)}"
+    assert failure.value.lines == [told] and capsys.readouterr().out == told + "\n"  # said before the error
     inbox.refuse = set()
-    assert send_cards_command(settings, out, smtp=smtp, retry=FAST) == 0
+    assert print_send(send_cards, settings, out, smtp=smtp, retry=FAST) == 0
     assert [e.rcpt_tos for e in inbox.envelopes[len(first):]] == [["manager2@demo-sales.ru"]]
 
 
@@ -296,11 +301,11 @@ def test_an_unconfirmed_card_is_sent_again_as_the_same_message(card_runs, team_s
     server = start(dropping)
     try:
         with pytest.raises(MailError, match="unconfirmed") as caught:
-            send_cards_command(settings, out, smtp=smtp_for(server), retry=RetryPolicy(attempts=1, base_delay=0.01))
+            print_send(send_cards, settings, out, smtp=smtp_for(server), retry=RetryPolicy(attempts=1, base_delay=0.01))
         assert caught.value.unclear and len(dropping.envelopes) == 1  # the command stopped at the unclear one
         (first,) = json.loads((out / "sent.json").read_text(encoding="utf-8"))[WEEK]
         assert first["state"] == "started" and first["recipient"].startswith("manager/")
-        assert send_cards_command(settings, out, smtp=smtp_for(server), retry=FAST) == 0
+        assert print_send(send_cards, settings, out, smtp=smtp_for(server), retry=FAST) == 0
     finally:
         server.stop()
     ids = message_ids(dropping)
@@ -327,7 +332,7 @@ def test_the_cards_are_published_with_the_week_and_name_its_run(card_runs):
 def test_dry_run_writes_one_eml_per_manager(card_runs, team_store, tmp_path):
     out = copy_reports(card_runs["ru"], tmp_path)
     week = card_runs["ru"].week
-    assert send_cards_command(settings_for(team_store, week=week, lang="ru"), out, dry_run=True,
+    assert print_send(send_cards, settings_for(team_store, week=week, lang="ru"), out, dry_run=True,
                               smtp=SmtpEnv(host=None, port=25)) == 0
     emls = sorted((out / week / "managers").glob("*.eml"))
     assert [p.stem for p in emls] == sorted(c.manager for c in card_runs["ru"].cards if int(c.manager) != NO_EMAIL)
@@ -376,8 +381,6 @@ def test_a_failed_card_or_a_dead_kernel_spoils_no_other_card(demo_store, tmp_pat
 
 @pytest.mark.slow
 def test_a_failed_card_keeps_the_weeks_last_good_card(card_runs, team_store, tmp_path, capsys, caplog):
-    from kpi_lib.report import run_command
-
     good = card_runs["en"]
     out = copy_reports(good, tmp_path)
     failing, fine = good.cards[0], good.cards[1]
@@ -389,7 +392,8 @@ def test_a_failed_card_keeps_the_weeks_last_good_card(card_runs, team_store, tmp
     nb.cells.append(nbformat.v4.new_code_cell(f"assert manager != {failing.manager}, 'card broke'"))
     nbformat.write(nb, folder / "07_manager_card.ipynb")
     caplog.set_level(logging.WARNING, logger="kpi_report")
-    code, run = run_command(settings_for(team_store, week=WEEK), out, notebooks_dir=folder)
+    run = render_week(settings_for(team_store, week=WEEK), out, notebooks_dir=folder)
+    code = print_run(run, 0.0)
     printed = capsys.readouterr()
 
     assert code == 1 and run.run_id != good.run_id

@@ -21,7 +21,8 @@ from aiosmtpd.controller import Controller
 
 from kpi_lib.config import SmtpEnv, load_settings
 from kpi_lib.errors import ConfigError, MailError
-from kpi_lib.mail import RetryPolicy, build_message, send_command, targets_headline
+from kpi_lib.cli import print_send
+from kpi_lib.mail import RetryPolicy, build_message, send_week, targets_headline
 
 WEEK = "2026-W47"
 NOTEBOOKS = [
@@ -134,7 +135,7 @@ def smtp_server():
 
 def send(tmp_path, smtp, settings=None, **kwargs) -> int:
     kwargs.setdefault("retry", FAST)
-    return send_command(settings or settings_for(tmp_path), tmp_path / "reports", smtp=smtp, **kwargs)
+    return print_send(send_week, settings or settings_for(tmp_path), tmp_path / "reports", smtp=smtp, **kwargs)
 
 
 def parts_of(msg):
@@ -283,7 +284,7 @@ def test_last_week_resolves_against_the_pinned_as_of(tmp_path, chart_png):
     make_week(tmp_path / "reports", chart_png)
     settings = load_settings(None, env={}, overrides={"data_dir": str(tmp_path / "data"), "week": "last",
                                                       "as_of": "2026-11-25T12:00:00+03:00"})
-    assert send_command(settings, tmp_path / "reports", dry_run=True, smtp=SmtpEnv(host=None, port=25)) == 0
+    assert print_send(send_week, settings, tmp_path / "reports", dry_run=True, smtp=SmtpEnv(host=None, port=25)) == 0
     assert (tmp_path / "reports" / WEEK / "email.eml").is_file()
 
 

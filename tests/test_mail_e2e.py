@@ -19,7 +19,7 @@ from aiosmtpd.controller import Controller
 
 from tests.conftest import DEMO_AS_OF
 from kpi_lib.config import SmtpEnv, load_settings
-from kpi_lib.mail import send_command, targets_headline
+from kpi_lib.mail import send_week, targets_headline
 from test_mail import FAST, WEEK, Inbox, free_port, parts_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,14 +29,14 @@ pytestmark = pytest.mark.slow
 
 def test_demo_week_built_then_mailed(demo_store, tmp_path, monkeypatch):
     from browser import check_page, save_email_page
-    from kpi_lib.report import run_command
+    from kpi_lib.report import render_week
 
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the notebook kernels import kpi_lib from this tree
     settings = load_settings(ROOT / "params" / "weekly_ru.yaml", env={}, overrides={
         "data_dir": str(demo_store), "as_of": DEMO_AS_OF,
         "email": {"to": ["Ирина Соколова <head@example.ru>"], "cc": ["lead@example.ru"]}})
     out = tmp_path / "reports"
-    assert run_command(settings, out, jobs=2)[0] == 0
+    assert render_week(settings, out, jobs=2).ok
     summary = json.loads((out / WEEK / "summary.json").read_text(encoding="utf-8"))
 
     inbox = Inbox()
@@ -44,8 +44,9 @@ def test_demo_week_built_then_mailed(demo_store, tmp_path, monkeypatch):
     server.start()
     try:
         smtp = SmtpEnv(host="127.0.0.1", port=server.port, sender="Отчёты KPI <kpi@example.ru>")
-        assert send_command(settings, out, smtp=smtp, retry=FAST) == 0
-        assert send_command(settings, out, smtp=smtp, retry=FAST) == 0  # already sent: not again
+        assert send_week(settings, out, smtp=smtp, retry=FAST).sent == ["head@example.ru", "lead@example.ru"]
+        again = send_week(settings, out, smtp=smtp, retry=FAST)  # already sent: not again
+        assert again.sent == [] and "not sent again" in again.lines[0]
     finally:
         server.stop()
 

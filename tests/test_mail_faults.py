@@ -20,7 +20,7 @@ from kpi_lib.cli import main
 from kpi_lib.config import SmtpEnv
 from kpi_lib.errors import ConfigError, MailError
 from kpi_lib.log import logger, redact
-from kpi_lib.mail import RetryPolicy, send_command
+from kpi_lib.mail import RetryPolicy, send_week
 from test_mail import PASSWORD, WEEK, Inbox, chart_png, free_port, make_week, send, settings_for  # noqa: F401 (fixture)
 
 ASCII_PASSWORD = "s3cret-P@ss-42"
@@ -239,6 +239,6 @@ def test_dropped_connection_is_retried_then_explained(tmp_path, week):
 def test_retry_policy_backs_off_exponentially(tmp_path, week, log_lines):
     smtp = SmtpEnv(host="127.0.0.1", port=free_port(), sender="kpi@example.ru")
     with pytest.raises(MailError, match="after 4 attempts"):
-        send_command(settings_for(tmp_path), tmp_path / "reports", smtp=smtp, retry=RetryPolicy(4, base_delay=0.01))
+        send_week(settings_for(tmp_path), tmp_path / "reports", smtp=smtp, retry=RetryPolicy(4, base_delay=0.01))
     delays = [line.rsplit("retrying in ", 1)[1] for line in log_lines if "retrying in" in line]
     assert delays == ["0.01 s", "0.02 s", "0.04 s"]

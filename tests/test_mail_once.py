@@ -117,10 +117,10 @@ def test_a_dropped_reply_is_retried_within_the_send_with_the_same_message_id(tmp
 SEND = """
 import sys
 from kpi_lib.config import SmtpEnv, load_settings
-from kpi_lib.mail import send_command
+from kpi_lib.mail import send_week
 settings = load_settings(None, env={}, overrides={"data_dir": sys.argv[1], "week": "2026-W47", "lang": "en",
                                                   "email": {"to": ["head@example.ru"]}})
-send_command(settings, sys.argv[2], smtp=SmtpEnv(host="127.0.0.1", port=int(sys.argv[3]), sender="kpi@example.ru"))
+send_week(settings, sys.argv[2], smtp=SmtpEnv(host="127.0.0.1", port=int(sys.argv[3]), sender="kpi@example.ru"))
 """
 
 
@@ -181,12 +181,13 @@ def test_a_disk_that_fills_during_delivery_keeps_the_fact_it_was_sent(tmp_path, 
         server = start(filling)
         settings = settings_for(tmp_path)
         try:
-            from kpi_lib.mail import send_command
+            from kpi_lib.cli import print_send
+            from kpi_lib.mail import send_week
 
-            assert send_command(settings, disk / "reports", smtp=smtp_for(server), retry=FAST) == 0
+            assert print_send(send_week, settings, disk / "reports", smtp=smtp_for(server), retry=FAST) == 0
             assert filling.full  # the disk was full when the server confirmed the message
             assert [e["state"] for e in entries(disk / "reports")] == ["sent"]
-            assert send_command(settings, disk / "reports", smtp=smtp_for(server), retry=FAST) == 0
+            assert print_send(send_week, settings, disk / "reports", smtp=smtp_for(server), retry=FAST) == 0
         finally:
             server.stop()
         assert len(filling.envelopes) == 1 and "already sent" in capsys.readouterr().out

@@ -18,7 +18,7 @@ import pytest
 
 from kpi_lib.config import NOTEBOOK_PARAMETERS, load_settings, read_params_file
 from kpi_lib.cardrun import CARD_NOTEBOOK
-from kpi_lib.report import NOTEBOOKS, run_command
+from kpi_lib.report import NOTEBOOKS, render_week
 from tests.conftest import DEMO_AS_OF
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ def weekly_runs(demo_store, tmp_path_factory):
         for params in PARAMS_FILES:
             out = tmp_path_factory.mktemp(f"reports-{params.stem}")
             settings = load_settings(params, overrides={"data_dir": str(demo_store), "as_of": DEMO_AS_OF})
-            code, _ = run_command(settings, out, timeout=300)
+            code = 0 if render_week(settings, out, timeout=300).ok else 1
             runs[params.stem] = (code, out / "2026-W47", settings.lang)
     finally:
         for name, value in saved.items():

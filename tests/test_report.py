@@ -18,7 +18,8 @@ import pytest
 from kpi_lib import i18n
 from kpi_lib.config import load_settings
 from kpi_lib.errors import KpiError
-from kpi_lib.report import render_week, run_command
+from kpi_lib.cli import print_run
+from kpi_lib.report import render_week
 from kpi_lib.store import Store
 from tests.conftest import DEMO_AS_OF
 
@@ -85,9 +86,9 @@ def test_failed_notebook_keeps_the_last_good_report(demo_store, tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_run_command_exits_non_zero_on_a_failed_notebook(demo_store, tmp_path, capsys):
+def test_run_exits_non_zero_on_a_failed_notebook_and_says_so(demo_store, tmp_path, capsys):
     broken = notebooks_dir(tmp_path, "01_customer_satisfaction", broken="01_customer_satisfaction")
-    assert run_command(settings_for(demo_store), tmp_path / "reports", notebooks_dir=broken)[0] == 1
+    assert print_run(render_week(settings_for(demo_store), tmp_path / "reports", notebooks_dir=broken), 1.0) == 1
     err = capsys.readouterr().err
     assert "01_customer_satisfaction" in err and "failed" in err
 
