@@ -72,6 +72,8 @@ def build_store(scale: float) -> Path:
     ``ceil(scale / BASE_SCALE)`` copies of the generated store at ``scale / copies``
     (see :func:`replicate_store`).
     """
+    from kpi_lib.kpis.history import save_account_facts
+
     data_dir = OUT / f"kpis-scale-{scale:g}"
     done = data_dir / "complete.json"
     if done.exists():
@@ -86,6 +88,7 @@ def build_store(scale: float) -> Path:
         counts = {"copies_of": str(base), "copies": copies, **replicate_store(base, data_dir, copies)}
     else:
         counts = generate_store(scale, data_dir)
+    save_account_facts(data_dir, ACCOUNT)
     counts["build_s"] = round(time.perf_counter() - started, 1)
     done.write_text(json.dumps(counts))
     return data_dir
@@ -133,9 +136,9 @@ def replicate_store(base: Path, data_dir: Path, copies: int) -> dict[str, int]:
             raise ValueError(f"ids up to {top} do not fit under the copy offset {ID_OFFSET}")
         seqs = con.execute("SELECT coalesce(max(seq), 0) FROM base.events").fetchone()[0]
         with store.transaction():
-            for table in ("meta", "sync_state"):
-                con.execute(f"DELETE FROM {table}")
-                con.execute(f"INSERT INTO {table} SELECT * FROM base.{table}")
+            con.execute("DELETE FROM sync_state")
+            con.execute("INSERT INTO sync_state SELECT * FROM base.sync_state")
+            con.execute("INSERT OR REPLACE INTO meta SELECT * FROM base.meta WHERE key = 'last_sync_at'")
             for table, cols in TABLES.items():
                 if table not in COPY_IDS:
                     con.execute(f"INSERT INTO {table} SELECT * FROM base.{table}")
@@ -155,6 +158,7 @@ def replicate_store(base: Path, data_dir: Path, copies: int) -> dict[str, int]:
                         exprs.append(col)
                 con.execute(f"INSERT INTO {table} SELECT {', '.join(exprs)} FROM base.{table}, "
                             f"(SELECT range AS k FROM range({copies})) ORDER BY k")
+            store.mark_changed()
         con.execute("DETACH base")
         con.execute("CHECKPOINT")
         return store.counts()
