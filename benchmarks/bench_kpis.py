@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_kpis [--scale 320] [--repeat 1]
 
-Generates the demo account at ``--scale`` (320 ≈ 1 M leads) and at a tenth of it, caches the
+Builds the demo account's store at ``--scale`` (320 ≈ 1 M leads) and at a tenth of it, caches the
 stores under ``benchmarks/out/``, then times, side by side in one run and each in a fresh
 Python process (wall time from start to exit, so imports count):
 
@@ -19,15 +19,20 @@ Each figure is a wall-time ratio, printed with the ratio of the processes' CPU t
 Targets: week ≤ 10 × floor with peak ≤ 1.5 GB; 12 weeks of trends ≤ 20 × floor; the week at
 10 × the data ≤ 11 × the time; ``open_report`` at 1 M leads ≤ 3 s.  The machine is shared and
 noisy: read the ratios, not the seconds; ``--repeat N`` keeps each process's best of N.
-The stores are written with the store's own typed-row code (``kpi_lib.store``) straight into
-the typed tables, skipping the raw JSON copy that a sync keeps, so that a million leads load
-in minutes; the data are the generator's.
+The data: up to scale 32 (about 105 K leads) the demo generator's account, written with the
+store's own typed-row code (``kpi_lib.store``) straight into the typed tables, skipping the raw
+JSON copy that a sync keeps.  Above it, generating takes hours, so a larger store is whole copies
+of the generated one, made in DuckDB SQL (:func:`replicate_store`): scale 320 is ten copies of
+scale 32, with the same managers, ids offset per copy and each copy's instants shifted an hour
+earlier than the one before.  The store at 10 × the data thus holds exactly ten times the
+items of the smaller one, copy for copy, rather than a different draw of the generator.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -44,13 +49,30 @@ WEEK = "2026-W47"
 ACCOUNT = "bench"
 CHUNK_ITEMS = 50_000
 TREND_WEEKS = 12
+#: The largest scale generated directly; larger stores are copies of a generated one.
+BASE_SCALE = 32
+#: Copy ``k`` of a store offsets its item ids by ``k`` times this, and shifts its instants
+#: ``k`` times ``COPY_SHIFT_S`` seconds earlier.
+ID_OFFSET = 10**8  # copies keep ids below 2**33, as the KPI keys need (see kpi_lib.kpis.common)
+COPY_SHIFT_S = 3600
+#: Id columns offset in each copy (tables not listed are copied once).
+COPY_IDS = {
+    "leads": ("id",), "lead_contacts": ("lead_id", "contact_id"), "lead_companies": ("lead_id", "company_id"),
+    "contacts": ("id",), "companies": ("id",), "tasks": ("id", "entity_id"), "calls": ("id", "entity_id"),
+    "events": ("entity_id", "note_id"), "custom_field_values": ("entity_id",),
+}
+COPY_TIMES = ("created_at", "updated_at", "closed_at", "complete_till")
 TARGETS = {"week": 10.0, "trends": 20.0, "growth": 11.0, "peak_gb": 1.5, "open_report_s": 3.0}
 
 
 def build_store(scale: float) -> Path:
-    """The cached store of the demo account at ``scale`` (generated on first use); its folder."""
-    from kpi_lib.demo import generate_account
-    from kpi_lib.store import Store, page_items
+    """The cached store of the demo account at ``scale`` (built on first use); its folder.
+
+    Up to :data:`BASE_SCALE` the generator writes the store itself; above it the store is
+    ``ceil(scale / BASE_SCALE)`` copies of the generated store at ``scale / copies``
+    (see :func:`replicate_store`).
+    """
+    from kpi_lib.kpis.history import save_account_facts
 
     data_dir = OUT / f"kpis-scale-{scale:g}"
     done = data_dir / "complete.json"
@@ -59,9 +81,26 @@ def build_store(scale: float) -> Path:
     data_dir.mkdir(parents=True, exist_ok=True)
     for old in data_dir.glob(f"{ACCOUNT}.duckdb*"):
         old.unlink()
+    started = time.perf_counter()
+    copies = math.ceil(scale / BASE_SCALE)
+    if copies > 1:
+        base = build_store(scale / copies)
+        counts = {"copies_of": str(base), "copies": copies, **replicate_store(base, data_dir, copies)}
+    else:
+        counts = generate_store(scale, data_dir)
+    save_account_facts(data_dir, ACCOUNT)
+    counts["build_s"] = round(time.perf_counter() - started, 1)
+    done.write_text(json.dumps(counts))
+    return data_dir
+
+
+def generate_store(scale: float, data_dir: Path) -> dict[str, int]:
+    """Write the generator's account at ``scale`` into ``data_dir`` (typed rows only); item counts."""
+    from kpi_lib.demo import generate_account
+    from kpi_lib.store import Store, page_items
+
     counts: dict[str, int] = {}
     buffers: dict[str, list[dict]] = {}
-    started = time.perf_counter()
     with Store.open(data_dir, ACCOUNT, read_only=False, create=True) as store:
         for entity, page in generate_account(seed=7, today=TODAY, scale=scale):
             items = page_items(entity, page)
@@ -73,9 +112,56 @@ def build_store(scale: float) -> Path:
             store.append_typed(entity, items)
         store.mark_synced()
         store.con.execute("CHECKPOINT")
-    counts["generate_s"] = round(time.perf_counter() - started, 1)
-    done.write_text(json.dumps(counts))
-    return data_dir
+    return counts
+
+
+def replicate_store(base: Path, data_dir: Path, copies: int) -> dict[str, int]:
+    """Write ``copies`` copies of the store in ``base`` into ``data_dir``, in DuckDB SQL; rows per table.
+
+    Copy ``k`` keeps the account, users, pipelines and fields, and has every id of a lead,
+    contact, company, task, note or event offset by ``k`` × :data:`ID_OFFSET` (event ids
+    and call ``uniq`` get a ``-k`` suffix, event ``seq`` an offset past the base's), and every
+    instant shifted ``k`` × :data:`COPY_SHIFT_S` earlier: the same managers with ``copies``
+    times the leads, calls, tasks and events, each copy consistent in itself.
+    """
+    from kpi_lib.store import TABLES, Store
+
+    with Store.open(data_dir, ACCOUNT, read_only=False, create=True) as store:
+        con = store.con
+        con.execute("SET enable_progress_bar = false")
+        con.execute(f"ATTACH '{base / f'{ACCOUNT}.duckdb'}' AS base (READ_ONLY)")
+        top = max(con.execute(f"SELECT coalesce(max({c}), 0) FROM base.{t}").fetchone()[0]
+                  for t, cols in COPY_IDS.items() for c in cols)
+        if top >= ID_OFFSET:
+            raise ValueError(f"ids up to {top} do not fit under the copy offset {ID_OFFSET}")
+        seqs = con.execute("SELECT coalesce(max(seq), 0) FROM base.events").fetchone()[0]
+        with store.transaction():
+            con.execute("DELETE FROM sync_state")
+            con.execute("INSERT INTO sync_state SELECT * FROM base.sync_state")
+            con.execute("INSERT OR REPLACE INTO meta SELECT * FROM base.meta WHERE key = 'last_sync_at'")
+            for table, cols in TABLES.items():
+                if table not in COPY_IDS:
+                    con.execute(f"INSERT INTO {table} SELECT * FROM base.{table}")
+                    continue
+                exprs = []
+                for col, _ in cols:
+                    if col in COPY_IDS[table]:
+                        exprs.append(f"CASE WHEN {col} IS NULL OR {col} = 0 THEN {col} ELSE {col} + k * {ID_OFFSET} END")
+                    elif col in COPY_TIMES:
+                        exprs.append(f"{col} - k * {COPY_SHIFT_S}")
+                    elif (table, col) in (("events", "id"), ("calls", "uniq")):
+                        exprs.append(f"CASE WHEN k = 0 OR {col} IS NULL OR {col} = '' THEN {col} "
+                                     f"ELSE {col} || '-' || k END")
+                    elif (table, col) == ("events", "seq"):
+                        exprs.append(f"seq + k * {seqs}")
+                    else:
+                        exprs.append(col)
+                con.execute(f"INSERT INTO {table} SELECT {', '.join(exprs)} FROM base.{table}, "
+                            f"(SELECT range AS k FROM range({copies})) ORDER BY k")
+            store.mark_changed()
+        con.execute("DETACH base")
+        con.execute("CHECKPOINT")
+        return store.counts()
 
 
 def _scan_sql(columns: dict[str, list[str]]) -> list[str]:

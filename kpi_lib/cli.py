@@ -172,18 +172,24 @@ def reports_dir(args: argparse.Namespace, settings: Settings) -> Path:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import build_demo
+    from .kpis.history import save_account_facts
 
     settings = settings_from_args(args)
     data_dir = settings.data_dir if args.data_dir else default_demo_dir()
     path = build_demo(data_dir, account=settings.account or "demo", seed=args.seed, today=args.today)
+    save_account_facts(data_dir, path.stem)
     print(f"demo account written to {path}")
     return 0
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from .amocrm.sync import pull_account
+    from .kpis.history import save_account_facts
 
-    print(pull_account(settings_from_args(args), full=args.full, max_rps=args.max_rps).summary())
+    settings = settings_from_args(args)
+    report = pull_account(settings, full=args.full, max_rps=args.max_rps)
+    save_account_facts(settings.data_dir, report.account)
+    print(report.summary())
     return 0
 
 

@@ -24,7 +24,9 @@ entity                        typed tables
 ``events``                    ``events``
 ============================  =========================================================
 
-All timestamps are Unix seconds (BIGINT), as in the API.
+All timestamps are Unix seconds (BIGINT), as in the API.  Every write to the typed tables gives
+the data a new generation (``meta.data_generation``), so that anything derived from the data and
+kept beside it (the KPIs' history facts) can tell whether it is still current.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import json
 import os
 import re
 import tempfile
+import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,6 +49,8 @@ from .rows import (CF_ENTITY, COLLECTIONS, TABLES, as_int, deleted_lead_row, pag
                    typed_frame, typed_rows)
 
 SCHEMA_VERSION = 1
+#: The meta key of the data generation: a new value with every write to the typed tables.
+GENERATION_KEY = "data_generation"
 
 #: Raw entity -> (typed table keyed by ``id``, key column of child tables to clear).
 ENTITIES: dict[str, tuple[str, dict[str, str]]] = {
@@ -262,6 +267,7 @@ class Store:
             self._insert(rows)
             if entity == "events":
                 self._apply_deletions(rows.get("events", []))
+            self.mark_changed()
         return len(items)
 
     def ingest_page(self, entity: str, payload: Mapping[str, Any] | None) -> int:
@@ -280,6 +286,7 @@ class Store:
             for k, row in enumerate(rows.get("events", [])):
                 row["seq"] = nxt + k
             self._insert(rows)
+            self.mark_changed()
         return sum(len(r) for r in rows.values())
 
     def _insert(self, rows: dict[str, list[dict]]) -> None:
@@ -388,6 +395,11 @@ class Store:
         with self.transaction():
             self.con.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?, ?, ?)",
                              [entity, cursor, now, json.dumps(extra)])
+
+    def mark_changed(self) -> None:
+        """Give the data a new generation (every write to the typed tables does): what was derived
+        from the data before, stamped with the old generation, no longer matches."""
+        self.set_meta(GENERATION_KEY, uuid.uuid4().hex)
 
     def set_meta(self, key: str, value: Any) -> None:
         with self.transaction():

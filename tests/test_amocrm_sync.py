@@ -15,6 +15,7 @@ from kpi_lib.amocrm.auth import StaticToken
 from kpi_lib.amocrm.client import AmoClient
 from kpi_lib.amocrm.sync import (EVENT_TYPES, OVERLAP, STREAMS, build_first_request, build_next_request,
                                   guess_account_name, sync_account)
+from kpi_lib.kpis.history import stored_history
 from kpi_lib.store import Store
 from tests.fake_amocrm import FakeAccount, FakeAmoCRM, make_account, snapshot
 
@@ -202,6 +203,7 @@ def test_kill_9_mid_sync_then_resume_equals_a_clean_sync(tmp_path, kill_at, sett
             assert "resuming an interrupted pass" in done.stderr
         with Store.open(data, "fakesales") as store:
             assert snapshot(store) == clean_sync(amo, tmp_path)
+            assert stored_history(store.con) is not None  # the sync command keeps the history facts current
 
 
 def test_cli_help_and_a_missing_token_name_the_fix(tmp_path):

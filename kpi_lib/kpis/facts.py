@@ -5,9 +5,12 @@ Each call with its caller, connected flag and lead (own, or mapped from a contac
 change with whether it advances the lead, each task with its completion time, and each won
 or lost lead with its owner at close.  Blocks group these by week × manager.
 
-The row selection and the heavy joins (call de-duplication, the contact-call mapping with
-``owner_at``, status sorts, task completion times, text codes) run as DuckDB SQL on the
-store's own connection, so that only numbers come back to Python.
+The row selection and the heavy joins run as DuckDB SQL on the store's own connection, so
+that only numbers come back to Python.  What depends on the data alone (call de-duplication,
+the contact-call mapping with ``owner_at``, status sorts, each lead's first calls) comes from
+:mod:`kpi_lib.kpis.history`, kept in the store after a sync; here only the window's rows are
+read, with which leads count (params ``pipelines``), the FCR window, task completion times and
+text codes.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import LOST, MAP_SLACK_S, WON, Span, flag, num, scope, sort_key
+from .common import LOST, WON, Span, flag, num, scope, sort_key
+from .history import open_history
 
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
@@ -27,95 +31,49 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Task ``entity_type`` codes (index = code): none or other, leads, contacts, companies.
 ENTITY_TYPES = (None, "leads", "contacts", "companies")
 
-#: De-duplicated call notes (the first of each ``uniq`` by time, then id), the whole history.
-_CALLS_SQL = """
-WITH dups AS (SELECT uniq FROM calls WHERE uniq <> '' GROUP BY uniq HAVING count(*) > 1),
-repeated AS (SELECT c.rowid AS r FROM calls c SEMI JOIN dups d ON d.uniq = c.uniq
-             QUALIFY row_number() OVER (PARTITION BY c.uniq ORDER BY c.created_at ASC NULLS LAST,
-                                                                   c.id ASC NULLS LAST) > 1)
-SELECT CAST(id AS DOUBLE) AS id, coalesce(entity_type = 'contact', false) AS on_contact,
-       CAST(entity_id AS DOUBLE) AS entity_id, coalesce(note_type = 'call_in', false) AS call_in,
-       coalesce(note_type = 'call_out', false) AS call_out, CAST(created_at AS DOUBLE) AS t,
-       CAST(CASE WHEN responsible_user_id IS NULL OR responsible_user_id = 0 THEN created_by
-                 ELSE responsible_user_id END AS DOUBLE) AS caller,
-       coalesce(call_status = 4, false)
-         OR ((call_status IS NULL OR call_status = 8) AND coalesce(duration, 0) >= 20) AS connected,
-       CAST(coalesce(duration, 0) AS DOUBLE) AS duration, CAST(call_status AS DOUBLE) AS call_status
-FROM calls c ANTI JOIN repeated r ON r.r = c.rowid
+#: The window's calls with whether their lead counts.
+_WINDOW_CALLS_SQL = """
+SELECT c.*, coalesce(l.counted, false) AS lead_counted
+FROM {calls} c LEFT JOIN _facts_leads l ON l.id = c.lead_id
+WHERE {where} ORDER BY c.t ASC NULLS LAST, c.id ASC NULLS LAST
 """
 
-#: Contact calls mapped to one of the contact's non-deleted leads (§0, the 600 s rule): the
-#: lead the caller owned at the call first, then the latest created, then the highest id.
-_MAP_SQL = f"""
-WITH link AS (SELECT DISTINCT CAST(contact_id AS DOUBLE) AS contact, CAST(lead_id AS DOUBLE) AS lead_id
-              FROM lead_contacts),
-alive AS (SELECT link.contact, link.lead_id, l.created_at, l.closed_at, l.owner
-          FROM link JOIN _facts_leads l ON l.id = link.lead_id WHERE NOT l.deleted),
-pairs AS (SELECT c.rowid AS row, c.t, c.caller, a.lead_id, a.created_at, a.owner
-          FROM _facts_calls0 c JOIN alive a ON a.contact = c.entity_id
-          WHERE c.on_contact AND a.created_at <= c.t + {MAP_SLACK_S} AND (a.closed_at IS NULL OR a.closed_at >= c.t)),
-owned AS (SELECT p.row, p.lead_id, p.created_at,
-                 coalesce(CASE WHEN r.t IS NULL THEN p.owner ELSE r.before END = p.caller, false) AS own
-          FROM pairs p ASOF LEFT JOIN _facts_changes r ON r.lead_id = p.lead_id AND p.t < r.t)
-SELECT row, arg_max(lead_id, (own, created_at, lead_id)) AS lead_id FROM owned GROUP BY row
+#: The window's status changes with whether their lead counts.
+_WINDOW_STATUS_SQL = """
+SELECT s.lead_id, s.t, s.actor, s.advances, coalesce(l.counted, false) AS lead_counted
+FROM {status} s LEFT JOIN _facts_leads l ON l.id = s.lead_id
+WHERE {where} ORDER BY s.t ASC NULLS LAST, s.seq ASC NULLS LAST
 """
 
-#: Every call with its lead (own, or mapped from a contact) and whether that lead counts.
-_LEAD_OF_CALLS_SQL = """
-SELECT c.*, CASE WHEN c.on_contact THEN m.lead_id ELSE c.entity_id END AS lead_id,
-       c.on_contact AND m.lead_id IS NOT NULL AS mapped, coalesce(l.counted, false) AS lead_counted
-FROM _facts_calls0 c
-LEFT JOIN _facts_mapped m ON m.row = c.rowid
-LEFT JOIN _facts_leads l ON l.id = CASE WHEN c.on_contact THEN m.lead_id ELSE c.entity_id END
+#: The first calls of counted leads whose first call or first connected call falls in the window
+#: [$lo, $hi) or who were created in it (the only ones a block over the window reads).
+_FIRST_ROWS_SQL = """
+SELECT f.* FROM {firsts} f
+WHERE f.lead_id IN (SELECT id FROM _facts_leads WHERE counted)
+  AND ((f.fa_t >= $lo AND f.fa_t < $hi) OR (f.fc_t >= $lo AND f.fc_t < $hi)
+       OR f.lead_id IN (SELECT id FROM _facts_leads WHERE created_at >= $lo AND created_at < $hi))
 """
 
-#: Per counted lead with calls: the first call (``fa``), the first connected call (``fc``), whether
-#: ``fc`` resolved the lead within the window (§3: no call_in, no connected call_out, an advance)
-#: with those first callback / repeat call / advance, and ``t1`` (first call_out or connected call_in).
+#: Per lead of ``_facts_first_rows``: whether ``fc`` resolved the lead within the window (§3: no
+#: call_in, no connected call_out, an advance) with those first callback / repeat call / advance.
+#: $lo and $hi bound every ``fc`` to its window's end, so that only the calls there are read.
 _LEAD_CALLS_SQL = """
-WITH c AS (SELECT lead_id, t, id, caller, connected, call_in, call_out FROM _facts_calls
-           WHERE lead_counted AND t IS NOT NULL),
-firsts AS (SELECT lead_id, min(t) AS fa_t, arg_min({'caller': caller, 'connected': connected}, (t, id)) AS fa,
-                  min(t) FILTER (WHERE connected) AS fc_t,
-                  arg_min({'caller': caller}, (t, id)) FILTER (WHERE connected) AS fc,
-                  min(t) FILTER (WHERE call_out OR (call_in AND connected)) AS t1
-           FROM c GROUP BY lead_id),
-callbacks AS (SELECT c.lead_id, min(c.t) AS t FROM c JOIN firsts f ON f.lead_id = c.lead_id
-              WHERE c.call_in AND c.t > f.fc_t AND c.t <= f.fc_t + $window GROUP BY c.lead_id),
-repeats AS (SELECT c.lead_id, min(c.t) AS t FROM c JOIN firsts f ON f.lead_id = c.lead_id
-            WHERE c.connected AND c.call_out AND c.t > f.fc_t AND c.t <= f.fc_t + $window GROUP BY c.lead_id),
-moves AS (SELECT s.lead_id, min(s.t) AS t FROM _facts_status s JOIN firsts f ON f.lead_id = s.lead_id
-          WHERE s.advances AND s.lead_counted AND s.t > f.fc_t AND s.t <= f.fc_t + $window GROUP BY s.lead_id)
-SELECT f.lead_id, f.fa_t, CAST(f.fa.caller AS DOUBLE) AS fa_caller, coalesce(f.fa.connected, false) AS fa_connected,
-       f.fc_t, CAST(f.fc.caller AS DOUBLE) AS fc_caller,
+WITH f AS (SELECT * FROM _facts_first_rows),
+callbacks AS (SELECT c.lead_id, min(c.t) AS t FROM {calls} c JOIN f ON f.lead_id = c.lead_id
+              WHERE c.call_in AND c.t > f.fc_t AND c.t <= f.fc_t + $window AND c.t > $lo AND c.t <= $hi
+              GROUP BY c.lead_id),
+repeats AS (SELECT c.lead_id, min(c.t) AS t FROM {calls} c JOIN f ON f.lead_id = c.lead_id
+            WHERE c.connected AND c.call_out AND c.t > f.fc_t AND c.t <= f.fc_t + $window AND c.t > $lo AND c.t <= $hi
+            GROUP BY c.lead_id),
+moves AS (SELECT s.lead_id, min(s.t) AS t FROM {status} s JOIN f ON f.lead_id = s.lead_id
+          WHERE s.advances AND s.t > f.fc_t AND s.t <= f.fc_t + $window AND s.t > $lo AND s.t <= $hi
+          GROUP BY s.lead_id)
+SELECT f.lead_id, f.fa_t, f.fa_caller, f.fa_connected, f.fc_t, f.fc_caller,
        f.fc_t IS NOT NULL AND cb.t IS NULL AND rp.t IS NULL AND m.t IS NOT NULL AS fc_resolved,
        cb.t AS fc_callback_t, rp.t AS fc_repeat_t, f.fc_t IS NOT NULL AND m.t IS NOT NULL AS fc_advanced, f.t1
-FROM firsts f LEFT JOIN callbacks cb ON cb.lead_id = f.lead_id LEFT JOIN repeats rp ON rp.lead_id = f.lead_id
+FROM f LEFT JOIN callbacks cb ON cb.lead_id = f.lead_id LEFT JOIN repeats rp ON rp.lead_id = f.lead_id
 LEFT JOIN moves m ON m.lead_id = f.lead_id
 ORDER BY f.lead_id
-"""
-
-#: Responsible changes on leads, the first of each second in API order (for ``owner_at`` in SQL).
-_CHANGES_SQL = """
-SELECT lead_id, t, before FROM _facts_responsible
-WHERE t IS NOT NULL
-QUALIFY row_number() OVER (PARTITION BY lead_id, t ORDER BY seq ASC NULLS LAST) = 1
-"""
-
-#: ``lead_status_changed`` events on leads with whether each advances the lead (§0), the whole history.
-_STATUS_SQL = f"""
-WITH sorts AS (SELECT id, pipeline_id, first(sort) AS sort FROM statuses GROUP BY id, pipeline_id)
-SELECT CAST(e.entity_id AS DOUBLE) AS lead_id, CAST(e.created_at AS DOUBLE) AS t,
-       CAST(e.created_by AS DOUBLE) AS actor,
-       coalesce(e.status_after = {WON}, false)
-         OR (coalesce(e.status_after <> {LOST}, true) AND coalesce(e.pipeline_after = e.pipeline_before, false)
-             AND coalesce(a.sort > b.sort, false) AND e.status_before IS NOT NULL) AS advances,
-       coalesce(l.counted, false) AS lead_counted, e.seq
-FROM events e
-LEFT JOIN sorts a ON a.id = e.status_after AND a.pipeline_id = e.pipeline_after
-LEFT JOIN sorts b ON b.id = e.status_before AND b.pipeline_id = e.pipeline_before
-LEFT JOIN _facts_leads l ON l.id = e.entity_id
-WHERE e.type = 'lead_status_changed' AND e.entity_type = 'lead'
 """
 
 #: Tasks due, created or completed in the window [$lo, $hi), or open and due around ``now``
@@ -192,9 +150,8 @@ class Facts:
         self.lo, self.hi = float(lo), float(hi)
         self._build_leads(leads, pipelines)
         self._build_owner_history(con)
-        temp = ("_facts_changes", "_facts_calls0", "_facts_mapped", "_facts_calls", "_facts_status", "_facts_tasks")
-        views = {"_facts_leads": self.leads[["created_at", "closed_at", "owner", "deleted", "counted"]].assign(
-            id=self.lead_ids), "_facts_responsible": self.responsible_events}
+        temp = ("_facts_first_rows", "_facts_tasks")
+        views = {"_facts_leads": self.leads[["created_at", "counted"]].assign(id=self.lead_ids)}
         for name, frame in views.items():
             con.register(name, frame)
         try:
@@ -287,17 +244,22 @@ class Facts:
         return " AND ".join(b for b in bounds if b) or "true"
 
     def _build_calls(self, con: "duckdb.DuckDBPyConnection", window_s: float) -> None:
-        """Calls and status changes of the window, and every counted lead's first calls (whole history)."""
-        con.execute(f"CREATE TEMP TABLE _facts_changes AS {_CHANGES_SQL}")
-        con.execute(f"CREATE TEMP TABLE _facts_calls0 AS {_CALLS_SQL}")
-        con.execute(f"CREATE TEMP TABLE _facts_mapped AS {_MAP_SQL}")
-        con.execute(f"CREATE TEMP TABLE _facts_calls AS {_LEAD_OF_CALLS_SQL}")
-        con.execute(f"CREATE TEMP TABLE _facts_status AS {_STATUS_SQL}")
-        where = self._window()
-        self.calls = con.execute(f"SELECT * FROM _facts_calls WHERE {where} ORDER BY t ASC NULLS LAST, id ASC NULLS LAST").df()
-        self.status = con.execute(f"SELECT lead_id, t, actor, advances, lead_counted FROM _facts_status WHERE {where}"
-                                  " ORDER BY t ASC NULLS LAST, seq ASC NULLS LAST").df()
-        self.lead_calls = con.execute(_LEAD_CALLS_SQL, {"window": window_s}).df().set_index("lead_id")
+        """Calls and status changes of the window, and the first calls of the leads the window reads."""
+        tables, temporary = open_history(con)
+        try:
+            where = self._window()
+            self.calls = con.execute(_WINDOW_CALLS_SQL.format(where=where, **tables)).df()
+            self.status = con.execute(_WINDOW_STATUS_SQL.format(where=where, **tables)).df()
+            con.execute(f"CREATE TEMP TABLE _facts_first_rows AS {_FIRST_ROWS_SQL.format(**tables)}",
+                        {"lo": self.lo, "hi": self.hi})
+            lo, hi = con.execute("SELECT min(fc_t), max(fc_t) FROM _facts_first_rows").fetchone()
+            bounds = {"window": window_s, "lo": -np.inf if lo is None else lo,
+                      "hi": -np.inf if hi is None else hi + window_s}
+            self.lead_calls = con.execute(_LEAD_CALLS_SQL.format(**tables), bounds).df().set_index("lead_id")
+        finally:
+            if temporary:
+                for name in tables.values():
+                    con.execute(f"DROP TABLE IF EXISTS {name}")
 
     # tasks ---------------------------------------------------------------------------------
     def _build_tasks(self, con: "duckdb.DuckDBPyConnection", now: float | None) -> None:

@@ -1,0 +1,178 @@
+"""The facts of the whole history that depend on the data only, never on params (§0, §3).
+
+Every de-duplicated call with its caller, connected flag and lead (own, or mapped from a
+contact with the 600 s rule and ``owner_at``), every status change on a lead with whether it
+advances the lead, and each lead's first calls (the first call, the first connected call and
+``t1``).  Which leads count (params ``pipelines``) and the FCR window are applied when the
+facts are read (:mod:`kpi_lib.kpis.facts`).
+
+Building them reads every call and event, the costliest part of a report on a big account.
+:func:`save_facts` therefore keeps them in the store as tables, stamped with the store's data
+generation (changed by every write, see :meth:`kpi_lib.store.Store.mark_changed`); the sync and
+the demo build call it.  :func:`open_history` returns the stored tables while their stamp matches
+the data, else builds the same tables as temporary ones on the reader's connection, so a report
+reads the same facts either way.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from ..store import GENERATION_KEY, Store
+from .common import LOST, MAP_SLACK_S, WON
+
+if TYPE_CHECKING:  # pragma: no cover
+    import duckdb
+
+#: Bumped whenever the tables' SQL changes: stored facts of another version are not read.
+FACTS_VERSION = 1
+#: The meta key holding the stored facts' stamp.
+FACTS_KEY = "facts"
+
+#: Every lead row with what the contact-call mapping reads.
+_LEADS_SQL = """
+SELECT CAST(id AS DOUBLE) AS id, CAST(created_at AS DOUBLE) AS created_at, CAST(closed_at AS DOUBLE) AS closed_at,
+       CAST(responsible_user_id AS DOUBLE) AS owner, coalesce(is_deleted, false) AS deleted
+FROM leads
+"""
+
+#: Responsible changes on leads, the first of each second in API order (for ``owner_at`` in SQL).
+_CHANGES_SQL = """
+SELECT CAST(entity_id AS DOUBLE) AS lead_id, CAST(created_at AS DOUBLE) AS t,
+       CAST(responsible_before AS DOUBLE) AS before
+FROM events
+WHERE type = 'entity_responsible_changed' AND entity_type = 'lead' AND created_at IS NOT NULL
+QUALIFY row_number() OVER (PARTITION BY entity_id, created_at ORDER BY seq ASC NULLS LAST) = 1
+"""
+
+#: De-duplicated call notes (the first of each ``uniq`` by time, then id).
+_CALLS0_SQL = """
+WITH dups AS (SELECT uniq FROM calls WHERE uniq <> '' GROUP BY uniq HAVING count(*) > 1),
+repeated AS (SELECT c.rowid AS r FROM calls c SEMI JOIN dups d ON d.uniq = c.uniq
+             QUALIFY row_number() OVER (PARTITION BY c.uniq ORDER BY c.created_at ASC NULLS LAST,
+                                                                   c.id ASC NULLS LAST) > 1)
+SELECT CAST(id AS DOUBLE) AS id, coalesce(entity_type = 'contact', false) AS on_contact,
+       CAST(entity_id AS DOUBLE) AS entity_id, coalesce(note_type = 'call_in', false) AS call_in,
+       coalesce(note_type = 'call_out', false) AS call_out, CAST(created_at AS DOUBLE) AS t,
+       CAST(CASE WHEN responsible_user_id IS NULL OR responsible_user_id = 0 THEN created_by
+                 ELSE responsible_user_id END AS DOUBLE) AS caller,
+       coalesce(call_status = 4, false)
+         OR ((call_status IS NULL OR call_status = 8) AND coalesce(duration, 0) >= 20) AS connected,
+       CAST(coalesce(duration, 0) AS DOUBLE) AS duration, CAST(call_status AS DOUBLE) AS call_status
+FROM calls c ANTI JOIN repeated r ON r.r = c.rowid
+"""
+
+#: Contact calls mapped to one of the contact's non-deleted leads (§0, the 600 s rule): the
+#: lead the caller owned at the call first, then the latest created, then the highest id.
+_MAP_SQL = f"""
+WITH link AS (SELECT DISTINCT CAST(contact_id AS DOUBLE) AS contact, CAST(lead_id AS DOUBLE) AS lead_id
+              FROM lead_contacts),
+alive AS (SELECT link.contact, link.lead_id, l.created_at, l.closed_at, l.owner
+          FROM link JOIN _history_leads l ON l.id = link.lead_id WHERE NOT l.deleted),
+pairs AS (SELECT c.rowid AS row, c.t, c.caller, a.lead_id, a.created_at, a.owner
+          FROM _history_calls0 c JOIN alive a ON a.contact = c.entity_id
+          WHERE c.on_contact AND a.created_at <= c.t + {MAP_SLACK_S} AND (a.closed_at IS NULL OR a.closed_at >= c.t)),
+owned AS (SELECT p.row, p.lead_id, p.created_at,
+                 coalesce(CASE WHEN r.t IS NULL THEN p.owner ELSE r.before END = p.caller, false) AS own
+          FROM pairs p ASOF LEFT JOIN _history_changes r ON r.lead_id = p.lead_id AND p.t < r.t)
+SELECT row, arg_max(lead_id, (own, created_at, lead_id)) AS lead_id FROM owned GROUP BY row
+"""
+
+#: Every call with its lead (own, or mapped from a contact), in time order.
+_CALLS_SQL = """
+SELECT c.*, CASE WHEN c.on_contact THEN m.lead_id ELSE c.entity_id END AS lead_id,
+       c.on_contact AND m.lead_id IS NOT NULL AS mapped
+FROM _history_calls0 c
+LEFT JOIN _history_mapped m ON m.row = c.rowid
+ORDER BY c.t ASC NULLS LAST, c.id ASC NULLS LAST
+"""
+
+#: ``lead_status_changed`` events on leads with whether each advances the lead (§0), in time order.
+_STATUS_SQL = f"""
+WITH sorts AS (SELECT id, pipeline_id, first(sort) AS sort FROM statuses GROUP BY id, pipeline_id)
+SELECT CAST(e.entity_id AS DOUBLE) AS lead_id, CAST(e.created_at AS DOUBLE) AS t,
+       CAST(e.created_by AS DOUBLE) AS actor,
+       coalesce(e.status_after = {WON}, false)
+         OR (coalesce(e.status_after <> {LOST}, true) AND coalesce(e.pipeline_after = e.pipeline_before, false)
+             AND coalesce(a.sort > b.sort, false) AND e.status_before IS NOT NULL) AS advances,
+       e.seq
+FROM events e
+LEFT JOIN sorts a ON a.id = e.status_after AND a.pipeline_id = e.pipeline_after
+LEFT JOIN sorts b ON b.id = e.status_before AND b.pipeline_id = e.pipeline_before
+WHERE e.type = 'lead_status_changed' AND e.entity_type = 'lead'
+ORDER BY t ASC NULLS LAST, e.seq ASC NULLS LAST
+"""
+
+#: Per lead with timed calls: the first call (``fa``), the first connected call (``fc``) and
+#: ``t1`` (the first call_out or connected call_in).
+_FIRSTS_SQL = """
+WITH firsts AS (
+  SELECT lead_id, min(t) AS fa_t, arg_min({'caller': caller, 'connected': connected}, (t, id)) AS fa,
+         min(t) FILTER (WHERE connected) AS fc_t, arg_min({'caller': caller}, (t, id)) FILTER (WHERE connected) AS fc,
+         min(t) FILTER (WHERE call_out OR (call_in AND connected)) AS t1
+  FROM {calls} WHERE lead_id IS NOT NULL AND t IS NOT NULL GROUP BY lead_id)
+SELECT lead_id, fa_t, CAST(fa.caller AS DOUBLE) AS fa_caller, coalesce(fa.connected, false) AS fa_connected,
+       fc_t, CAST(fc.caller AS DOUBLE) AS fc_caller, t1
+FROM firsts ORDER BY lead_id
+"""
+
+_STEPS = (("_history_leads", _LEADS_SQL), ("_history_changes", _CHANGES_SQL), ("_history_calls0", _CALLS0_SQL),
+          ("_history_mapped", _MAP_SQL))
+
+
+def build_history(con: "duckdb.DuckDBPyConnection", stored: bool = False) -> dict[str, str]:
+    """Build the history tables from the typed tables on ``con``; their names by kind.
+
+    ``stored``: as the store's tables ``facts_calls``, ``facts_status`` and ``facts_firsts``
+    (inside the caller's transaction), else as temporary ``_facts_…`` tables of the connection.
+    """
+    prefix, create = ("facts_", "CREATE OR REPLACE TABLE") if stored else ("_facts_", "CREATE OR REPLACE TEMP TABLE")
+    names = {kind: f"{prefix}{kind}" for kind in ("calls", "status", "firsts")}
+    try:
+        for name, sql in _STEPS:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        con.execute(f"{create} {names['calls']} AS {_CALLS_SQL}")
+    finally:
+        for name, _ in _STEPS:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+    con.execute(f"{create} {names['status']} AS {_STATUS_SQL}")
+    con.execute(f"{create} {names['firsts']} AS {_FIRSTS_SQL.replace('{calls}', names['calls'])}")
+    return names
+
+
+def stored_history(con: "duckdb.DuckDBPyConnection") -> dict[str, str] | None:
+    """The stored history tables' names by kind when their stamp matches the data, else None."""
+    has_meta = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
+                           " AND schema_name = 'main' AND table_name = 'meta'").fetchone()[0]
+    if not has_meta:
+        return None
+    rows = dict(con.execute("SELECT key, value FROM main.meta WHERE key IN (?, ?)", [FACTS_KEY, GENERATION_KEY]).fetchall())
+    generation = json.loads(rows[GENERATION_KEY]) if GENERATION_KEY in rows else None
+    if FACTS_KEY not in rows or json.loads(rows[FACTS_KEY]) != _stamp(generation):
+        return None
+    return {kind: f"main.facts_{kind}" for kind in ("calls", "status", "firsts")}
+
+
+def open_history(con: "duckdb.DuckDBPyConnection") -> tuple[dict[str, str], bool]:
+    """The history tables to read (the stored ones if current, else built now) and whether they are temporary."""
+    stored = stored_history(con)
+    return (stored, False) if stored is not None else (build_history(con), True)
+
+
+def save_facts(store: "Store") -> None:
+    """Build the history tables into ``store`` (open for writing) and stamp them with its data generation."""
+    with store.transaction():
+        build_history(store.con, stored=True)
+        store.set_meta(FACTS_KEY, _stamp(store.get_meta(GENERATION_KEY)))
+
+
+def save_account_facts(data_dir, account: str) -> None:
+    """:func:`save_facts` for the account's store under ``data_dir`` (after a sync or a demo build)."""
+    with Store.open(data_dir, account, read_only=False) as store:
+        save_facts(store)
+
+
+def _stamp(generation: str | None) -> dict:
+    """The stamp of facts built from the data of ``generation`` by this version of the SQL."""
+    return {"version": FACTS_VERSION, "generation": generation}
