@@ -421,19 +421,34 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------------
     def frame(self, table: str, columns: Iterable[str] | None = None, where: str | None = None) -> pd.DataFrame:
-        """One typed table as a pandas frame (a deleted lead is a row marked ``is_deleted``)."""
+        """One typed table as a pandas frame (a deleted lead is a row marked ``is_deleted``).
+
+        Rows come by id (events by time and ``seq``), ties in the order stored.  Text columns
+        of such tables come through Arrow, several times faster than DuckDB's own conversion
+        for a million names, into the same string dtype.
+        """
         if table not in TABLES:
             raise StoreError(f"unknown table {table!r}: use one of {', '.join(TABLES)}")
         cols = list(columns) if columns else [c for c, _ in TABLES[table]]
-        sql = f"SELECT {', '.join(cols)} FROM {table} t"
-        if where:
-            sql += f" WHERE {where}"
+        body = f" FROM {table} t" + (f" WHERE {where}" if where else "")
         if "id" in cols and table != "events":
-            sql += " ORDER BY t.id"
+            body += " ORDER BY t.id, t.rowid"
         elif table == "events":
-            sql += " ORDER BY t.created_at, t.seq"
+            body += " ORDER BY t.created_at, t.seq, t.rowid"
+        types = dict(TABLES[table])
+        texts = [c for c in cols if types.get(c) == "VARCHAR"] if "ORDER BY" in body else []
+        rest = [c for c in cols if c not in texts]
         try:
-            return self.con.execute(sql).df()
+            frame = self.con.execute(f"SELECT {', '.join(rest) or 'NULL AS _none'}{body}").df()
+            if not texts:
+                return frame
+            arrow = self.con.sql(f"SELECT {', '.join(texts)}{body}").to_arrow_table()
+            for c in texts:
+                values = arrow.column(c)
+                # an empty or all-null column keeps DuckDB's own dtype for it
+                frame[c] = (values.to_pandas() if values.null_count < len(values)
+                            else self.con.execute(f"SELECT {c}{body}").df()[c])
+            return frame[cols]
         except duckdb.IOException as exc:
             raise damaged(self.path, exc) from None
 
