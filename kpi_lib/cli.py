@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(long-lived token) or OAuth (AMOCRM_CLIENT_ID, AMOCRM_CLIENT_SECRET, "
                                    "AMOCRM_REDIRECT_URI and a token file).")
     _common(p, params=False)
-    p.add_argument("--full", action="store_true", help="refetch everything instead of what changed")
+    p.add_argument("--full", action="store_true", help="list everything again and drop what is gone from the account")
     p.add_argument("--max-rps", type=float, help="requests per second, at most 7 (default 7 or $AMOCRM_MAX_RPS)")
     p.set_defaults(handler=cmd_sync)
 

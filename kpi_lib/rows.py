@@ -54,6 +54,20 @@ TABLES: dict[str, list[tuple[str, str]]] = {
                             ("position", "INTEGER"), ("value", "VARCHAR"), ("enum_id", "BIGINT")],
 }
 
+#: Raw entity -> (typed table keyed by ``id``, key column of child tables to clear).
+ENTITIES: dict[str, tuple[str, dict[str, str]]] = {
+    "account": ("account", {}),
+    "users": ("users", {}),
+    "pipelines": ("pipelines", {"statuses": "pipeline_id"}),
+    "lead_custom_fields": ("lead_custom_fields", {}),
+    "leads": ("leads", {"lead_contacts": "lead_id", "lead_companies": "lead_id"}),
+    "contacts": ("contacts", {}),
+    "companies": ("companies", {}),
+    "tasks": ("tasks", {}),
+    "lead_notes": ("calls", {}),
+    "contact_notes": ("calls", {}),
+    "events": ("events", {}),
+}
 #: Raw entity -> the `_embedded` key of its list pages, where the two differ.
 COLLECTIONS = {"lead_notes": "notes", "contact_notes": "notes", "lead_custom_fields": "custom_fields"}
 CF_ENTITY = {"leads": "lead", "contacts": "contact", "companies": "company"}

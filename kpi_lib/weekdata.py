@@ -105,9 +105,11 @@ def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = 
         The context of these settings, when already loaded.
     """
     from . import kpis
+    from .kpis.context import TREND_WEEKS
 
     key = cache_key(settings)
-    ctx = ctx if ctx is not None else kpis.load_context(settings, now=now)
+    weeks = max(settings.kpi.trend_weeks, TREND_WEEKS) + 2  # the trends and the week before them
+    ctx = ctx if ctx is not None else kpis.load_context(settings, now=now, weeks=weeks)
     result = kpis.compute_kpis(ctx)
     trends = kpis.compute_trends(ctx, weeks=settings.kpi.trend_weeks)
     targets = kpis.target_table(ctx, result, trends)

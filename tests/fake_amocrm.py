@@ -56,6 +56,8 @@ class FakeAccount:
         self.data: dict[str, dict[Any, dict]] = {name: {} for name, _, _ in LISTS.values()}
         self.deleted: set[int] = set()  # leads gone from the lists
         self.trash: dict[int, dict] = {}  # what with=only_deleted lists of them
+        #: deleted contacts and companies, by (collection, id): (item, its call notes, {lead: (position, link)})
+        self.parties_trash: dict[tuple[str, int], tuple[dict, dict, dict]] = {}
         self.lock = threading.RLock()
         self._event_no = 0
         self._ids = 10_000_000
@@ -142,26 +144,65 @@ class FakeAccount:
         self._delete_party("contacts", "contact", contact_id, event, user)
 
     def merge_contact(self, contact_id: int, into: int, user: int = 0) -> None:
-        """Merge a contact into another: the merged one goes as if deleted, with an ``entity_merged`` event."""
+        """Merge a contact into another: the merged one goes for good, with an ``entity_merged`` event."""
         with self.lock:
             self._delete_party("contacts", "contact", contact_id, "entity_merged", user)
+            self.parties_trash.pop(("contacts", contact_id))
             self.update("contacts", into)
 
     def delete_company(self, company_id: int, user: int = 0) -> None:
         self._delete_party("companies", "company", company_id, "company_deleted", user)
 
+    def restore_contact(self, contact_id: int, user: int = 0) -> None:
+        """Bring a deleted contact back with its call notes and its links to leads that still exist,
+        none of them with a new ``updated_at`` (amoCRM does not document that a restore moves
+        it: the fake takes the harder case); a ``contact_restored`` event."""
+        self._restore_party("contacts", "contact", contact_id, user)
+
+    def restore_company(self, company_id: int, user: int = 0) -> None:
+        """Bring a deleted company back with its links to leads; a ``company_restored`` event."""
+        self._restore_party("companies", "company", company_id, user)
+
     def _delete_party(self, collection: str, kind: str, item_id: int, event: str, user: int) -> None:
         with self.lock:
-            del self.data[collection][item_id]
+            item = self.data[collection].pop(item_id)
+            notes = {}
             if kind == "contact":
-                self.data["contact_notes"] = {k: n for k, n in self.data["contact_notes"].items()
-                                              if n["entity_id"] != item_id}
+                notes = {k: n for k, n in self.data["contact_notes"].items() if n["entity_id"] == item_id}
+                self.data["contact_notes"] = {k: n for k, n in self.data["contact_notes"].items() if k not in notes}
+            links = {}
             for lead in self.data["leads"].values():
-                links = (lead.get("_embedded") or {}).get(collection)
-                if links and any(link["id"] == item_id for link in links):
-                    lead["_embedded"][collection] = [link for link in links if link["id"] != item_id]
+                found = (lead.get("_embedded") or {}).get(collection)
+                if found and any(link["id"] == item_id for link in found):
+                    links[lead["id"]] = next((pos, link) for pos, link in enumerate(found) if link["id"] == item_id)
+                    lead["_embedded"][collection] = [link for link in found if link["id"] != item_id]
+            self.parties_trash[(collection, item_id)] = (item, notes, links)
             self.version += 1
             self.add_event(event, kind, item_id, created_by=user)
+
+    def _restore_party(self, collection: str, kind: str, item_id: int, user: int) -> None:
+        with self.lock:
+            item, notes, links = self.parties_trash.pop((collection, item_id))
+            self.data[collection][item_id] = item
+            if kind == "contact":
+                self.data["contact_notes"].update(notes)
+            for lead_id, (pos, link) in links.items():
+                lead = self.data["leads"].get(lead_id)
+                if lead is not None:
+                    found = lead.setdefault("_embedded", {}).setdefault(collection, [])
+                    found.insert(min(pos, len(found)), link)
+            self.version += 1
+            self.add_event(f"{kind}_restored", kind, item_id, created_by=user)
+
+    def vanish(self, collection: str, item_id: int) -> None:
+        """Take an item out of the account without any event (nor a place in the trash), as when
+        it is purged behind the API's back: only a full listing can notice it is gone."""
+        with self.lock:
+            self.data[collection].pop(item_id, None)
+            if collection == "leads":
+                self.deleted.discard(item_id)
+                self.trash.pop(item_id, None)
+            self.version += 1
 
     def add_call(self, collection: str, entity_id: int, note_type: str = "call_in", user: int = 0,
                  status: int = 4, duration: int = 60, at: int | None = None) -> dict:
@@ -189,6 +230,15 @@ class FakeAccount:
                 self._views = {k: v for k, v in self._views.items() if k[3] == self.version}
                 self._views[stamp] = items
             return self._views[stamp]
+
+    def linked_leads(self, collection: str, ids: set[int]) -> dict[int, list[int]]:
+        """Listed leads linked to each of contacts or companies ``ids`` (for ``with=leads``)."""
+        out: dict[int, list[int]] = {}
+        for lead in self.listing("leads"):
+            for link in (lead.get("_embedded") or {}).get(collection) or []:
+                if link["id"] in ids:
+                    out.setdefault(link["id"], []).append(lead["id"])
+        return out
 
     def listing(self, collection: str) -> list[dict]:
         with self.lock:
@@ -564,6 +614,12 @@ class FakeAmoCRM:
         note_types = _values(query, "filter[note_type]")
         if note_types:
             checks.append(lambda it: it["note_type"] in note_types)
+        ids = {int(v) for v in _values(query, "filter[id]")}
+        if ids and collection != "events":
+            checks.append(lambda it: it["id"] in ids)
+        owners = {int(v) for v in _values(query, "filter[entity_id]")}
+        if owners and collection.endswith("_notes"):
+            checks.append(lambda it: it["entity_id"] in owners)
         types = _values(query, "filter[type]")
         if types and collection == "events":
             checks.append(lambda it: it["type"] in types)
@@ -580,9 +636,14 @@ class FakeAmoCRM:
         if len(wanted) > page * limit:
             links["next"] = link(page + 1)
         with_contacts = "contacts" in _values(query, "with")
+        linked = None
+        if collection in ("contacts", "companies") and "leads" in _values(query, "with"):
+            linked = acc.linked_leads(collection, {it["id"] for it in chunk})
         out = []
         for it in chunk:
             it = dict(it)
+            if linked is not None:
+                it["_embedded"] = {**(it.get("_embedded") or {}), "leads": [{"id": i} for i in linked.get(it["id"], [])]}
             if collection == "leads" and not with_contacts and "_embedded" in it:
                 it["_embedded"] = {k: v for k, v in it["_embedded"].items() if k != "contacts"}
             it["_links"] = {"self": {"href": f"{self.public_host}{path}/{it['id']}?{urlencode(query)}"}}

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -47,19 +48,20 @@ def fresh_full_sync(amo: FakeAmoCRM, folder: Path) -> dict:
         return snapshot(store, raw=False)
 
 
-def sync_in_process(amo: FakeAmoCRM, data: Path, faults: int | None = None) -> dict:
+def sync_in_process(amo: FakeAmoCRM, data: Path, faults: int | None = None, full: bool = False) -> dict:
     if faults is not None:
         amo.set_chaos(0.3, seed=faults, kinds=FAULTS)
     try:
         with Store.open(data, "fakesales", read_only=False, create=True) as store:
-            sync_account(store, client_for(amo, max_retries=12, timeout=(2, 2)))
+            sync_account(store, client_for(amo, max_retries=12, timeout=(2, 2)), full=full)
             return snapshot(store, raw=False)
     finally:
         amo.chaos = None
 
 
-def sync_killed(amo: FakeAmoCRM, data: Path, at: int) -> None:
-    """A ``kpi-report sync`` process killed with SIGKILL as the server receives its ``at``-th request."""
+def sync_killed(amo: FakeAmoCRM, data: Path, at: int, full: bool = False) -> bool:
+    """A ``kpi-report sync`` process killed with SIGKILL as the server receives its ``at``-th request;
+    True if it finished first."""
     first, proc = len(amo.requests), None
 
     def kill(index: int, path: str) -> None:
@@ -72,9 +74,10 @@ def sync_killed(amo: FakeAmoCRM, data: Path, at: int) -> None:
                AMOCRM_MAX_RPS="7")
     amo.before_request = kill
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "kpi_lib.cli", "sync", "--account", "fakesales"], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "kpi_lib.cli", "sync", "--account", "fakesales",
+                                 *(["--full"] if full else [])], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        proc.wait(timeout=120)
+        return proc.wait(timeout=120) == 0
     finally:
         amo.before_request = None
 
@@ -129,6 +132,17 @@ def apply(acc: FakeAccount, op: tuple) -> None:
         acc.merge_contact(gone, into=pick(set(acc.data["contacts"]) - {gone}, j), user=502)
     elif kind == "delete_company" and acc.data["companies"]:
         acc.delete_company(pick(acc.data["companies"], k), user=502)
+    elif kind in ("restore_contact", "restore_company"):
+        collection = "contacts" if kind == "restore_contact" else "companies"
+        gone = [i for c, i in acc.parties_trash if c == collection]
+        if gone:
+            (acc.restore_contact if kind == "restore_contact" else acc.restore_company)(pick(gone, k), user=502)
+    elif kind.startswith("vanish_"):
+        collection = {"vanish_lead": "leads", "vanish_contact": "contacts", "vanish_task": "tasks",
+                      "vanish_call": "lead_notes"}[kind]
+        items = set(acc.data[collection]) | (set(acc.trash) if collection == "leads" else set())
+        if items:
+            acc.vanish(collection, pick(items, k))
     elif kind == "call_lead" and leads:
         acc.add_call("lead_notes", pick(leads, k), ("call_in", "call_out")[j % 2], 502 + j % 3, 4, 30 + j)
     elif kind == "call_contact" and acc.data["contacts"]:
@@ -137,7 +151,8 @@ def apply(acc: FakeAccount, op: tuple) -> None:
 
 CHANGES = ("add_lead", "update_lead", "link_contact", "delete_lead", "restore_lead", "empty_trash", "add_task",
            "complete_task", "delete_task", "update_contact", "delete_contact", "merge_contact", "delete_company",
-           "call_lead", "call_contact")
+           "restore_contact", "restore_company", "call_lead", "call_contact", "vanish_lead", "vanish_contact",
+           "vanish_task", "vanish_call")
 STEPS = st.lists(st.one_of(
     st.tuples(st.sampled_from(CHANGES), st.integers(0, 99), st.integers(0, 99)),
     st.tuples(st.sampled_from(("sync", "sync_faults", "sync_killed")), st.integers(1, 14), st.integers(0, 99)),
@@ -154,18 +169,24 @@ def test_after_every_sync_the_typed_tables_equal_a_fresh_full_sync(steps, before
         apply(account, op)
     with tempfile.TemporaryDirectory() as tmp, FakeAmoCRM(account, page_cap=4) as amo:
         folder, data = Path(tmp), Path(tmp) / "data"
-        killed = 0
+        killed, owed = 0, False  # owed: something vanished without an event, which only --full sees
         for kind, k, j in steps + [("sync", 0, 0)]:
             if kind == "sync_killed" and killed < 1:  # a process per kill: at most one per example
                 killed += 1
-                sync_killed(amo, data, at=k)
+                finished = sync_killed(amo, data, at=k, full=owed)
+                if owed and not finished and (data / "fakesales.duckdb").exists():
+                    with Store.open(data, "fakesales") as store:  # begun: the next sync, incremental, finishes it
+                        owed = "owed" not in (store.get_state("full_round") or {})
+                owed = owed and not finished
             elif kind in ("sync", "sync_faults", "sync_killed"):
-                got = sync_in_process(amo, data, faults=j if kind == "sync_faults" else None)
+                got = sync_in_process(amo, data, faults=j if kind == "sync_faults" else None, full=owed)
+                owed = False
                 want = fresh_full_sync(amo, folder)
                 for table in want:
                     assert got[table] == want[table], (table, kind, steps)
             else:
                 apply(account, (kind, k, j))
+                owed = owed or kind.startswith("vanish_")
 
 
 def trends_of(data: Path) -> pd.DataFrame:
@@ -203,3 +224,108 @@ def test_deleted_leads_tasks_and_contacts_leave_every_figure(tmp_path):
     pd.testing.assert_frame_equal(first, across)
     tasks = lambda t: t.loc[(t.block == "smart_audit") & (t.key == "tasks") & t.manager.isna(), "value"].sum()  # noqa: E731  (NA: the team)
     assert len(audited) >= 3 and tasks(before) - tasks(first) == len(audited)
+
+
+def test_a_full_sync_drops_what_left_the_account_without_an_event(tmp_path):
+    """Items purged without an event stay after an incremental sync (nothing says they went) and
+    leave with the next full sync; users and pipelines, listed whole every time, leave at once."""
+    account = make_account(60, seed=5)
+    with FakeAmoCRM(account, page_cap=20) as amo, \
+            Store.open(tmp_path / "data", "fakesales", read_only=False, create=True) as store:
+        sync_account(store, client_for(amo))
+        account.delete_lead(300003, user=502)
+        sync_account(store, client_for(amo), full=True)  # the trashed lead is listed by with=only_deleted
+        lead, trashed, contact, task = 300001, 300003, 400002, sorted(account.data["tasks"])[0]
+        call, company = sorted(account.data["lead_notes"])[0], sorted(account.data["companies"])[0]
+        for collection, item_id in (("leads", lead), ("leads", trashed), ("contacts", contact), ("tasks", task),
+                                    ("lead_notes", call), ("companies", company), ("users", 506)):
+            account.vanish(collection, item_id)
+        incremental = sync_account(store, client_for(amo))
+        assert incremental.items["gone"] == 1 and 506 not in set(store.frame("users")["id"])
+        assert {lead, trashed} <= set(store.frame("leads")["id"]) and contact in set(store.frame("contacts")["id"])
+        full = sync_account(store, client_for(amo), full=True)
+        assert full.items["gone"] == 5 and full.full
+        assert lead not in set(store.frame("leads")["id"])
+        # its lead_deleted event still says the trashed one was deleted: a row marked deleted, as in a fresh sync
+        assert store.frame("leads", where=f"id = {trashed}")["is_deleted"].tolist() == [True]
+        assert contact not in set(store.frame("contacts")["id"]) and task not in set(store.frame("tasks")["id"])
+        assert call not in set(store.frame("calls")["id"]) and company not in set(store.frame("companies")["id"])
+        assert not store.frame("custom_field_values", where=f"entity_id = {contact}").shape[0]
+        assert store.get_state("full_round")["cursor"] is None and "owed" not in store.get_state("full_round")
+        assert snapshot(store, raw=False) == fresh_full_sync(amo, tmp_path)
+
+
+def test_a_lead_deleted_by_an_event_stays_a_deleted_row_after_a_full_sync(tmp_path):
+    """A lead whose trash was emptied is known only from its lead_deleted event: a full sync that
+    no longer lists it keeps it as a row marked deleted, as a fresh sync would."""
+    account = make_account(30, seed=6)
+    with FakeAmoCRM(account, page_cap=10) as amo, \
+            Store.open(tmp_path / "data", "fakesales", read_only=False, create=True) as store:
+        sync_account(store, client_for(amo))
+        account.delete_lead(300004, user=502)
+        account.empty_trash()
+        sync_account(store, client_for(amo))
+        report = sync_account(store, client_for(amo), full=True)
+        assert report.items["gone"] == 0
+        assert store.frame("leads", where="id = 300004")["is_deleted"].tolist() == [True]
+        assert snapshot(store, raw=False) == fresh_full_sync(amo, tmp_path)
+
+
+def test_an_interrupted_full_sync_is_finished_by_the_next_sync(tmp_path):
+    """A full sync cut short (here by a failing endpoint) leaves its round owed: the next plain sync
+    lists whole what was not yet listed, resumes the pass cut short, and then drops what vanished."""
+    account = make_account(60, seed=7)
+    with FakeAmoCRM(account, page_cap=20) as amo, \
+            Store.open(tmp_path / "data", "fakesales", read_only=False, create=True) as store:
+        sync_account(store, client_for(amo))
+        gone_lead, gone_task = 300002, sorted(account.data["tasks"])[-1]
+        account.vanish("leads", gone_lead)
+        account.vanish("tasks", gone_task)
+        amo.fail("status:500", times=10, path="/api/v4/tasks", after=1)
+        with pytest.raises(Exception):
+            sync_account(store, client_for(amo, max_retries=1), full=True)
+        owed = store.get_state("full_round")["owed"]
+        assert "leads" not in owed and {"tasks", "events"} <= set(owed)
+        assert gone_lead in set(store.frame("leads")["id"])  # nothing dropped before every listing is whole
+        amo.faults.clear()
+        report = sync_account(store, client_for(amo))
+        assert report.full and report.items["gone"] == 2 and report.pages.get("deleted_leads", 0) == 0
+        assert gone_lead not in set(store.frame("leads")["id"]) and gone_task not in set(store.frame("tasks")["id"])
+        assert snapshot(store, raw=False) == fresh_full_sync(amo, tmp_path)
+
+
+def test_restored_contacts_and_companies_come_back_with_their_links_and_calls(tmp_path):
+    """A restore moves no updated_at: the next incremental sync fetches the restored contact and
+    company by id, their leads and the contact's call notes, and the store equals a fresh sync;
+    a sync cut short before that fetch leaves it queued for the next one."""
+    account = make_account(60, seed=8)
+    contact = sorted({n["entity_id"] for n in account.data["contact_notes"].values()})[0]
+    company = sorted({link["id"] for lead in account.data["leads"].values()
+                      for link in lead["_embedded"]["companies"]})[0]
+    with FakeAmoCRM(account, page_cap=20) as amo, \
+            Store.open(tmp_path / "data", "fakesales", read_only=False, create=True) as store:
+        sync_account(store, client_for(amo))
+        links = store.frame("lead_contacts", where=f"contact_id = {contact}")
+        calls = store.frame("calls", where=f"entity_type = 'contact' AND entity_id = {contact}")
+        companies = store.frame("lead_companies", where=f"company_id = {company}")
+        assert len(links) and len(calls) and len(companies)
+        account.delete_contact(contact, user=502)
+        account.delete_company(company, user=502)
+        sync_account(store, client_for(amo))
+        assert not len(store.frame("lead_contacts", where=f"contact_id = {contact}"))
+        account.restore_contact(contact, user=502)
+        account.restore_company(company, user=502)
+        amo.fail("status:500", times=10, path="/api/v4/contacts/notes", after=1)  # the restored one's notes
+        with pytest.raises(Exception):
+            sync_account(store, client_for(amo, max_retries=1))
+        assert store.queued_restores() == {"company": [company], "contact": [contact]}
+        amo.faults.clear()
+        report = sync_account(store, client_for(amo))
+        assert report.items["restored"] == 2 and store.queued_restores() == {}
+        rows = lambda frame: sorted(map(tuple, frame.astype(str).values))  # noqa: E731
+        assert rows(store.frame("lead_contacts", where=f"contact_id = {contact}")) == rows(links)
+        assert rows(store.frame("calls", where=f"entity_type = 'contact' AND entity_id = {contact}")) == rows(calls)
+        assert rows(store.frame("lead_companies", where=f"company_id = {company}")) == rows(companies)
+        assert snapshot(store, raw=False) == fresh_full_sync(amo, tmp_path)
+        again = sync_account(store, client_for(amo))  # fetched once: the next sync asks nothing more
+        assert again.requests == 1 + 10 and "restored" not in again.items

@@ -112,6 +112,18 @@ def test_revenue_per_active_day(tmp_path):
     check(r, 200.0, 200.0, {101: split(200, 1 / 4, 100, 2 / 3), 102: split(200, 3 / 4, 400, 1 / 3)})
 
 
+def test_revenue_won_without_an_active_day_is_carried_by_other(tmp_path):
+    """A deal won in a week with no active day has no rate to split: ``other`` carries it."""
+    acc = people(Account(), 103)
+    won_deals(acc, [(1, 101, W46, None, 200), (2, 101, W47, None, 200), (3, 103, W47, None, 300)])
+    acc.lead(50, 101, W46 - 30 * DAY)
+    for when in (W46, W47):
+        acc.call(when, 101, lead=50)
+    r = compute_moves(acc.context(tmp_path))["productivity"]
+    # W46: A 200 / 1; W47: A 200 / 1, C 300 in 0 days, team 500 / 1. Only A has a rate.
+    check(r, 500.0, 200.0, {101: (0.0, 0.0), 102: (0.0, 0.0), 103: (0.0, 0.0)}, other=300.0)
+
+
 def first_call(acc: Account, lead: int, who: int, when: int, resolved: bool) -> None:
     acc.lead(lead, who, when - 3600)
     acc.call(when, who, lead=lead)

@@ -10,6 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from kpi_lib.errors import StoreError
@@ -276,3 +277,18 @@ def test_two_writers_creating_one_store_never_see_a_damaged_file(tmp_path):
     assert said.count("ok") >= 40
     assert all(answer == "ok" or "being written by another process" in answer for answer in said), \
         [a for a in said if a != "ok"][:3]
+
+
+def test_frames_hold_what_duckdb_converts_text_included(store):
+    """Text columns come through Arrow: the same values and dtypes as DuckDB's own conversion,
+    for filled, partly null, all-null and empty columns alike."""
+    store.ingest("leads", [lead(3, 10.0), lead(1, 20.0, name=None), lead(2, 30.0, name="Б")])
+    store.ingest("users", [{"id": 11, "name": "Anna", "email": None, "lang": None, "rights": {}}])
+    for table in ("leads", "users", "tasks", "events", "lead_custom_fields"):
+        cols = ", ".join(c for c, _ in TABLES[table])
+        order = " ORDER BY t.created_at, t.seq" if table == "events" else " ORDER BY t.id"
+        expected = store.con.execute(f"SELECT {cols} FROM {table} t{order}").df()
+        pd.testing.assert_frame_equal(store.frame(table), expected)
+    names = store.frame("leads", ["name", "id"])
+    assert names["id"].tolist() == [1, 2, 3] and names["name"].isna().tolist() == [True, False, False]
+    assert list(names.columns) == ["name", "id"]

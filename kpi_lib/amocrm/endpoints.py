@@ -14,7 +14,7 @@ WON, LOST = 142, 143
 #: Event types the KPIs and the mirror read (kpi-definitions.md §0), fetched from ``/api/v4/events``.
 EVENT_TYPES = ("lead_status_changed", "entity_responsible_changed", "task_completed", "lead_deleted",
                "lead_restored", "incoming_call", "outgoing_call", "task_deleted", "contact_deleted",
-               "company_deleted", "entity_merged")
+               "contact_restored", "company_deleted", "company_restored", "entity_merged")
 
 CALL_NOTES = (("filter[note_type][0]", "call_in"), ("filter[note_type][1]", "call_out"))
 

@@ -24,11 +24,16 @@ How nothing is lost:
   comes next (several pages at once when the writer falls behind the fetcher), so a sync
   killed at any moment (``kill -9``) resumes at the first page not applied.
 
-Deletions: deleted items disappear from the lists.  The first sync and every full sync also
-list deleted leads (``with=only_deleted``); every sync reads the deletion events
-(``lead_deleted``/``lead_restored``, ``task_deleted``, ``contact_deleted``,
-``company_deleted``, ``entity_merged``), which the store applies as it writes them (see
-:meth:`kpi_lib.store.Store.ingest`), so the typed tables hold what a fresh full sync would.
+Deletions and restores (:mod:`kpi_lib.deletions`): deleted items disappear from the lists.
+The first sync and every full sync also list deleted leads (``with=only_deleted``); every sync
+reads the deletion and restore events (``lead_deleted``/``lead_restored``, ``task_deleted``,
+``contact_deleted``/``contact_restored``, ``company_deleted``/``company_restored``,
+``entity_merged``), which the store applies as it writes them.  A restored contact or company
+comes back without a new ``updated_at`` on its notes and links, so it is fetched again by id
+with its leads and call notes (:func:`restore_parties`).  Items gone without any event are
+found by listing whole: users, pipelines and lead fields every sync, everything else on a full
+sync (``--full``), which drops what none of its listings brought.  A full sync cut short is
+finished by the next sync, whether ``--full`` or not (:data:`ROUND`), and only then drops.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ OVERLAP = 600
 
 #: The streams a sync walks, in order (one table with the demo account).
 STREAMS: tuple[Stream, ...] = ENDPOINTS
+#: Sync state of a full sync under way: the sync number it began in and the streams still to list whole.
+ROUND = "full_round"
 
 
 @dataclass
@@ -176,13 +183,19 @@ def merge_pages(entity: str, pages: list[dict | None]) -> list[dict]:
     return [it for page in pages for it in page_items(entity, page)]
 
 
-def sync_stream(store: Store, client: AmoClient, stream: Stream, full: bool, report: SyncReport) -> None:
-    """Bring one stream up to date, whole pages per transaction."""
+def sync_stream(store: Store, client: AmoClient, stream: Stream, full: bool, report: SyncReport,
+                round_: dict | None = None) -> None:
+    """Bring one stream up to date, whole pages per transaction.
+
+    ``full`` lists everything; ``round_`` is the full sync this pass belongs to (its ``from``
+    sync number and the streams that still ``owe`` a full pass), updated as the pass ends.
+    """
     state = store.get_state(stream.name) or {}
     cursor, pending = state.get("cursor"), state.get("pending")
     if stream.mode == "deleted" and not full and cursor is not None and not pending:
         return  # deleted leads are listed on the first and every full sync; events bring the rest
-    if pending and (pending.get("full") or not full) and stream.mode != "full":
+    mark = round_["from"] if full and round_ else None
+    if pending and stream.mode != "full" and (not full or pending.get("round") == mark):
         request, start, phase = pending["next"], pending["start"], pending.get("catch_up")
         logger.info("%s: resuming an interrupted pass", stream.name)
     else:
@@ -195,10 +208,16 @@ def sync_stream(store: Store, client: AmoClient, stream: Stream, full: bool, rep
             with store.transaction():  # whole pages only: the batch and the request after it
                 count = store.ingest(stream.entity, merge_pages(stream.entity, [payload for payload, *_ in batch]))
                 if following:
-                    store.set_state(stream.name, cursor, pending={"next": following, "start": start,
-                                                                  "full": full, "catch_up": catch_up})
+                    store.set_state(stream.name, cursor, pending={"next": following, "start": start, "full": full,
+                                                                  "catch_up": catch_up, "round": mark})
                 else:
                     store.set_state(stream.name, None if stream.mode == "full" else start)
+                    if stream.mode == "full":  # listed whole every time: what it no longer lists is gone
+                        report.items["gone"] = report.items.get("gone", 0) + store.drop_unseen(
+                            stream.entity, store.sync_no)
+                    elif round_ and stream.name in round_["owed"]:
+                        round_["owed"].remove(stream.name)
+                        store.set_state(ROUND, None, **round_)
             pages, items = pages + len(batch), items + count
             bar.update(count)
     finally:
@@ -206,6 +225,48 @@ def sync_stream(store: Store, client: AmoClient, stream: Stream, full: bool, rep
     report.items[stream.name] = items
     report.pages[stream.name] = pages
     logger.info("%s: %d items in %d pages", stream.name, items, pages)
+
+
+def fetch_by_id(client: AmoClient, stream: Stream, ids: list[int], key: str = "filter[id]",
+                params: tuple[tuple[str, str], ...] = ()) -> list[dict]:
+    """The items of ``stream`` with ``ids`` (or whose ``key`` is among them), 50 ids a request."""
+    out: list[dict] = []
+    for at in range(0, len(ids), 50):
+        query = dict((*stream.params, *params, ("limit", str(stream.limit)),
+                      *((f"{key}[{n}]", str(i)) for n, i in enumerate(ids[at:at + 50]))))
+        for page in client.iter_pages(stream.path, query):
+            out.extend(page_items(stream.entity, page))
+    return out
+
+
+def restore_parties(store: Store, client: AmoClient, report: SyncReport) -> None:
+    """Fetch again the contacts and companies restored since the last sync, with their links and notes.
+
+    amoCRM brings a restored contact's call notes and links to leads back without moving their
+    ``updated_at``, so an incremental pass would not see them: the restored entities are fetched
+    by id ``with=leads``, their leads by id ``with=contacts``, and the contacts' call notes by
+    ``filter[entity_id]``, then written together with the queue cleared (a killed sync fetches again).
+    """
+    queued = store.queued_restores()
+    if not queued:
+        return
+    by_name = {s.name: s for s in STREAMS}
+    parties = {kind: fetch_by_id(client, by_name[entity], queued.get(kind, []), params=(("with", "leads"),))
+               for kind, entity in (("contact", "contacts"), ("company", "companies"))}
+    leads = sorted({link["id"] for found in parties.values() for it in found
+                    for link in (it.get("_embedded") or {}).get("leads") or []})
+    for found in parties.values():
+        for it in found:
+            (it.get("_embedded") or {}).pop("leads", None)  # as the lists give it
+    lead_items = fetch_by_id(client, by_name["leads"], leads)
+    notes = fetch_by_id(client, by_name["contact_notes"], queued.get("contact", []), key="filter[entity_id]")
+    with store.transaction():
+        count = sum(store.ingest(entity, found) for entity, found in (
+            ("contacts", parties["contact"]), ("companies", parties["company"]), ("leads", lead_items),
+            ("contact_notes", notes)))
+        store.clear_restores(queued)
+    report.items["restored"] = sum(len(ids) for ids in queued.values())
+    logger.info("restores: %d items fetched again for %s", count, queued)
 
 
 def sync_account(store: Store, client: AmoClient, full: bool = False, account: dict | None = None,
@@ -219,7 +280,8 @@ def sync_account(store: Store, client: AmoClient, full: bool = False, account: d
     client : AmoClient
         Connected to the account.
     full : bool
-        Refetch everything instead of what changed since the last sync.
+        List everything again instead of what changed since the last sync, and drop what no
+        listing brought (gone from the account without an event).
     account : dict, optional
         The ``/api/v4/account?with=datetime_settings`` answer, if already fetched.
     """
@@ -229,10 +291,24 @@ def sync_account(store: Store, client: AmoClient, full: bool = False, account: d
     first = all((store.get_state(s.name) or {}).get("cursor") is None for s in streams if s.mode != "full")
     report = SyncReport(account=str(account.get("subdomain") or account.get("name") or ""), full=full or first)
     with store.transaction():
+        number = store.begin_sync()
         store.ingest_page("account", account)
         report.items["account"] = 1
+        round_ = {k: v for k, v in (store.get_state(ROUND) or {}).items() if k in ("from", "owed")} or None
+        if full:  # a new full sync: every listing whole again, whatever an interrupted one had done
+            round_ = {"from": number, "owed": [s.name for s in streams if s.mode != "full"]}
+            store.set_state(ROUND, None, **round_)
+        report.full = report.full or bool(round_ and round_.get("owed"))
     for stream in streams:
-        sync_stream(store, client, stream, full, report)
+        owed = bool(round_) and stream.name in round_.get("owed", ())
+        sync_stream(store, client, stream, owed, report, round_)
+    restore_parties(store, client, report)
+    if round_ and "owed" in round_ and not round_["owed"]:
+        with store.transaction():  # every listing came whole: what none of them brought is gone
+            gone = sum(store.drop_unseen(entity, round_["from"]) for entity in
+                       dict.fromkeys(s.entity for s in streams if s.mode in ("seek", "pages", "deleted")))
+            store.set_state(ROUND, None)
+        report.items["gone"] = report.items.get("gone", 0) + gone
     store.mark_synced()
     report.requests = client.requests - sent
     report.seconds = time.monotonic() - began

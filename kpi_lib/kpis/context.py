@@ -44,7 +44,7 @@ COLUMNS: dict[str, list[str] | None] = {
                "pipeline_before", "status_after", "pipeline_after", "responsible_before", "responsible_after"],
     "custom_field_values": ["entity_id", "field_id", "field_name", "position", "value"],
 }
-#: Weeks of trends the facts hold at least (besides the report week and the week before them).
+#: Weeks of trends a weekly run reads at least (besides the report week and the week before them).
 TREND_WEEKS = 12
 #: Tables read whole into pandas (the small ones and the links); the facts read the rest in SQL.
 FRAMES = ("account", "users", "pipelines", "statuses", "lead_custom_fields", "leads", "lead_contacts",
@@ -143,11 +143,12 @@ def _field_filter(store: Store, settings: Settings, defs: pd.DataFrame) -> str:
 
 
 def load_context(settings: Settings, now: datetime | None = None,
-                 frames: dict[str, pd.DataFrame] | None = None) -> Context:
+                 frames: dict[str, pd.DataFrame] | None = None, weeks: int = 2) -> Context:
     """Open the account's store read-only and resolve the report context.
 
-    The facts hold the items (calls, status changes, tasks) of the report week, the trend
-    weeks before it and the FCR window after it; a span outside them reads the store again.
+    The facts hold the items (calls, status changes, tasks) of the ``weeks`` weeks ending
+    with the report week and of the FCR window after it; a span outside them reads the store
+    again (once, for the span and what was held).
 
     Parameters
     ----------
@@ -158,6 +159,10 @@ def load_context(settings: Settings, now: datetime | None = None,
     frames : dict of DataFrame, optional
         The store's typed tables as frames (every table the facts read: ``calls``, ``tasks``
         and ``events`` too), to compute from them instead of the store.
+    weeks : int
+        Weeks of items to read at once: 2 (the week and the week before, all that a week's
+        figures and their drivers read) by default; :func:`kpi_lib.weekdata.build_week_data`
+        asks for the trend weeks too.
     """
     last_sync = None
     store = None
@@ -176,8 +181,7 @@ def load_context(settings: Settings, now: datetime | None = None,
         check_targets(settings.kpi.targets)
         _check_score_fields(settings, frames["lead_custom_fields"], frames["custom_field_values"])
         reader = _FactsReader(settings, None if store is not None else frames, frames["leads"], now.timestamp())
-        back = max(settings.kpi.trend_weeks, TREND_WEEKS) + 1
-        facts = reader.read(week.shift(-back).start_ts, week.end_ts + reader.window_s, store)
+        facts = reader.read(week.shift(1 - weeks).start_ts, week.end_ts + reader.window_s, store)
     finally:
         if store is not None:
             store.close()

@@ -10,7 +10,8 @@ before (0)::
 
 These add up to ``Σ r1 s1 − Σ r0 s0``, which is the change of the team figure when the
 team's items are the disjoint union of the managers' items; ``other`` carries the rest (a
-lead worked by two managers counts once in the team's worked leads).
+lead worked by two managers counts once in the team's worked leads; revenue a manager won in a
+week without an active day has no rate to split).
 
 :func:`compute_moves` gives the effects together with what the reports say about them
 (each manager's rate, n and share in both weeks, and the noise limit of the change);

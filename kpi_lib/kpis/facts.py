@@ -31,6 +31,14 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Task ``entity_type`` codes (index = code): none or other, leads, contacts, companies.
 ENTITY_TYPES = (None, "leads", "contacts", "companies")
 
+#: Every lead with whether it counts (not deleted; with params ``pipelines``, in one of them).
+_LEADS_VIEW_SQL = """
+CREATE OR REPLACE TEMP VIEW _facts_leads AS
+SELECT CAST(id AS DOUBLE) AS id, CAST(created_at AS DOUBLE) AS created_at,
+       NOT coalesce(is_deleted, false) AND {counted} AS counted
+FROM leads
+"""
+
 #: The window's calls with whether their lead counts.
 _WINDOW_CALLS_SQL = """
 SELECT c.*, coalesce(l.counted, false) AS lead_counted
@@ -79,12 +87,9 @@ ORDER BY f.lead_id
 #: Tasks due, created or completed in the window [$lo, $hi), or open and due around ``now``
 #: ($near_lo, $near_hi), with their completion time.
 _TASKS_SQL = """
-WITH done AS (SELECT entity_id, max(created_at) AS t FROM events
-              WHERE type = 'task_completed' AND entity_type = 'task' GROUP BY entity_id)
-SELECT t.*, CASE WHEN coalesce(t.is_completed, false) THEN CAST(coalesce(d.t, t.updated_at) AS DOUBLE) END AS done_at
-FROM tasks t LEFT JOIN done d ON d.entity_id = t.id
+SELECT t.*, d.done_at FROM tasks t LEFT JOIN {done} d ON d.id = t.id
 WHERE (t.complete_till >= $lo AND t.complete_till < $hi) OR (t.created_at >= $lo AND t.created_at < $hi)
-   OR (coalesce(t.is_completed, false) AND coalesce(d.t, t.updated_at) >= $lo AND coalesce(d.t, t.updated_at) < $hi)
+   OR (d.done_at >= $lo AND d.done_at < $hi)
    OR (NOT coalesce(t.is_completed, false) AND t.complete_till >= $near_lo AND t.complete_till < $near_hi)
 """
 
@@ -151,17 +156,16 @@ class Facts:
         self._build_leads(leads, pipelines)
         self._build_owner_history(con)
         temp = ("_facts_first_rows", "_facts_tasks")
-        views = {"_facts_leads": self.leads[["created_at", "counted"]].assign(id=self.lead_ids)}
-        for name, frame in views.items():
-            con.register(name, frame)
+        pipes = f"coalesce(pipeline_id IN ({', '.join(str(int(p)) for p in pipelines)}), false)" if pipelines else "true"
+        con.execute(_LEADS_VIEW_SQL.format(counted=pipes))
+        tables, temporary = open_history(con)
         try:
-            self._build_calls(con, window_days * 86400.0)
-            self._build_tasks(con, now)
+            self._build_calls(con, tables, window_days * 86400.0)
+            self._build_tasks(con, tables, now)
         finally:
-            for name in temp:
+            for name in temp + (tuple(tables.values()) if temporary else ()):
                 con.execute(f"DROP TABLE IF EXISTS {name}")
-            for name in views:
-                con.unregister(name)
+            con.execute("DROP VIEW IF EXISTS _facts_leads")
         self._build_closed()
 
     def covers(self, lo: float, hi: float) -> bool:
@@ -243,29 +247,22 @@ class Facts:
         bounds = [f"t >= {self.lo!r}" if np.isfinite(self.lo) else "", f"t < {self.hi!r}" if np.isfinite(self.hi) else ""]
         return " AND ".join(b for b in bounds if b) or "true"
 
-    def _build_calls(self, con: "duckdb.DuckDBPyConnection", window_s: float) -> None:
+    def _build_calls(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str], window_s: float) -> None:
         """Calls and status changes of the window, and the first calls of the leads the window reads."""
-        tables, temporary = open_history(con)
-        try:
-            where = self._window()
-            self.calls = con.execute(_WINDOW_CALLS_SQL.format(where=where, **tables)).df()
-            self.status = con.execute(_WINDOW_STATUS_SQL.format(where=where, **tables)).df()
-            con.execute(f"CREATE TEMP TABLE _facts_first_rows AS {_FIRST_ROWS_SQL.format(**tables)}",
-                        {"lo": self.lo, "hi": self.hi})
-            lo, hi = con.execute("SELECT min(fc_t), max(fc_t) FROM _facts_first_rows").fetchone()
-            bounds = {"window": window_s, "lo": -np.inf if lo is None else lo,
-                      "hi": -np.inf if hi is None else hi + window_s}
-            self.lead_calls = con.execute(_LEAD_CALLS_SQL.format(**tables), bounds).df().set_index("lead_id")
-        finally:
-            if temporary:
-                for name in tables.values():
-                    con.execute(f"DROP TABLE IF EXISTS {name}")
+        where = self._window()
+        self.calls = con.execute(_WINDOW_CALLS_SQL.format(where=where, **tables)).df()
+        self.status = con.execute(_WINDOW_STATUS_SQL.format(where=where, **tables)).df()
+        con.execute(f"CREATE TEMP TABLE _facts_first_rows AS {_FIRST_ROWS_SQL.format(**tables)}",
+                    {"lo": self.lo, "hi": self.hi})
+        lo, hi = con.execute("SELECT min(fc_t), max(fc_t) FROM _facts_first_rows").fetchone()
+        bounds = {"window": window_s, "lo": -np.inf if lo is None else lo, "hi": -np.inf if hi is None else hi + window_s}
+        self.lead_calls = con.execute(_LEAD_CALLS_SQL.format(**tables), bounds).df().set_index("lead_id")
 
     # tasks ---------------------------------------------------------------------------------
-    def _build_tasks(self, con: "duckdb.DuckDBPyConnection", now: float | None) -> None:
+    def _build_tasks(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str], now: float | None) -> None:
         near = (-np.inf, np.inf) if now is None else (now - 3 * 86400.0, now + 3 * 86400.0)
         bounds = {"lo": self.lo, "hi": self.hi, "near_lo": near[0], "near_hi": near[1]}
-        con.execute(f"CREATE TEMP TABLE _facts_tasks AS {_TASKS_SQL}", bounds)
+        con.execute(f"CREATE TEMP TABLE _facts_tasks AS {_TASKS_SQL.format(**tables)}", bounds)
         out = con.execute(_TASK_CODES_SQL).df()
         self.task_texts = _codes(con, "text")
         self.result_texts = _codes(con, "result_text")

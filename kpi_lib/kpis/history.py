@@ -2,8 +2,8 @@
 
 Every de-duplicated call with its caller, connected flag and lead (own, or mapped from a
 contact with the 600 s rule and ``owner_at``), every status change on a lead with whether it
-advances the lead, and each lead's first calls (the first call, the first connected call and
-``t1``).  Which leads count (params ``pipelines``) and the FCR window are applied when the
+advances the lead, each lead's first calls (the first call, the first connected call and
+``t1``) and each completed task's completion time.  Which leads count (params ``pipelines``) and the FCR window are applied when the
 facts are read (:mod:`kpi_lib.kpis.facts`).
 
 Building them reads every call and event, the costliest part of a report on a big account.
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import duckdb
 
 #: Bumped whenever the tables' SQL changes: stored facts of another version are not read.
-FACTS_VERSION = 1
+FACTS_VERSION = 2
 #: The meta key holding the stored facts' stamp.
 FACTS_KEY = "facts"
 
@@ -117,6 +117,20 @@ SELECT lead_id, fa_t, CAST(fa.caller AS DOUBLE) AS fa_caller, coalesce(fa.connec
 FROM firsts ORDER BY lead_id
 """
 
+#: Completed tasks with their completion time: the latest ``task_completed`` event, else the
+#: task's last update, in time order.
+_DONE_SQL = """
+WITH done AS (SELECT entity_id, max(created_at) AS t FROM events
+              WHERE type = 'task_completed' AND entity_type = 'task' GROUP BY entity_id)
+SELECT t.id, CAST(coalesce(d.t, t.updated_at) AS DOUBLE) AS done_at
+FROM tasks t LEFT JOIN done d ON d.entity_id = t.id
+WHERE coalesce(t.is_completed, false)
+ORDER BY done_at ASC NULLS LAST
+"""
+
+#: The kinds of history tables.
+KINDS = ("calls", "status", "firsts", "done")
+
 _STEPS = (("_history_leads", _LEADS_SQL), ("_history_changes", _CHANGES_SQL), ("_history_calls0", _CALLS0_SQL),
           ("_history_mapped", _MAP_SQL))
 
@@ -124,11 +138,11 @@ _STEPS = (("_history_leads", _LEADS_SQL), ("_history_changes", _CHANGES_SQL), ("
 def build_history(con: "duckdb.DuckDBPyConnection", stored: bool = False) -> dict[str, str]:
     """Build the history tables from the typed tables on ``con``; their names by kind.
 
-    ``stored``: as the store's tables ``facts_calls``, ``facts_status`` and ``facts_firsts``
+    ``stored``: as the store's tables ``facts_calls``, ``facts_status``, ``facts_firsts`` and ``facts_done``
     (inside the caller's transaction), else as temporary ``_facts_…`` tables of the connection.
     """
     prefix, create = ("facts_", "CREATE OR REPLACE TABLE") if stored else ("_facts_", "CREATE OR REPLACE TEMP TABLE")
-    names = {kind: f"{prefix}{kind}" for kind in ("calls", "status", "firsts")}
+    names = {kind: f"{prefix}{kind}" for kind in KINDS}
     try:
         for name, sql in _STEPS:
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
@@ -138,6 +152,7 @@ def build_history(con: "duckdb.DuckDBPyConnection", stored: bool = False) -> dic
             con.execute(f"DROP TABLE IF EXISTS {name}")
     con.execute(f"{create} {names['status']} AS {_STATUS_SQL}")
     con.execute(f"{create} {names['firsts']} AS {_FIRSTS_SQL.replace('{calls}', names['calls'])}")
+    con.execute(f"{create} {names['done']} AS {_DONE_SQL}")
     return names
 
 
@@ -151,7 +166,7 @@ def stored_history(con: "duckdb.DuckDBPyConnection") -> dict[str, str] | None:
     generation = json.loads(rows[GENERATION_KEY]) if GENERATION_KEY in rows else None
     if FACTS_KEY not in rows or json.loads(rows[FACTS_KEY]) != _stamp(generation):
         return None
-    return {kind: f"main.facts_{kind}" for kind in ("calls", "status", "firsts")}
+    return {kind: f"main.facts_{kind}" for kind in KINDS}
 
 
 def open_history(con: "duckdb.DuckDBPyConnection") -> tuple[dict[str, str], bool]:
@@ -162,6 +177,7 @@ def open_history(con: "duckdb.DuckDBPyConnection") -> tuple[dict[str, str], bool
 
 def save_facts(store: "Store") -> None:
     """Build the history tables into ``store`` (open for writing) and stamp them with its data generation."""
+    store.con.execute("SET enable_progress_bar = false")  # a sync's log, not a terminal's
     with store.transaction():
         build_history(store.con, stored=True)
         store.set_meta(FACTS_KEY, _stamp(store.get_meta(GENERATION_KEY)))
