@@ -337,6 +337,11 @@ def publish_stage(stage: Stage, run: WeekRun, data: WeekData | None, settings: S
     for nb in run.notebooks:
         if not nb.ok:
             nb.previous = keep_previous(previous, stage.folder, nb.name)
+    if data is None and previous is not None:  # no figures, so no card ran: each keeps its last good page
+        kept = [keep_previous(previous, stage.folder, f"managers/{page.stem}")
+                for page in sorted((previous / "managers").glob("*.html")) if "." not in page.stem]
+        if kept:
+            logger.warning("the week's figures failed: the week's last good %d card(s) are kept", len(kept))
     for card in run.cards:
         if not card.ok:
             card.previous = keep_previous(previous, stage.folder, f"managers/{card.manager}")

@@ -423,6 +423,27 @@ def test_a_failed_card_keeps_the_weeks_last_good_card(card_runs, team_store, tmp
     assert (week / card.previous).read_bytes() == kept and again.run_id != run.run_id
 
 
+def test_cards_are_kept_when_the_weeks_figures_fail(card_runs, team_store, tmp_path, monkeypatch, caplog):
+    good = card_runs["en"]
+    out = copy_reports(good, tmp_path)
+    pages = {c.manager: (good.folder / "managers" / f"{c.manager}.html").read_bytes() for c in good.cards}
+
+    def unreadable(*args, **kwargs):
+        raise RuntimeError("the store cannot be read")
+
+    monkeypatch.setattr("kpi_lib.report.build_week_data", unreadable)
+    caplog.set_level(logging.WARNING, logger="kpi_report")
+    run = render_week(settings_for(team_store, week=WEEK), out, notebooks_dir=card_only_notebooks(tmp_path))
+
+    week = out / WEEK
+    assert "the store cannot be read" in run.error and run.cards == []
+    assert week.resolve().name == run.run_id  # a new generation, with every last good card in it
+    assert len(pages) >= 2
+    for manager, page in pages.items():
+        assert (week / "managers" / f"{manager}.html").read_bytes() == page
+    assert any(f"last good {len(pages)} card(s) are kept" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.slow
 def test_the_card_notebook_opens_in_an_analysts_session(demo_store, tmp_path, monkeypatch):
     """Run as committed, as in JupyterLab (``make lab`` sets KPI_DATA_DIR), outside any run:
