@@ -19,7 +19,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from aiosmtpd.controller import Controller
 
 from kpi_lib.card import ManagerCard, carded_managers, ordinal
 from kpi_lib.cardmail import recipient_key, send_cards
@@ -31,7 +30,7 @@ from kpi_lib.report import render_week
 from kpi_lib.store import Store
 from kpi_lib.weekdata import build_week_data
 from tests.conftest import DEMO_AS_OF
-from tests.test_mail import FAST, Inbox, free_port, parts_of
+from tests.test_mail import FAST, Inbox, parts_of, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 WEEK = "2026-W47"
@@ -195,13 +194,8 @@ class PickyInbox(Inbox):
 
 @pytest.fixture
 def smtp_server():
-    inbox = PickyInbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield inbox, SmtpEnv(host="127.0.0.1", port=controller.port, sender="KPI reports <kpi@example.ru>")
-    finally:
-        controller.stop()
+    with serving(PickyInbox(), sender="KPI reports <kpi@example.ru>") as server:
+        yield server
 
 
 def copy_reports(run, tmp_path: Path) -> Path:

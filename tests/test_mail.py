@@ -14,6 +14,7 @@ import json
 import re
 import socket
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -122,15 +123,21 @@ class Inbox:
         return [email.message_from_bytes(e.content, policy=email.policy.default) for e in self.envelopes]
 
 
-@pytest.fixture
-def smtp_server():
-    inbox = Inbox()
+@contextmanager
+def serving(inbox, sender: str = "Отчёты KPI <kpi@example.ru>"):
+    """An SMTP server on loopback delivering into ``inbox``; yields ``(inbox, SmtpEnv)``."""
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
-        yield inbox, SmtpEnv(host="127.0.0.1", port=controller.port, sender="Отчёты KPI <kpi@example.ru>")
+        yield inbox, SmtpEnv(host="127.0.0.1", port=controller.port, sender=sender)
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server():
+    with serving(Inbox()) as server:
+        yield server
 
 
 def send(tmp_path, smtp, settings=None, **kwargs) -> int:
