@@ -14,10 +14,19 @@ when a sync finishes meanwhile.  Anywhere else (a notebook opened in JupyterLab)
 the figures from the store.  The snapshot
 also holds why each figure moved (§11, :func:`kpi_lib.kpis.compute_moves`), which the pages,
 the index and the email tell from the same numbers.
+
+A closed week's figures are also kept beside the store, in ``<data_dir>/.figures/<account>/``
+(mode 0700, files 0600, the same format), named after what they were computed from: the
+store's data generation and last sync, the parameters (the language aside) and this package's
+code.  A notebook opened later with the same parameters (or after the weekly run with its
+parameters) reads them instead of computing the week again; a sync, any write to the store,
+other parameters or other code name other figures, and the figures of older data are removed.
+A week still running is never kept: its figures follow the clock.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -34,8 +43,8 @@ import pyarrow as pa
 from .config import Settings
 from .errors import KpiError, ReportError
 from .files import exists_in, open_private_dir, read_private, write_atomic
-from .periods import Week, load_timezone
-from .store import resolve_account, store_path
+from .periods import Week, load_timezone, report_timezone, resolve_now, resolve_week
+from .store import GENERATION_KEY, Store, resolve_account, store_path
 
 #: The snapshot, the run's mark and the run's failure note inside the run's private folder.
 SNAPSHOT_NAME = "week-data.arrows"
@@ -46,6 +55,10 @@ SNAPSHOT_WAIT = 600
 #: Bumped whenever the snapshot changes shape, so an old one is never read.
 SNAPSHOT_VERSION = 4
 _MAGIC = b"KPIWEEK1"
+#: The folder of the data folder that keeps closed weeks' figures, one folder per account.
+KEPT_DIR = ".figures"
+#: Parameter sets of the current data kept per account.
+KEEP_FILES = 8
 
 
 @dataclass
@@ -106,21 +119,27 @@ def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = 
     """
     from . import kpis
     from .kpis.context import TREND_WEEKS
+    from .kpis.targets import TRAILING_WEEKS
 
     key = cache_key(settings)
     weeks = max(settings.kpi.trend_weeks, TREND_WEEKS) + 2  # the trends and the week before them
     ctx = ctx if ctx is not None else kpis.load_context(settings, now=now, weeks=weeks)
     result = kpis.compute_kpis(ctx)
-    trends = kpis.compute_trends(ctx, weeks=settings.kpi.trend_weeks)
-    targets = kpis.target_table(ctx, result, trends)
+    # one span of trends serves the chart, the 12-week median targets before the week and the drivers
+    history = kpis.compute_trends(ctx, weeks=max(settings.kpi.trend_weeks, TRAILING_WEEKS + 1))
+    shown = {ctx.week.shift(-i).label for i in range(settings.kpi.trend_weeks)}
+    trends = history.loc[history["week"].isin(shown)].reset_index(drop=True)
+    targets = kpis.target_table(ctx, result, history)
     details = {block: kpis.block_detail(ctx, block) for block in kpis.DETAIL_BLOCKS}
     quality = kpis.data_quality(ctx)
     data = WeekData(key=key, week=ctx.week, as_of=ctx.as_of, now=ctx.now, account=dict(ctx.account),
                     managers=ctx.managers.copy(), last_sync_at=ctx.last_sync_at, result=result, trends=trends,
                     targets=targets, details=details, quality=quality, due=None, settings=settings,
-                    moves=kpis.compute_moves(ctx, trends=trends))
+                    moves=kpis.compute_moves(ctx, trends=history))
     if data.current:
         data.due = kpis.due_tasks(ctx)
+    else:
+        keep_week_data(data, _kept_name(settings, ctx.generation, ctx.last_sync_at, ctx.week, ctx.now))
     return data
 
 
@@ -189,6 +208,89 @@ def parse_week_data(raw: bytes, settings: Settings) -> WeekData:
         due=frames.get("due"), settings=settings, errors=header.get("errors") or {}, moves=header.get("moves") or {})
 
 
+# --- the figures kept beside the store ----------------------------------------------------
+
+@functools.cache
+def _code_digest() -> str:
+    """A digest of this package's code: figures kept by another version are never read."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _kept_name(settings: Settings, generation: str | None, synced: datetime | None, week: Week,
+               now: datetime) -> str | None:
+    """The file a closed week's figures are kept in, named after the data they were computed from
+    (its generation and last sync), the parameters and the code; None while the week runs or for
+    given frames."""
+    if generation is None or now < week.end:
+        return None
+    params = settings.notebook_parameters()
+    for name in ("lang", "email", "as_of"):  # a closed week's as_of is its end, whatever "now" is
+        params.pop(name)
+    account = resolve_account(settings.data_dir, settings.account)
+    params["week"], params["account"] = week.label, account
+    data = hashlib.sha256(json.dumps([generation, synced.timestamp() if synced else None]).encode()).hexdigest()
+    figures = {"v": SNAPSHOT_VERSION, "code": _code_digest(), "params": params, "account": account,
+               "store": str(store_path(settings.data_dir, account).resolve())}
+    digest = hashlib.sha256(json.dumps(figures, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{data[:16]}-{digest[:32]}.arrows"
+
+
+def _kept_dir(settings: Settings) -> Path:
+    return Path(settings.data_dir) / KEPT_DIR / resolve_account(settings.data_dir, settings.account)
+
+
+def keep_week_data(data: WeekData, name: str | None) -> None:
+    """Keep a closed week's figures beside the store for the notebooks opened later (best effort:
+    a data folder this user cannot write keeps nothing).  Figures of older data are removed, and
+    at most :data:`KEEP_FILES` parameter sets of the current data are kept."""
+    if name is None:
+        return
+    folder = _kept_dir(data.settings)
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        dir_fd = open_private_dir(folder)
+        if dir_fd is None:
+            return  # a folder others can write to is never used
+        os.close(dir_fd)
+        write_atomic(folder / name, dump_week_data(data), mode=0o600)
+        prefix = name.split("-", 1)[0]
+        kept = sorted(folder.glob("*.arrows"), key=lambda p: p.stat().st_mtime, reverse=True)
+        fresh = [p for p in kept if p.name.startswith(prefix + "-")]
+        for path in [p for p in kept if not p.name.startswith(prefix + "-")] + fresh[KEEP_FILES:]:
+            path.unlink(missing_ok=True)
+    except (OSError, KpiError):
+        pass
+
+
+def read_kept_week_data(settings: Settings, now: datetime | None = None) -> WeekData | None:
+    """The week's figures kept by an earlier computation from the same data and parameters, if any."""
+    with Store.open(settings.data_dir, settings.account, read_only=True) as store:
+        generation, synced = store.get_meta(GENERATION_KEY), store.last_sync_at()
+        zones = [z for z in store.frame("account", ["timezone"])["timezone"] if isinstance(z, str) and z]
+    tz = report_timezone(settings.kpi.timezone, zones[0] if zones else None)
+    now = resolve_now(settings.as_of, tz, now)
+    week, _ = resolve_week(settings.week, settings.as_of, tz, now)
+    name = _kept_name(settings, generation, synced, week, now)
+    dir_fd = open_private_dir(_kept_dir(settings)) if name else None
+    if dir_fd is None:
+        return None
+    try:
+        raw = read_private(dir_fd, name)
+    finally:
+        os.close(dir_fd)
+    try:
+        data = parse_week_data(raw, settings) if raw is not None else None
+    except (ValueError, KeyError, pa.ArrowException):
+        return None  # a damaged file: computed afresh
+    if data is not None:
+        data.key, data.now = cache_key(settings), now
+    return data
+
+
 # --- the run's side and the notebook's side ---------------------------------------------------
 
 def mark_run_folder(folder: str | os.PathLike, run_id: str) -> None:
@@ -230,10 +332,10 @@ def load_week_data(settings: Settings, folder: str | os.PathLike | None = None,
     """
     dir_fd = open_private_dir(folder or Path.cwd())
     if dir_fd is None:
-        return build_week_data(settings, now=now)
+        return read_kept_week_data(settings, now) or build_week_data(settings, now=now)
     try:
         if not _run_waiting_for(dir_fd) and not exists_in(dir_fd, SNAPSHOT_NAME):
-            return build_week_data(settings, now=now)
+            return read_kept_week_data(settings, now) or build_week_data(settings, now=now)
         deadline = time.monotonic() + SNAPSHOT_WAIT
         raw = read_private(dir_fd, SNAPSHOT_NAME)
         while raw is None and _run_waiting_for(dir_fd) and time.monotonic() < deadline:

@@ -20,7 +20,7 @@ import pandas as pd
 from ..config import Settings
 from ..errors import ConfigError
 from ..periods import Week, report_timezone, resolve_now, resolve_week
-from ..store import Store
+from ..store import GENERATION_KEY, Store
 from .common import match_fields
 from .facts import Facts
 from .registry import check_targets
@@ -78,6 +78,8 @@ class Context:
     account : dict
         ``id, name, subdomain, currency, timezone``.
     last_sync_at : datetime or None
+    generation : str or None
+        The store's data generation the frames were read at (None for given frames).
     facts : Facts
         The per-item facts every block starts from (built with the context).
     """
@@ -92,6 +94,7 @@ class Context:
     supervisors: list[int]
     account: dict[str, Any]
     last_sync_at: datetime | None
+    generation: str | None = None
     facts: Facts | None = field(default=None, repr=False)
     reader: Any = field(default=None, repr=False)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -164,7 +167,7 @@ def load_context(settings: Settings, now: datetime | None = None,
         figures and their drivers read) by default; :func:`kpi_lib.weekdata.build_week_data`
         asks for the trend weeks too.
     """
-    last_sync = None
+    last_sync = generation = None
     store = None
     if frames is None:
         store = Store.open(settings.data_dir, settings.account, read_only=True)
@@ -172,6 +175,7 @@ def load_context(settings: Settings, now: datetime | None = None,
         if store is not None:
             frames = read_frames(store, settings)
             last_sync = store.last_sync_at()
+            generation = store.get_meta(GENERATION_KEY)
         account = _account(frames["account"])
         tz = report_timezone(settings.kpi.timezone, account["timezone"])
         now = resolve_now(settings.as_of, tz, now)
@@ -186,7 +190,8 @@ def load_context(settings: Settings, now: datetime | None = None,
         if store is not None:
             store.close()
     return Context(settings=settings, frames=frames, tz=tz, week=week, as_of=as_of, now=now, managers=managers,
-                   supervisors=supervisors, account=account, last_sync_at=last_sync, facts=facts, reader=reader)
+                   supervisors=supervisors, account=account, last_sync_at=last_sync, generation=generation, facts=facts,
+                   reader=reader)
 
 
 class _FactsReader:
