@@ -124,9 +124,9 @@ def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = 
     key = cache_key(settings)
     weeks = max(settings.kpi.trend_weeks, TREND_WEEKS) + 2  # the trends and the week before them
     ctx = ctx if ctx is not None else kpis.load_context(settings, now=now, weeks=weeks)
-    result = kpis.compute_kpis(ctx)
-    # one span of trends serves the chart, the 12-week median targets before the week and the drivers
-    history = kpis.compute_trends(ctx, weeks=max(settings.kpi.trend_weeks, TRAILING_WEEKS + 1))
+    # one span of weeks gives the week's figures, the chart, the 12-week median targets before
+    # the week and the drivers
+    result, history = kpis.compute_week_and_trends(ctx, weeks=max(settings.kpi.trend_weeks, TRAILING_WEEKS + 1))
     shown = {ctx.week.shift(-i).label for i in range(settings.kpi.trend_weeks)}
     trends = history.loc[history["week"].isin(shown)].reset_index(drop=True)
     targets = kpis.target_table(ctx, result, history)

@@ -8,11 +8,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas.testing as pdt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kpi_builders import LOST, NEW, OFFER, TALK, WON, Account, at
-from kpi_lib.kpis import BLOCKS, compute_kpis, compute_trends, data_quality
+from kpi_lib.kpis import BLOCKS, compute_kpis, compute_trends, compute_week_and_trends, data_quality
 
 W46 = at("2026-11-09 00:00")
 W48 = at("2026-11-23 00:00")
@@ -107,6 +108,9 @@ def test_percentages_and_team_totals(spec):
     try:
         ctx = build(spec).context(folder, week="2026-W48", now="2026-12-31 12:00")
         trends = compute_trends(ctx, 3)
+        result, together = compute_week_and_trends(ctx, 3)  # the week and its trends from one span
+        assert result == compute_kpis(ctx)
+        pdt.assert_frame_equal(together, trends, check_exact=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     values = trends.dropna(subset=["value"])

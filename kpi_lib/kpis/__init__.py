@@ -14,8 +14,8 @@ per-item facts built once per context, so twelve weeks of trends cost little mor
 
 from __future__ import annotations
 
-from .compute import (block_detail, compute_blocks, compute_kpis, compute_trends, data_quality,
-                      find_items_pulling_down, resolve_week)
+from .compute import (block_detail, compute_blocks, compute_kpis, compute_trends, compute_week_and_trends,
+                      data_quality, find_items_pulling_down, resolve_week)
 from .detail import detail_csv, detail_records
 from .items import pick_items_pulling_down
 from .context import Context, load_context, read_frames
@@ -30,6 +30,6 @@ from .targets import target_table
 KEYS: dict[str, tuple[str, ...]] = {name: block.keys for name, block in BY_NAME.items()}
 
 __all__ = ["BLOCKS", "DETAIL_BLOCKS", "KEYS", "Block", "Context", "Figure", "block_detail", "compute_blocks",
-           "compute_drivers", "compute_kpis", "compute_moves", "compute_trends", "data_quality", "detail_csv",
-           "detail_records", "due_tasks", "find_items_pulling_down", "get_block", "load_context", "manager_label",
+           "compute_drivers", "compute_kpis", "compute_moves", "compute_trends", "compute_week_and_trends",
+           "data_quality", "detail_csv", "detail_records", "due_tasks", "find_items_pulling_down", "get_block", "load_context", "manager_label",
            "pick_items_pulling_down", "read_frames", "resolve_week", "target_table"]

@@ -76,13 +76,16 @@ def compute_kpis(ctx: Context, week: Week | str | None = None) -> dict:
         falls inside the week, ``nps`` only when ``nps_field`` is set.
     """
     week = resolve_week(ctx, week)
-    span = make_span(ctx, [week])
-    tables = compute_blocks(ctx, span)
+    return _week_result(ctx, week, compute_blocks(ctx, make_span(ctx, [week])), 0)
+
+
+def _week_result(ctx: Context, week: Week, tables: dict[str, pd.DataFrame], w: int) -> dict:
+    """The §8 structure of week index ``w`` of the block tables of a span."""
     current = week.start <= ctx.now < week.end
     people = [str(int(m)) for m in ctx.managers["user_id"]]
     kpis = {}
     for block in BLOCKS:
-        table = tables[block.name].xs(0, level="w")
+        table = tables[block.name].xs(w, level="w")
         if current and block.name == "smart_audit":
             table = _with_due(ctx, table, people)
         keys = [k for k in block.keys if k in table.columns]
@@ -118,14 +121,31 @@ def compute_trends(ctx: Context, weeks: int = 12, end: Week | str | None = None)
         The last week: ``"2026-W47"``, ``"last"``, ``"current"`` or a Week (default: the
         context's week).
     """
+    span = _trend_span(ctx, weeks, end)
+    return _tidy(ctx, span, compute_blocks(ctx, span))
+
+
+def compute_week_and_trends(ctx: Context, weeks: int = 12) -> tuple[dict, pd.DataFrame]:
+    """:func:`compute_kpis` of the context's week and :func:`compute_trends` of the ``weeks``
+    weeks ending with it, from one computation of the blocks over those weeks."""
+    span = _trend_span(ctx, weeks, None)
+    tables = compute_blocks(ctx, span)
+    return _week_result(ctx, ctx.week, tables, weeks - 1), _tidy(ctx, span, tables)
+
+
+def _trend_span(ctx: Context, weeks: int, end: Week | str | None) -> Span:
     if isinstance(weeks, bool) or not isinstance(weeks, int) or weeks < 1:
         raise ConfigError(f"trend weeks {weeks!r} is not a whole number of weeks: use 1 or more (e.g. 12)")
     end = resolve_week(ctx, end)
-    span = make_span(ctx, [end.shift(-i) for i in range(weeks - 1, -1, -1)])
+    return make_span(ctx, [end.shift(-i) for i in range(weeks - 1, -1, -1)])
+
+
+def _tidy(ctx: Context, span: Span, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The block tables of a span as the tidy trends frame."""
     labels = np.array([w.label for w in span.weeks], dtype=object)
     starts = pd.DatetimeIndex([pd.Timestamp(w.start) for w in span.weeks]).tz_convert(ctx.tz)
     parts = []
-    for block, table in compute_blocks(ctx, span).items():
+    for block, table in tables.items():
         long = table.reset_index().melt(id_vars=["w", "manager"], var_name="key", value_name="value")
         w = long["w"].to_numpy()
         parts.append(pd.DataFrame({"week": labels[w], "week_start": starts[w], "block": block,
