@@ -186,10 +186,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from .amocrm.sync import pull_account
     from .kpis.history import save_account_facts
 
+    from .weekdata import prepare_week_data
+
     settings = settings_from_args(args)
     report = pull_account(settings, full=args.full, max_rps=args.max_rps)
     save_account_facts(settings.data_dir, report.account)
     print(report.summary())
+    try:  # the store is synced: the notebooks opened next find the last week computed
+        prepare_week_data(settings.data_dir, report.account)
+    except KpiError as exc:
+        logger.warning("the last week's figures were not prepared for the notebooks: %s", redact(str(exc)))
     return 0
 
 

@@ -21,7 +21,8 @@ store's data generation and last sync, the parameters (the language aside) and t
 code.  A notebook opened later with the same parameters (or after the weekly run with its
 parameters) reads them instead of computing the week again; a sync, any write to the store,
 other parameters or other code name other figures, and the figures of older data are removed.
-A week still running is never kept: its figures follow the clock.
+A week still running is never kept: its figures follow the clock.  ``kpi-report sync`` ends
+by computing the last week with the notebooks' default parameters (:func:`prepare_week_data`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from .config import Settings
+from .config import Settings, load_settings
 from .errors import KpiError, ReportError
 from .files import exists_in, open_private_dir, read_private, write_atomic
 from .periods import Week, load_timezone, report_timezone, resolve_now, resolve_week
@@ -264,6 +265,12 @@ def keep_week_data(data: WeekData, name: str | None) -> None:
             path.unlink(missing_ok=True)
     except (OSError, KpiError):
         pass
+
+
+def prepare_week_data(data_dir: str | os.PathLike, account: str) -> WeekData:
+    """Compute and keep the last complete week's figures with the notebooks' default parameters
+    (as a notebook opened in JupyterLab asks for them), so that it reads them at once."""
+    return build_week_data(load_settings(overrides={"data_dir": str(data_dir), "account": account}))
 
 
 def read_kept_week_data(settings: Settings, now: datetime | None = None) -> WeekData | None:

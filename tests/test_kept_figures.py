@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 
 from kpi_lib import weekdata
 from kpi_lib.config import load_settings
+from kpi_lib.periods import parse_week
 from kpi_lib.store import Store
 from kpi_lib.weekdata import KEPT_DIR, build_week_data, dump_week_data, load_week_data
 from tests.conftest import DEMO_AS_OF
@@ -154,3 +157,24 @@ def test_a_notebook_opened_after_the_weekly_run_reads_the_runs_figures(store, tm
     data = load_week_data(analyst, tmp_path)
     assert data.week.label == "2026-W47" and data.now > datetime(2026, 11, 30, tzinfo=timezone.utc)
     assert same_figures(computed[0], data)
+
+
+def test_a_sync_leaves_the_last_week_computed_for_the_notebooks(tmp_path, monkeypatch):
+    from tests.fake_amocrm import FakeAmoCRM, make_account
+    from tests.test_amocrm_sync import cli_env
+
+    data = tmp_path / "data"
+    with FakeAmoCRM(make_account(120, seed=3)) as amo:
+        done = subprocess.run([sys.executable, "-m", "kpi_lib.cli", "sync"], env=cli_env(amo, data),
+                              capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "not prepared" not in done.stderr and len(list((data / KEPT_DIR / "fakesales").glob("*.arrows"))) == 1
+
+    def computing(*args, **kwargs):
+        raise AssertionError("the week was computed again")
+
+    monkeypatch.setattr(weekdata, "build_week_data", computing)
+    notebook = load_settings(overrides={"data_dir": str(data)})  # a notebook's parameter cell as it ships
+    data = load_week_data(notebook, tmp_path)
+    assert data.result["week"] == parse_week("last", data.week.tz).label
+    assert data.managers["user_id"].tolist() and data.last_sync_at is not None
