@@ -185,7 +185,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     from .amocrm.sync import pull_account
     from .kpis.history import save_account_facts
-
     from .weekdata import prepare_week_data
 
     settings = settings_from_args(args)

@@ -234,7 +234,7 @@ def _kept_name(settings: Settings, generation: str | None, synced: datetime | No
     account = resolve_account(settings.data_dir, settings.account)
     params["week"], params["account"] = week.label, account
     data = hashlib.sha256(json.dumps([generation, synced.timestamp() if synced else None]).encode()).hexdigest()
-    figures = {"v": SNAPSHOT_VERSION, "code": _code_digest(), "params": params, "account": account,
+    figures = {"v": SNAPSHOT_VERSION, "code": _code_digest(), "params": params,
                "store": str(store_path(settings.data_dir, account).resolve())}
     digest = hashlib.sha256(json.dumps(figures, sort_keys=True, default=str).encode()).hexdigest()
     return f"{data[:16]}-{digest[:32]}.arrows"
@@ -258,10 +258,10 @@ def keep_week_data(data: WeekData, name: str | None) -> None:
             return  # a folder others can write to is never used
         os.close(dir_fd)
         write_atomic(folder / name, dump_week_data(data), mode=0o600)
-        prefix = name.split("-", 1)[0]
+        data_part = name.split("-", 1)[0] + "-"
         kept = sorted(folder.glob("*.arrows"), key=lambda p: p.stat().st_mtime, reverse=True)
-        fresh = [p for p in kept if p.name.startswith(prefix + "-")]
-        for path in [p for p in kept if not p.name.startswith(prefix + "-")] + fresh[KEEP_FILES:]:
+        fresh = [p for p in kept if p.name.startswith(data_part)]
+        for path in [p for p in kept if p not in fresh] + fresh[KEEP_FILES:]:
             path.unlink(missing_ok=True)
     except (OSError, KpiError):
         pass

@@ -31,5 +31,5 @@ KEYS: dict[str, tuple[str, ...]] = {name: block.keys for name, block in BY_NAME.
 
 __all__ = ["BLOCKS", "DETAIL_BLOCKS", "KEYS", "Block", "Context", "Figure", "block_detail", "compute_blocks",
            "compute_drivers", "compute_kpis", "compute_moves", "compute_trends", "compute_week_and_trends",
-           "data_quality", "detail_csv", "detail_records", "due_tasks", "find_items_pulling_down", "get_block", "load_context", "manager_label",
-           "pick_items_pulling_down", "read_frames", "resolve_week", "target_table"]
+           "data_quality", "detail_csv", "detail_records", "due_tasks", "find_items_pulling_down", "get_block",
+           "load_context", "manager_label", "pick_items_pulling_down", "read_frames", "resolve_week", "target_table"]

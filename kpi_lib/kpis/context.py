@@ -190,8 +190,8 @@ def load_context(settings: Settings, now: datetime | None = None,
         if store is not None:
             store.close()
     return Context(settings=settings, frames=frames, tz=tz, week=week, as_of=as_of, now=now, managers=managers,
-                   supervisors=supervisors, account=account, last_sync_at=last_sync, generation=generation, facts=facts,
-                   reader=reader)
+                   supervisors=supervisors, account=account, last_sync_at=last_sync, generation=generation,
+                   facts=facts, reader=reader)
 
 
 class _FactsReader:
