@@ -215,10 +215,10 @@ class Facts:
         return np.where(known, column[pos], np.nan) if len(column) else np.full(len(pos), np.nan)
 
     def _build_owner_history(self, con: "duckdb.DuckDBPyConnection") -> None:
-        ev = con.execute(
-            "SELECT CAST(entity_id AS DOUBLE) AS lead_id, CAST(created_at AS DOUBLE) AS t, CAST(seq AS DOUBLE) AS seq,"
+        ev = fetch(
+            con, "SELECT CAST(entity_id AS DOUBLE) AS lead_id, CAST(created_at AS DOUBLE) AS t, CAST(seq AS DOUBLE) AS seq,"
             " CAST(responsible_before AS DOUBLE) AS before, CAST(responsible_after AS DOUBLE) AS after FROM events"
-            " WHERE type = 'entity_responsible_changed' AND entity_type = 'lead' ORDER BY created_at, seq").df()
+            " WHERE type = 'entity_responsible_changed' AND entity_type = 'lead' ORDER BY created_at, seq")
         pos, known = self.lead_pos(ev["lead_id"])
         t, seq = num(ev["t"]), num(ev["seq"])
         keep = known & ~np.isnan(t)
@@ -250,20 +250,20 @@ class Facts:
     def _build_calls(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str], window_s: float) -> None:
         """Calls and status changes of the window, and the first calls of the leads the window reads."""
         where = self._window()
-        self.calls = con.execute(_WINDOW_CALLS_SQL.format(where=where, **tables)).df()
-        self.status = con.execute(_WINDOW_STATUS_SQL.format(where=where, **tables)).df()
+        self.calls = fetch(con, _WINDOW_CALLS_SQL.format(where=where, **tables))
+        self.status = fetch(con, _WINDOW_STATUS_SQL.format(where=where, **tables))
         con.execute(f"CREATE TEMP TABLE _facts_first_rows AS {_FIRST_ROWS_SQL.format(**tables)}",
                     {"lo": self.lo, "hi": self.hi})
         lo, hi = con.execute("SELECT min(fc_t), max(fc_t) FROM _facts_first_rows").fetchone()
         bounds = {"window": window_s, "lo": -np.inf if lo is None else lo, "hi": -np.inf if hi is None else hi + window_s}
-        self.lead_calls = con.execute(_LEAD_CALLS_SQL.format(**tables), bounds).df().set_index("lead_id")
+        self.lead_calls = fetch(con, _LEAD_CALLS_SQL.format(**tables), bounds).set_index("lead_id")
 
     # tasks ---------------------------------------------------------------------------------
     def _build_tasks(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str], now: float | None) -> None:
         near = (-np.inf, np.inf) if now is None else (now - 3 * 86400.0, now + 3 * 86400.0)
         bounds = {"lo": self.lo, "hi": self.hi, "near_lo": near[0], "near_hi": near[1]}
         con.execute(f"CREATE TEMP TABLE _facts_tasks AS {_TASKS_SQL.format(**tables)}", bounds)
-        out = con.execute(_TASK_CODES_SQL).df()
+        out = fetch(con, _TASK_CODES_SQL)
         self.task_texts = _codes(con, "text")
         self.result_texts = _codes(con, "result_text")
         self._task_kinds = _codes(con, "entity_type")
@@ -307,6 +307,15 @@ def closed_in(ctx: "Context", span: Span, status: int) -> pd.DataFrame:
     """``won(M, W)`` (``status=142``) or ``lost(M, W)`` (143) for every manager and week of the span."""
     closed = facts_of(ctx).closed
     return scope(ctx, closed.loc[closed["status_id"].to_numpy() == status], span, "closed_at", "owner")
+
+
+def fetch(con: "duckdb.DuckDBPyConnection", sql: str, params: dict | None = None) -> pd.DataFrame:
+    """A query's rows as a frame, through Arrow: for millions of rows several times faster than
+    the DB-API result's ``df()``, and the same dtypes for these queries' columns (numbers as
+    ``DOUBLE`` or ``TINYINT``/``BIGINT`` without nulls, flags without nulls).  A result of
+    ``execute()`` left on the connection (a ``fetchone()``) is finished first, as DuckDB asks."""
+    con.complete()
+    return con.sql(sql, params=params).to_arrow_table().to_pandas()
 
 
 def _codes(con: "duckdb.DuckDBPyConnection", column: str) -> np.ndarray:

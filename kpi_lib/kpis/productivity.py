@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .average_check import compute_average_check
-from .common import Span, distinct, grid_index, local_days, ratio, scope, tally
+from .common import Span, distinct, grid_index, local_days, positions, ratio, scope, tally
 from .detail import finish_rows
 from .facts import facts_of
 
@@ -36,7 +36,7 @@ def active_days(ctx: "Context", span: Span) -> pd.DataFrame:
     day = local_days(ctx, t).to_numpy().astype("datetime64[D]").astype("int64")
     people = np.unique(m)
     n = max(len(people), 1)
-    cell, day = np.divmod(distinct((w * n + np.searchsorted(people, m)) * _DAYS + day), _DAYS)
+    cell, day = np.divmod(distinct((w * n + positions(people.astype("float64"), m)) * _DAYS + day), _DAYS)
     return pd.DataFrame({"w": cell // n, "m": np.append(people, 0)[cell % n],
                          "date": day.astype("datetime64[D]").astype("datetime64[ns]")})
 
