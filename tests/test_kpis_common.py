@@ -196,3 +196,26 @@ def test_lead_deleted_by_event_is_not_counted(tmp_path):
     acc.event("lead_restored", 2, at("2026-11-21 10:00"), 101)
     r = compute_kpis(acc.context(tmp_path))
     assert manager_of(r, "average_check", 101)["won_revenue"] == 20
+
+
+def test_positions_agree_with_a_plain_search_on_both_paths():
+    """Managers are found by a table when their ids are close and by a binary search when they are far
+    apart; both give every value's index among the ids, -1 for other values, NaN and fractions."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from kpi_lib.kpis.common import member, positions
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.integers(0, 40), min_size=1, max_size=12, unique=True),
+           st.lists(st.one_of(st.integers(-5, 50).map(float), st.just(np.nan), st.just(3.5)), max_size=60),
+           st.sampled_from([0, 10_000_000, 1 << 30]))
+    def check(offsets, values, spread):
+        ids = np.array(sorted(10_400_000 + o * (1 + spread) for o in offsets), dtype="float64")
+        vals = np.array([10_400_000 + v * (1 + spread) for v in values], dtype="float64")  # NaN stays NaN
+        expected = np.array([ids.tolist().index(v) if v in ids.tolist() else -1 for v in vals.tolist()], dtype="int64")
+        np.testing.assert_array_equal(positions(ids, vals), expected)
+        np.testing.assert_array_equal(member(vals, ids[::-1]), expected >= 0)
+
+    check()
+    assert positions(np.array([]), np.array([1.0, np.nan])).tolist() == [-1, -1]

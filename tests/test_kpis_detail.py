@@ -13,6 +13,7 @@ import io
 import json
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -257,3 +258,20 @@ def test_cli_json_and_csv_give_the_same_rows(ctx, tmp_path, capsys):
     assert main(args[:4] + ["sales", "--data-dir", str(data), "--json"]) == 2
     assert "unknown KPI block 'sales': use one of customer_satisfaction" in capsys.readouterr().err
     assert detail_csv(block_detail(ctx, "first_call")).splitlines()[3].split(",")[6] == "repeat_call;no_advance"
+
+
+def test_links_need_a_plain_subdomain_a_known_type_and_an_id():
+    from types import SimpleNamespace
+
+    from kpi_lib.kpis.detail import entity_urls
+
+    ctx = SimpleNamespace(account={"subdomain": "shop-1"})
+    got = entity_urls(ctx, ["leads", "contacts", None, "companies", "tasks", "leads"],
+                      [1, 2.0, 3, np.nan, 5, 100000007])
+    assert got.tolist() == ["https://shop-1.amocrm.ru/leads/detail/1", "https://shop-1.amocrm.ru/contacts/detail/2",
+                            None, None, None, "https://shop-1.amocrm.ru/leads/detail/100000007"]
+    assert entity_urls(ctx, "companies", [7]).tolist() == ["https://shop-1.amocrm.ru/companies/detail/7"]
+    assert entity_urls(ctx, None, [7]).tolist() == [None]
+    for bad in (None, "", "a/b", "-shop"):
+        assert entity_urls(SimpleNamespace(account={"subdomain": bad}), "leads", [1, 2]).tolist() == [None, None]
+    assert entity_urls(ctx, "leads", []).tolist() == []

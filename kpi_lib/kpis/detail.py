@@ -37,22 +37,23 @@ ENTITY_TYPES = ("leads", "contacts", "companies")
 _SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$", re.IGNORECASE)
 
 
-def entity_url(subdomain: Any, entity_type: Any, entity_id: Any) -> str | None:
-    """``https://{subdomain}.amocrm.ru/{entity_type}/detail/{id}``, or None unless all three are sane."""
-    subdomain = "" if subdomain is None else str(subdomain)
-    if not _SUBDOMAIN.match(subdomain) or entity_type not in ENTITY_TYPES:
-        return None
-    if entity_id is None or entity_id is pd.NA or (isinstance(entity_id, float) and math.isnan(entity_id)):
-        return None
-    return f"https://{subdomain}.amocrm.ru/{entity_type}/detail/{int(entity_id)}"
-
-
 def entity_urls(ctx: "Context", entity_types, entity_ids) -> np.ndarray:
-    """:func:`entity_url` for each (type, id) pair (a single type string applies to all ids)."""
+    """``https://{subdomain}.amocrm.ru/{entity_type}/detail/{id}`` for each (type, id) pair (a
+    single type string applies to all ids); None unless the subdomain, the type and the id are sane."""
     ids = num(entity_ids)
-    types = [entity_types] * len(ids) if isinstance(entity_types, str) or entity_types is None else entity_types
+    out = np.full(len(ids), None, dtype=object)
     sub = ctx.account.get("subdomain")
-    return np.array([entity_url(sub, kind, i) for kind, i in zip(types, ids)], dtype=object)
+    sub = "" if sub is None else str(sub)
+    if not _SUBDOMAIN.match(sub):
+        return out
+    if isinstance(entity_types, str) or entity_types is None:
+        types = pd.Series(entity_types, index=range(len(ids)), dtype=object)
+    else:
+        types = pd.Series(np.asarray(entity_types, dtype=object))
+    ok = types.isin(ENTITY_TYPES).to_numpy() & ~np.isnan(ids)
+    out[ok] = [f"https://{sub}.amocrm.ru/{kind}/detail/{i}"
+               for kind, i in zip(types.to_numpy()[ok], ids[ok].astype("int64").tolist())]
+    return out
 
 
 def user_names(ctx: "Context", ids) -> np.ndarray:
