@@ -210,3 +210,26 @@ def test_drivers_add_up_to_the_change(spec, before):
         assert math.isclose(math.fsum(parts + [r["other"]]), r["change"], rel_tol=1e-12, abs_tol=1e-9)
         if block != "cost_of_service" and not unsplit(block, now, prev):
             assert math.isclose(r["other"], 0.0, abs_tol=1e-7 * max(1.0, abs(r["value"]), abs(r["previous"]))), block
+
+
+@RUN
+@given(accounts)
+def test_a_weeks_items_cut_from_its_trends_are_the_items_computed_alone(spec):
+    """The detail rows, data quality and drivers of a week are cut out of the rows its trends were
+    computed from; they equal the ones a fresh context computes for that week alone."""
+    from kpi_lib.kpis import DETAIL_BLOCKS, block_detail, compute_moves
+
+    folder = fresh_dir()
+    try:
+        acc = build(spec)
+        after_trends = acc.context(folder, week="2026-W47", now="2026-11-25 12:00")
+        compute_week_and_trends(after_trends, 2)
+        alone = acc.context(folder, week="2026-W47", now="2026-11-25 12:00")
+        for block in DETAIL_BLOCKS:
+            pdt.assert_frame_equal(block_detail(after_trends, block), block_detail(alone, block), check_exact=True)
+        for key, frame in data_quality(after_trends).items():
+            pdt.assert_frame_equal(frame, data_quality(alone)[key], check_exact=True)
+        assert compute_moves(after_trends) == compute_moves(acc.context(folder, week="2026-W47", now="2026-11-25 12:00"))
+        assert after_trends.cache and any(k.startswith("items:") for k in after_trends.cache)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -7,6 +7,7 @@ Times are Unix seconds held in ``float64`` arrays so that a missing value is ``N
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
@@ -128,6 +129,50 @@ def make_span(ctx: "Context", weeks: Iterable[Week]) -> Span:
     as_of = np.minimum(now, bounds[1:])
     ctx.cover(float(bounds[0]), float(bounds[-1]))
     return Span(weeks, bounds, as_of, now)
+
+
+def span_items(renumber: bool):
+    """Keep what a builder of item rows over a span (``build(ctx, span, *args)``, each row with
+    its week index ``w``) gives, once per context: a span whose weeks lie inside a span built
+    before is cut out of its rows (``w`` then counts from the span's first week), because the
+    rows of a week never depend on the span's other weeks.  So a week's detail and drivers reuse
+    the rows its trends were computed from.  ``renumber``: the builder numbers its rows from 0
+    (else they keep the labels of the facts they come from).  Callers get a copy to change.
+    """
+    def wrap(build):
+        name = f"items:{build.__module__}.{build.__qualname__}"
+
+        @functools.wraps(build)
+        def kept(ctx: "Context", span: Span, *args):
+            entries = ctx.cache.setdefault(name, [])
+            for held_args, held, frame in entries:
+                k = _inside(span, held)
+                if held_args != args or k is None:
+                    continue
+                if len(span.weeks) == len(held.weeks):
+                    return frame.copy()
+                w = frame["w"].to_numpy()
+                rows = frame.loc[(w >= k) & (w < k + len(span.weeks))].copy()
+                rows["w"] = rows["w"].to_numpy() - k
+                return rows.reset_index(drop=True) if renumber else rows
+            frame = build(ctx, span, *args)
+            entries.append((args, span, frame))
+            return frame.copy()
+
+        return kept
+
+    return wrap
+
+
+def _inside(span: Span, held: Span) -> int | None:
+    """The index in ``held`` of the first week of ``span`` when all its weeks, with the same as_of,
+    lie inside ``held``; else None."""
+    k = int(np.searchsorted(held.bounds, span.bounds[0]))
+    n = len(span.weeks)
+    if held.now != span.now or k + n > len(held.weeks):
+        return None
+    same = np.array_equal(held.bounds[k:k + n + 1], span.bounds) and np.array_equal(held.as_of[k:k + n], span.as_of)
+    return k if same else None
 
 
 # --- per week × manager tables -------------------------------------------------------------------

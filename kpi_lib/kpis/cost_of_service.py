@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import WON, Span, grid_index, member, ratio, scope, tally, to_local_times
+from .common import WON, Span, grid_index, member, ratio, scope, span_items, tally, to_local_times
 from .detail import finish_rows, user_names
 from .facts import closed_in, facts_of
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
 
 
+@span_items(renumber=True)
 def escalations(ctx: "Context", span: Span) -> pd.DataFrame:
     """Escalation signals E1, E2 and E3 attributed to managers in the span.
 

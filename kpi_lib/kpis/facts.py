@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import LOST, WON, Span, flag, num, scope, sort_key
+from .common import LOST, WON, Span, flag, num, scope, span_items, sort_key
 from .history import open_history
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -303,6 +303,7 @@ def facts_of(ctx: "Context") -> Facts:
     return ctx.facts
 
 
+@span_items(renumber=False)
 def closed_in(ctx: "Context", span: Span, status: int) -> pd.DataFrame:
     """``won(M, W)`` (``status=142``) or ``lost(M, W)`` (143) for every manager and week of the span."""
     closed = facts_of(ctx).closed

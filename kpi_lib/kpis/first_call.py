@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import Span, business_minutes, grid_index, member, num, ratio, scope, tally, to_local_times
+from .common import Span, business_minutes, grid_index, member, num, ratio, scope, span_items, tally, to_local_times
 from .detail import finish_rows
 from .facts import facts_of
 
@@ -29,6 +29,7 @@ def lead_calls(ctx: "Context") -> pd.DataFrame:
     return facts_of(ctx).lead_calls
 
 
+@span_items(renumber=False)
 def speed_to_lead(ctx: "Context", span: Span) -> pd.DataFrame:
     """Leads created in the span with ``t1`` (up to the week's as_of), ``stl`` minutes and owner ``m``."""
     f = facts_of(ctx)

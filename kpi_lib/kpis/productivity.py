@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .average_check import compute_average_check
-from .common import Span, distinct, grid_index, local_days, positions, ratio, scope, tally
+from .common import Span, distinct, grid_index, local_days, positions, ratio, scope, span_items, tally
 from .detail import finish_rows
 from .facts import facts_of
 
@@ -18,12 +18,14 @@ if TYPE_CHECKING:  # pragma: no cover
 _DAYS = 1 << 20  # days since 1970 stay below this until the year 4840
 
 
+@span_items(renumber=False)
 def connected_calls(ctx: "Context", span: Span) -> pd.DataFrame:
     """Managers' connected calls in the span, mapped or not, after de-duplication (``w, m, t, duration``)."""
     calls = facts_of(ctx).calls
     return scope(ctx, calls, span, "t", "caller", calls["connected"], ["t", "caller", "duration"])
 
 
+@span_items(renumber=True)
 def active_days(ctx: "Context", span: Span) -> pd.DataFrame:
     """Distinct (week, manager, local date) with a connected call, a status change or a completed task."""
     f = facts_of(ctx)

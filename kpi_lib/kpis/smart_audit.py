@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import Span, grid_index, local_days, member, num, ratio, scope, tally, to_local_times
+from .common import Span, grid_index, local_days, member, num, ratio, scope, span_items, tally, to_local_times
 from .detail import finish_rows
 from .facts import ENTITY_TYPES, facts_of
 
@@ -64,6 +64,7 @@ def text_facts(ctx: "Context") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ctx.cache["text_facts"]
 
 
+@span_items(renumber=False)
 def audited_tasks(ctx: "Context", span: Span) -> pd.DataFrame:
     """Managers' tasks due in the span (not on a deleted lead) with the five criteria checked.
 
