@@ -215,13 +215,16 @@ def tally(index: pd.MultiIndex, items: pd.DataFrame, how: str = "size", col: str
         w, cell, values = w[keep], cell[keep], values[keep]
     per_n, team_n = n_weeks * n_people, n_weeks
     if how in ("size", "sum", "mean"):
-        weights = values if how != "size" else None
-        per = np.bincount(cell, weights, minlength=per_n).astype("float64")
-        team = np.bincount(w, weights, minlength=team_n).astype("float64")
+        per_count = np.bincount(cell, minlength=per_n).astype("float64")
+        team_count = np.bincount(w, minlength=team_n).astype("float64")
+        per, team = per_count, team_count
+        if how != "size":
+            per = np.bincount(cell, values, minlength=per_n).astype("float64")
+            team = np.bincount(w, values, minlength=team_n).astype("float64")
         if how == "mean":
-            per = per / np.where(np.bincount(cell, minlength=per_n) > 0, np.bincount(cell, minlength=per_n), np.nan)
-            team = team / np.where(np.bincount(w, minlength=team_n) > 0, np.bincount(w, minlength=team_n), np.nan)
-        empty = (np.bincount(cell, minlength=per_n) == 0), (np.bincount(w, minlength=team_n) == 0)
+            per = per / np.where(per_count > 0, per_count, np.nan)
+            team = team / np.where(team_count > 0, team_count, np.nan)
+        empty = per_count == 0, team_count == 0
     elif how == "nunique":
         ok = ~np.isnan(values)
         per_keys = distinct(cell[ok] * _SHIFT + values[ok].astype("int64"))
