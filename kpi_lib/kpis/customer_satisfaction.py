@@ -46,18 +46,8 @@ def lead_scores(ctx: "Context", ref: str | int | None, low: float, high: float) 
 
 def repeat_flags(ctx: "Context", won: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """For won leads: whether each has a contact, and whether its main contact won earlier."""
-    if "repeat:main" not in ctx.cache:  # the same for every span: computed once per context
-        links = ctx.frames["lead_contacts"]
-        link = pd.DataFrame({"lead": num(links["lead_id"]), "contact": num(links["contact_id"]),
-                             "main": links["is_main"].fillna(False).astype(bool).to_numpy(),
-                             "pos": num(links["position"])})
-        main = link.sort_values(["lead", "main", "pos"], ascending=[True, False, True]).drop_duplicates("lead")
-        closed = facts_of(ctx).closed
-        wins = closed.loc[closed["status_id"].to_numpy() == WON, ["lead_id", "closed_at"]]
-        ctx.cache["repeat:main"] = main.set_index("lead")["contact"]
-        ctx.cache["repeat:first"] = link.merge(wins, left_on="lead", right_on="lead_id").groupby("contact")[
-            "closed_at"].min()
-    main, first = ctx.cache["repeat:main"], ctx.cache["repeat:first"]
+    f = facts_of(ctx)
+    main, first = f.main_contact, f.first_win
     contact = main.reindex(won["lead_id"].to_numpy()).to_numpy()
     has_contact = ~np.isnan(contact)
     earliest = first.reindex(contact).to_numpy(dtype="float64")

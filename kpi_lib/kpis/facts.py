@@ -35,8 +35,24 @@ ENTITY_TYPES = (None, "leads", "contacts", "companies")
 _LEADS_VIEW_SQL = """
 CREATE OR REPLACE TEMP VIEW _facts_leads AS
 SELECT CAST(id AS DOUBLE) AS id, CAST(created_at AS DOUBLE) AS created_at,
-       NOT coalesce(is_deleted, false) AND {counted} AS counted
+       NOT coalesce(is_deleted, false) AND {counted} AS counted, status_id, CAST(closed_at AS DOUBLE) AS closed_at
 FROM leads
+"""
+
+#: Each lead's main contact (§1 "repeat"): the contact marked main, else the first by position,
+#: else the first stored.
+_MAIN_CONTACT_SQL = """
+SELECT CAST(lead_id AS DOUBLE) AS lead, CAST(contact_id AS DOUBLE) AS contact FROM lead_contacts
+QUALIFY row_number() OVER (PARTITION BY lead_id ORDER BY coalesce(is_main, false) DESC, position ASC NULLS LAST,
+                                                         rowid) = 1
+"""
+
+#: Per contact, the earliest close of a counted won lead linked to it.
+_FIRST_WIN_SQL = f"""
+SELECT CAST(c.contact_id AS DOUBLE) AS contact, min(l.closed_at) AS first_win
+FROM lead_contacts c JOIN _facts_leads l ON l.id = c.lead_id
+WHERE l.counted AND l.status_id = {WON} AND l.closed_at IS NOT NULL AND c.contact_id IS NOT NULL
+GROUP BY c.contact_id
 """
 
 #: The window's calls with whether their lead counts.
@@ -148,6 +164,10 @@ class Facts:
     closed : DataFrame
         Counted won and lost leads: ``lead_id, price, status_id, closed_at, owner``
         (``owner_at(lead, closed_at)``).
+    main_contact : Series
+        Each linked lead's main contact id (NaN when the link has none), by lead id.
+    first_win : Series
+        Per contact id, the earliest ``closed_at`` of a counted won lead linked to it.
     """
 
     def __init__(self, con: "duckdb.DuckDBPyConnection", leads: pd.DataFrame, pipelines=None,
@@ -160,6 +180,8 @@ class Facts:
         con.execute(_LEADS_VIEW_SQL.format(counted=pipes))
         tables, temporary = open_history(con)
         try:
+            self.main_contact = fetch(con, _MAIN_CONTACT_SQL).set_index("lead")["contact"]
+            self.first_win = fetch(con, _FIRST_WIN_SQL).set_index("contact")["first_win"]
             self._build_calls(con, tables, window_days * 86400.0)
             self._build_tasks(con, tables, now)
         finally:
