@@ -36,7 +36,8 @@ from .files import disk_full, raise_if_disk_full
 from .kpis.registry import NOTEBOOKS
 from .log import logger, redact
 from .publish import Stage, clean_stale, current_generation, new_run_id, publish_week, stage_week, week_lock
-from .weekdata import WeekData, build_week_data, give_up_week_data, mark_run_folder, write_week_data
+from .weekdata import (WeekData, build_week_data, context_weeks, give_up_week_data, mark_run_folder,
+                       write_week_data)
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 MAX_JOBS = 6
@@ -110,7 +111,8 @@ def load_run_context(settings: Settings, now: datetime | None = None):
     from . import kpis
 
     now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
-    ctx = kpis.load_context(settings, now=now)  # a bad setting or store stops the run here
+    # a bad setting or store stops the run here; the items of every week the figures read come at once
+    ctx = kpis.load_context(settings, now=now, weeks=context_weeks(settings))
     pinned = settings.as_of or ctx.now.isoformat(timespec="seconds")
     ctx.settings = replace(settings, week=ctx.week.label, as_of=pinned)
     return ctx

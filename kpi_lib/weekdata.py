@@ -106,6 +106,14 @@ def cache_key(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def context_weeks(settings: Settings) -> int:
+    """Weeks of items :func:`build_week_data` reads (the trends and targets, and the week before
+    them): a context loaded with them is read from the store once."""
+    from .kpis.context import TREND_WEEKS
+
+    return max(settings.kpi.trend_weeks, TREND_WEEKS) + 2
+
+
 def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = None) -> WeekData:
     """Compute the week's figures from the store (the slow path).
 
@@ -116,15 +124,14 @@ def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = 
     now : datetime, optional
         The current instant (``settings.as_of`` pins it).
     ctx : kpi_lib.kpis.Context, optional
-        The context of these settings, when already loaded.
+        The context of these settings, when already loaded (with :func:`context_weeks` weeks,
+        else the store is read again for the trends).
     """
     from . import kpis
-    from .kpis.context import TREND_WEEKS
     from .kpis.targets import TRAILING_WEEKS
 
     key = cache_key(settings)
-    weeks = max(settings.kpi.trend_weeks, TREND_WEEKS) + 2  # the trends and the week before them
-    ctx = ctx if ctx is not None else kpis.load_context(settings, now=now, weeks=weeks)
+    ctx = ctx if ctx is not None else kpis.load_context(settings, now=now, weeks=context_weeks(settings))
     # one span of weeks gives the week's figures, the chart, the 12-week median targets before
     # the week and the drivers
     result, history = kpis.compute_week_and_trends(ctx, weeks=max(settings.kpi.trend_weeks, TRAILING_WEEKS + 1))

@@ -204,3 +204,20 @@ def test_a_sync_that_finishes_during_the_run_changes_nothing_the_run_shows(demo_
     shown = i18n.format_money(team["value"], "en", "RUB")
     assert team["display"] == shown and shown in index and shown in page
     assert i18n.format_money(after["avg_check"], "en", "RUB") not in page
+
+
+def test_a_run_reads_the_store_once_for_every_figure_it_shows(demo_store, monkeypatch):
+    """The run's context holds the items of all the weeks its trends, targets and drivers read, so
+    the figures never go back to the store (which a sync may have changed meanwhile)."""
+    from kpi_lib.kpis import context
+    from kpi_lib.report import load_run_context
+
+    reads = []
+    real_read = context._FactsReader.read
+    monkeypatch.setattr(context._FactsReader, "read", lambda self, lo, hi, store=None: (
+        reads.append((lo, hi)), real_read(self, lo, hi, store))[1])
+    settings = settings_for(demo_store, week="2026-W47")
+    ctx = load_run_context(settings)
+    data = build_week_data(ctx.settings, ctx=ctx)
+    assert len(reads) == 1, reads
+    assert data.trends["week"].nunique() == settings.kpi.trend_weeks
