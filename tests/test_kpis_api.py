@@ -211,3 +211,35 @@ def test_trend_weeks_must_be_positive(tmp_path):
     ctx = small_account().context(tmp_path)
     with pytest.raises(ConfigError, match="trend weeks 0"):
         compute_trends(ctx, 0)
+
+
+def test_a_context_reads_its_items_once_and_never_from_a_changed_store(tmp_path, monkeypatch):
+    """The items are read at first use, for the span asked for then and the context's own weeks:
+    12 weeks of trends and the week's figures are one read, the same figures as a context that
+    read them up front; a store written since the context was loaded is not read into it."""
+    from kpi_lib.errors import StoreError
+    from kpi_lib.kpis import context
+    from kpi_lib.store import Store
+
+    data = write(small_account(), tmp_path)
+    settings = load_settings(overrides={"data_dir": str(data), "week": "2026-W47",
+                                        "as_of": "2026-11-25T09:00:00+03:00"})
+    reads = []
+    real_read = context._FactsReader.read
+    monkeypatch.setattr(context._FactsReader, "read", lambda self, lo, hi, *a, **k: (
+        reads.append((lo, hi)), real_read(self, lo, hi, *a, **k))[1])
+    ctx = load_context(settings)
+    assert reads == []
+    trends, result = compute_trends(ctx, 12), compute_kpis(ctx)
+    assert len(reads) == 1 and reads[0][0] == ctx.week.shift(-11).start_ts
+    eager = load_context(settings, weeks=12)
+    assert len(reads) == 2
+    pd.testing.assert_frame_equal(trends, compute_trends(eager, 12))
+    assert result == compute_kpis(eager) and len(reads) == 2
+
+    stale = load_context(settings)
+    with Store.open(data, None, read_only=False) as store:
+        store.mark_changed()
+    with pytest.raises(StoreError, match="changed after this report's context was loaded.*load the context again"):
+        compute_kpis(stale)
+    assert compute_kpis(load_context(settings)) == result

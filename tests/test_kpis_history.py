@@ -14,6 +14,7 @@ from conftest import DEMO_AS_OF
 from kpi_builders import Account, at
 from kpi_lib.config import load_settings
 from kpi_lib.kpis import block_detail, compute_kpis, compute_trends, load_context
+from kpi_lib.kpis.facts import facts_of
 from kpi_lib.kpis.history import save_account_facts, stored_history
 from kpi_lib.store import Store
 
@@ -33,7 +34,7 @@ def _is_current(data_dir: Path, account: str) -> bool:
 def _everything(data_dir: Path, **kpi) -> dict:
     """The facts and the figures a report reads, for two weeks and their trends."""
     ctx = load_context(_settings(data_dir, **kpi))
-    f = ctx.facts
+    f = facts_of(ctx)
     out = {"calls": f.calls, "status": f.status, "lead_calls": f.lead_calls, "tasks": f.tasks, "closed": f.closed,
            "W47": compute_kpis(ctx), "W46": compute_kpis(ctx, "2026-W46"), "trends": compute_trends(ctx, 12)}
     for block in ("first_call", "speed_to_lead", "cost_of_service", "productivity"):

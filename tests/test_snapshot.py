@@ -214,8 +214,8 @@ def test_a_run_reads_the_store_once_for_every_figure_it_shows(demo_store, monkey
 
     reads = []
     real_read = context._FactsReader.read
-    monkeypatch.setattr(context._FactsReader, "read", lambda self, lo, hi, store=None: (
-        reads.append((lo, hi)), real_read(self, lo, hi, store))[1])
+    monkeypatch.setattr(context._FactsReader, "read", lambda self, lo, hi, *a, **k: (
+        reads.append((lo, hi)), real_read(self, lo, hi, *a, **k))[1])
     settings = settings_for(demo_store, week="2026-W47")
     ctx = load_run_context(settings)
     data = build_week_data(ctx.settings, ctx=ctx)

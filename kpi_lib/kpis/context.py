@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Settings
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 from ..periods import Week, report_timezone, resolve_now, resolve_week
 from ..store import GENERATION_KEY, Store
 from .common import match_fields
@@ -80,8 +80,12 @@ class Context:
     last_sync_at : datetime or None
     generation : str or None
         The store's data generation the frames were read at (None for given frames).
-    facts : Facts
-        The per-item facts every block starts from (built with the context).
+    facts : Facts or None
+        The per-item facts every block starts from: read from the store at first use
+        (:meth:`cover`, :func:`kpi_lib.kpis.facts.facts_of`), for the span asked for then and
+        :attr:`span`.
+    span : (float, float)
+        The instants ``[start, end)`` of the weeks the facts hold at least.
     """
 
     settings: Settings
@@ -96,18 +100,23 @@ class Context:
     last_sync_at: datetime | None
     generation: str | None = None
     facts: Facts | None = field(default=None, repr=False)
+    span: tuple[float, float] = (0.0, 0.0)
     reader: Any = field(default=None, repr=False)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def cover(self, start: float, end: float) -> None:
         """Make :attr:`facts` hold the items of ``[start, end)`` and the FCR window after it.
 
-        Facts for a wider window are read from the store again (the derived caches with them).
+        The first call reads them together with :attr:`span`; facts for a wider window are read
+        from the store again (the derived caches with them), which raises :class:`StoreError`
+        when the store's data changed since the context was loaded.
         """
+        held = self.facts
         hi = end + self.reader.window_s
-        if self.facts.covers(start, hi):
+        if held is not None and held.covers(start, hi):
             return
-        self.facts = self.reader.read(min(start, self.facts.lo), max(hi, self.facts.hi))
+        lo, top = (held.lo, held.hi) if held is not None else (self.span[0], self.span[1] + self.reader.window_s)
+        self.facts = self.reader.read(min(start, lo), max(hi, top), generation=self.generation)
         self.cache.clear()
 
     @property
@@ -146,12 +155,14 @@ def _field_filter(store: Store, settings: Settings, defs: pd.DataFrame) -> str:
 
 
 def load_context(settings: Settings, now: datetime | None = None,
-                 frames: dict[str, pd.DataFrame] | None = None, weeks: int = 2) -> Context:
+                 frames: dict[str, pd.DataFrame] | None = None, weeks: int | None = None) -> Context:
     """Open the account's store read-only and resolve the report context.
 
-    The facts hold the items (calls, status changes, tasks) of the ``weeks`` weeks ending
-    with the report week and of the FCR window after it; a span outside them reads the store
-    again (once, for the span and what was held).
+    The facts hold the items (calls, status changes, tasks) of the weeks ending with the
+    report week (at least the week and the week before) and of the FCR window after it.  They
+    are read at first use, for those weeks and the span a computation asks for (the 12 weeks
+    of :func:`kpi_lib.kpis.compute_trends` are read once); a span outside what is held reads
+    the store again (once, for the span and what was held).
 
     Parameters
     ----------
@@ -162,10 +173,12 @@ def load_context(settings: Settings, now: datetime | None = None,
     frames : dict of DataFrame, optional
         The store's typed tables as frames (every table the facts read: ``calls``, ``tasks``
         and ``events`` too), to compute from them instead of the store.
-    weeks : int
-        Weeks of items to read at once: 2 (the week and the week before, all that a week's
-        figures and their drivers read) by default; :func:`kpi_lib.weekdata.build_week_data`
-        asks for the trend weeks too.
+    weeks : int, optional
+        Weeks of items to read now, in the same read as the frames (the weekly run asks for
+        :func:`kpi_lib.weekdata.context_weeks`, so that a sync finishing meanwhile cannot
+        change what its figures read).  Without it the facts are read at first use, and a
+        sync finishing before then raises :class:`~kpi_lib.errors.StoreError` (load the
+        context again).
     """
     last_sync = generation = None
     store = None
@@ -185,13 +198,14 @@ def load_context(settings: Settings, now: datetime | None = None,
         check_targets(settings.kpi.targets)
         _check_score_fields(settings, frames["lead_custom_fields"], frames["custom_field_values"])
         reader = _FactsReader(settings, None if store is not None else frames, frames["leads"], now.timestamp())
-        facts = reader.read(week.shift(1 - weeks).start_ts, week.end_ts + reader.window_s, store)
+        span = (week.shift(1 - (weeks or 2)).start_ts, week.end_ts)
+        facts = reader.read(span[0], span[1] + reader.window_s, store) if weeks is not None else None
     finally:
         if store is not None:
             store.close()
     return Context(settings=settings, frames=frames, tz=tz, week=week, as_of=as_of, now=now, managers=managers,
                    supervisors=supervisors, account=account, last_sync_at=last_sync, generation=generation,
-                   facts=facts, reader=reader)
+                   facts=facts, span=span, reader=reader)
 
 
 class _FactsReader:
@@ -202,8 +216,9 @@ class _FactsReader:
         self.settings, self.frames, self.leads, self.now = settings, frames, leads, now
         self.window_s = settings.kpi.fcr_window_days * 86400.0
 
-    def read(self, lo: float, hi: float, store: Store | None = None) -> Facts:
-        """The facts holding the items of ``[lo, hi)`` (``store``: an open store to read from)."""
+    def read(self, lo: float, hi: float, store: Store | None = None, generation: str | None = None) -> Facts:
+        """The facts holding the items of ``[lo, hi)`` (``store``: an open store to read from,
+        else the store is opened and its data must still be of ``generation``)."""
         kpi = self.settings.kpi
         if self.frames is not None:
             con = duckdb.connect()
@@ -218,6 +233,9 @@ class _FactsReader:
         if store is not None:
             return Facts(store.con, self.leads, kpi.pipelines, kpi.fcr_window_days, lo, hi, self.now)
         with Store.open(self.settings.data_dir, self.settings.account, read_only=True) as store:
+            if store.get_meta(GENERATION_KEY) != generation:
+                raise StoreError("the store's data changed after this report's context was loaded (a sync or a "
+                                 "demo wrote to it): load the context again, or run the notebook again")
             return Facts(store.con, self.leads, kpi.pipelines, kpi.fcr_window_days, lo, hi, self.now)
 
 

@@ -321,7 +321,10 @@ class Facts:
 
 
 def facts_of(ctx: "Context") -> Facts:
-    """The context's :class:`Facts` (built by :func:`kpi_lib.kpis.context.load_context`)."""
+    """The context's :class:`Facts`, read from the store at first use (see
+    :meth:`kpi_lib.kpis.context.Context.cover`)."""
+    if ctx.facts is None:
+        ctx.cover(*ctx.span)
     return ctx.facts
 
 
