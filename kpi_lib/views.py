@@ -414,5 +414,5 @@ def open_report(block: str, week: str = "last", as_of: str | None = None, lang: 
     check_block(block)
     settings = load_settings(overrides={"week": week, "as_of": as_of, "lang": lang, "account": account,
                                         "data_dir": data_dir, "kpi": kpi or {}})
-    return BlockReport(load_week_data(settings), block, lang)
+    return BlockReport(load_week_data(settings, blocks=(block,)), block, lang)
 

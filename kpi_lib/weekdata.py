@@ -114,7 +114,8 @@ def context_weeks(settings: Settings) -> int:
     return max(settings.kpi.trend_weeks, TREND_WEEKS) + 2
 
 
-def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = None) -> WeekData:
+def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = None,
+                    blocks: tuple[str, ...] | None = None) -> WeekData:
     """Compute the week's figures from the store (the slow path).
 
     Parameters
@@ -126,28 +127,37 @@ def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = 
     ctx : kpi_lib.kpis.Context, optional
         The context of these settings, when already loaded (with :func:`context_weeks` weeks,
         else the store is read again for the trends).
+    blocks : tuple of str, optional
+        Only what the reports of these blocks show (their figures and those of the blocks they
+        need, their items, drivers and the tasks due), as one block's notebook asks for.
     """
     from . import kpis
+    from .kpis.registry import BY_NAME, details_of, with_needs
     from .kpis.targets import TRAILING_WEEKS
 
     key = cache_key(settings)
-    ctx = ctx if ctx is not None else kpis.load_context(settings, now=now, weeks=context_weeks(settings))
+    if ctx is None:  # some blocks read what they use at its first use, all of them read it at once
+        ctx = kpis.load_context(settings, now=now, weeks=context_weeks(settings)) if blocks is None else \
+            kpis.load_context(settings, now=now, parts=())
+    wanted = with_needs(blocks)
     # one span of weeks gives the week's figures, the chart, the 12-week median targets before
     # the week and the drivers
-    result, history = kpis.compute_week_and_trends(ctx, weeks=max(settings.kpi.trend_weeks, TRAILING_WEEKS + 1))
+    result, history = kpis.compute_week_and_trends(ctx, weeks=max(settings.kpi.trend_weeks, TRAILING_WEEKS + 1),
+                                                   blocks=wanted)
     shown = {ctx.week.shift(-i).label for i in range(settings.kpi.trend_weeks)}
     trends = history.loc[history["week"].isin(shown)].reset_index(drop=True)
     targets = kpis.target_table(ctx, result, history)
-    details = {block: kpis.block_detail(ctx, block) for block in kpis.DETAIL_BLOCKS}
-    quality = kpis.data_quality(ctx)
+    details = {name: kpis.block_detail(ctx, name) for name in details_of(wanted)}
+    quality = kpis.data_quality(ctx, tables=None if blocks is None else
+                                tuple(name for block in wanted for name in BY_NAME[block].quality))
     data = WeekData(key=key, week=ctx.week, as_of=ctx.as_of, now=ctx.now, account=dict(ctx.account),
                     managers=ctx.managers.copy(), last_sync_at=ctx.last_sync_at, result=result, trends=trends,
                     targets=targets, details=details, quality=quality, due=None, settings=settings,
-                    moves=kpis.compute_moves(ctx, trends=history))
+                    moves=kpis.compute_moves(ctx, trends=history, blocks=wanted))
     if data.current:
-        data.due = kpis.due_tasks(ctx)
+        data.due = kpis.due_tasks(ctx) if "smart_audit" in wanted else None
     else:
-        keep_week_data(data, _kept_name(settings, ctx.generation, ctx.last_sync_at, ctx.week, ctx.now))
+        keep_week_data(data, _kept_name(settings, ctx.generation, ctx.last_sync_at, ctx.week, ctx.now, blocks))
     return data
 
 
@@ -229,10 +239,10 @@ def _code_digest() -> str:
 
 
 def _kept_name(settings: Settings, generation: str | None, synced: datetime | None, week: Week,
-               now: datetime) -> str | None:
+               now: datetime, blocks: tuple[str, ...] | None = None) -> str | None:
     """The file a closed week's figures are kept in, named after the data they were computed from
-    (its generation and last sync), the parameters and the code; None while the week runs or for
-    given frames."""
+    (its generation and last sync), the parameters, the blocks (None: all) and the code; None
+    while the week runs or for given frames."""
     if generation is None or now < week.end:
         return None
     params = settings.notebook_parameters()
@@ -243,6 +253,8 @@ def _kept_name(settings: Settings, generation: str | None, synced: datetime | No
     data = hashlib.sha256(json.dumps([generation, synced.timestamp() if synced else None]).encode()).hexdigest()
     figures = {"v": SNAPSHOT_VERSION, "code": _code_digest(), "params": params,
                "store": str(store_path(settings.data_dir, account).resolve())}
+    if blocks is not None:
+        figures["blocks"] = sorted(blocks)
     digest = hashlib.sha256(json.dumps(figures, sort_keys=True, default=str).encode()).hexdigest()
     return f"{data[:16]}-{digest[:32]}.arrows"
 
@@ -280,20 +292,24 @@ def prepare_week_data(data_dir: str | os.PathLike, account: str) -> WeekData:
     return build_week_data(load_settings(overrides={"data_dir": str(data_dir), "account": account}))
 
 
-def read_kept_week_data(settings: Settings, now: datetime | None = None) -> WeekData | None:
-    """The week's figures kept by an earlier computation from the same data and parameters, if any."""
+def read_kept_week_data(settings: Settings, now: datetime | None = None,
+                        blocks: tuple[str, ...] | None = None) -> WeekData | None:
+    """The week's figures kept by an earlier computation from the same data and parameters, if any
+    (``blocks``: the figures of every block, else those computed for these blocks only)."""
     with Store.open(settings.data_dir, settings.account, read_only=True) as store:
         generation, synced = store.get_meta(GENERATION_KEY), store.last_sync_at()
         zones = [z for z in store.frame("account", ["timezone"])["timezone"] if isinstance(z, str) and z]
     tz = report_timezone(settings.kpi.timezone, zones[0] if zones else None)
     now = resolve_now(settings.as_of, tz, now)
     week, _ = resolve_week(settings.week, settings.as_of, tz, now)
-    name = _kept_name(settings, generation, synced, week, now)
-    dir_fd = open_private_dir(_kept_dir(settings)) if name else None
+    names = [_kept_name(settings, generation, synced, week, now)]
+    if blocks is not None:
+        names.append(_kept_name(settings, generation, synced, week, now, blocks))
+    dir_fd = open_private_dir(_kept_dir(settings)) if names[0] else None
     if dir_fd is None:
         return None
     try:
-        raw = read_private(dir_fd, name)
+        raw = next((r for r in (read_private(dir_fd, name) for name in names) if r is not None), None)
     finally:
         os.close(dir_fd)
     try:
@@ -337,8 +353,10 @@ def _run_waiting_for(dir_fd: int) -> bool:
 
 
 def load_week_data(settings: Settings, folder: str | os.PathLike | None = None,
-                   now: datetime | None = None) -> WeekData:
-    """The run's snapshot when this notebook runs inside a weekly run, else fresh figures.
+                   now: datetime | None = None, blocks: tuple[str, ...] | None = None) -> WeekData:
+    """The run's snapshot when this notebook runs inside a weekly run, else fresh figures
+    (kept ones when there are; ``blocks``: a notebook showing only these blocks, which needs no
+    more than their figures: see :func:`build_week_data`).
 
     Inside a run (the working folder is the run's private folder and the run that started
     this kernel marked it), it waits for the snapshot and raises :class:`ReportError` when
@@ -346,10 +364,10 @@ def load_week_data(settings: Settings, folder: str | os.PathLike | None = None,
     """
     dir_fd = open_private_dir(folder or Path.cwd())
     if dir_fd is None:
-        return read_kept_week_data(settings, now) or build_week_data(settings, now=now)
+        return read_kept_week_data(settings, now, blocks) or build_week_data(settings, now=now, blocks=blocks)
     try:
         if not _run_waiting_for(dir_fd) and not exists_in(dir_fd, SNAPSHOT_NAME):
-            return read_kept_week_data(settings, now) or build_week_data(settings, now=now)
+            return read_kept_week_data(settings, now, blocks) or build_week_data(settings, now=now, blocks=blocks)
         deadline = time.monotonic() + SNAPSHOT_WAIT
         raw = read_private(dir_fd, SNAPSHOT_NAME)
         while raw is None and _run_waiting_for(dir_fd) and time.monotonic() < deadline:

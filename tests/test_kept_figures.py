@@ -178,3 +178,45 @@ def test_a_sync_leaves_the_last_week_computed_for_the_notebooks(tmp_path, monkey
     data = load_week_data(notebook, tmp_path)
     assert data.result["week"] == parse_week("last", data.week.tz).label
     assert data.managers["user_id"].tolist() and data.last_sync_at is not None
+
+
+SECTIONS = ("title", "headline", "manager_table", "items_behind", "trend_chart", "distribution_chart", "supporting",
+            "data_quality", "method")
+
+
+@pytest.mark.parametrize("week", ["2026-W47", "current"])
+def test_a_blocks_report_from_its_own_figures_is_the_report_from_all_of_them(store, week):
+    """A notebook computing its week afresh computes its block only (and the blocks it needs):
+    every section it shows is the one the full week's figures give."""
+    from kpi_lib.kpis.registry import BLOCK_NAMES, DETAIL_BLOCKS
+    from kpi_lib.views import BlockReport
+
+    full = build_week_data(settings_for(store, week=week))
+    assert tuple(full.details) == DETAIL_BLOCKS and all(len(full.details[name]) for name in DETAIL_BLOCKS)
+    for block in BLOCK_NAMES:
+        own = build_week_data(settings_for(store, week=week), blocks=(block,))
+        assert set(own.result["kpis"]) < set(full.result["kpis"]) and block in own.result["kpis"]
+        assert own.result["kpis"][block] == full.result["kpis"][block]
+        assert own.moves[block] == full.moves[block]
+        sections = SECTIONS + (("worst_tasks", "due_tasks") if block == "smart_audit" else ())
+        for lang in ("en", "ru"):
+            mine, theirs = BlockReport(own, block, lang), BlockReport(full, block, lang)
+            for section in sections:
+                assert getattr(mine, section)()._repr_html_() == getattr(theirs, section)()._repr_html_(), \
+                    (block, lang, section)
+    assert own.due is not None if week == "current" else own.due is None
+
+
+def test_a_notebook_reads_the_weeks_figures_or_its_blocks_kept_ones(store, tmp_path, builds):
+    """A block's notebook keeps the figures it computed for itself; the week's full figures, once
+    kept (by a sync, a run or another notebook), serve every block."""
+    one = load_week_data(settings_for(store), tmp_path, blocks=("first_call",))
+    again = load_week_data(settings_for(store), tmp_path, blocks=("first_call",))
+    assert len(builds) == 1 and len(kept_files(store)) == 1 and same_figures(one, again)
+    assert set(one.result["kpis"]) == {"first_call"}
+    other = load_week_data(settings_for(store), tmp_path, blocks=("average_check",))
+    assert len(builds) == 2 and set(other.result["kpis"]) == {"average_check"}
+    full = load_week_data(settings_for(store), tmp_path)
+    assert len(builds) == 3 and len(full.result["kpis"]) == 6
+    after = load_week_data(settings_for(store), tmp_path, blocks=("smart_audit",))
+    assert len(builds) == 3 and same_figures(full, after)

@@ -18,7 +18,7 @@ from .common import TEAM, Span, make_span, manager_ids
 from .context import Context
 from .items import pick_items_pulling_down
 from .quality import compute_quality
-from .registry import BLOCKS, DETAIL_BLOCKS, DETAILS, KINDS
+from .registry import BLOCKS, DETAIL_BLOCKS, DETAILS, KINDS, with_needs
 from .smart_audit import due_tasks
 
 
@@ -34,11 +34,14 @@ def resolve_week(ctx: Context, week: Week | str | None = None) -> Week:
     raise ConfigError(f"week {week!r} is not a week: use an ISO label such as '2026-W47', 'last' or 'current'")
 
 
-def compute_blocks(ctx: Context, span: Span) -> dict[str, pd.DataFrame]:
-    """Every block's table over a span: indexed by (week index, manager or 'team'), a column per key."""
+def compute_blocks(ctx: Context, span: Span, blocks=None) -> dict[str, pd.DataFrame]:
+    """Every block's table over a span: indexed by (week index, manager or 'team'), a column per key
+    (``blocks``: only these block names and the blocks they need)."""
     tables: dict[str, pd.DataFrame] = {}
+    wanted = with_needs(blocks)
     for block in BLOCKS:
-        tables[block.name] = block.compute(ctx, span, *(tables[name] for name in block.needs))
+        if block.name in wanted:
+            tables[block.name] = block.compute(ctx, span, *(tables[name] for name in block.needs))
     return tables
 
 
@@ -85,6 +88,8 @@ def _week_result(ctx: Context, week: Week, tables: dict[str, pd.DataFrame], w: i
     people = [str(int(m)) for m in ctx.managers["user_id"]]
     kpis = {}
     for block in BLOCKS:
+        if block.name not in tables:
+            continue
         table = tables[block.name].xs(w, level="w")
         if current and block.name == "smart_audit":
             table = _with_due(ctx, table, people)
@@ -125,11 +130,12 @@ def compute_trends(ctx: Context, weeks: int = 12, end: Week | str | None = None)
     return _tidy(ctx, span, compute_blocks(ctx, span))
 
 
-def compute_week_and_trends(ctx: Context, weeks: int = 12) -> tuple[dict, pd.DataFrame]:
+def compute_week_and_trends(ctx: Context, weeks: int = 12, blocks=None) -> tuple[dict, pd.DataFrame]:
     """:func:`compute_kpis` of the context's week and :func:`compute_trends` of the ``weeks``
-    weeks ending with it, from one computation of the blocks over those weeks."""
+    weeks ending with it, from one computation of the blocks over those weeks (``blocks``: only
+    these block names and the blocks they need)."""
     span = _trend_span(ctx, weeks, None)
-    tables = compute_blocks(ctx, span)
+    tables = compute_blocks(ctx, span, blocks)
     return _week_result(ctx, ctx.week, tables, weeks - 1), _tidy(ctx, span, tables)
 
 
@@ -213,7 +219,10 @@ def find_items_pulling_down(ctx: Context, week: Week | str | None = None,
     return pick_items_pulling_down({b: block_detail(ctx, b, week, manager) for b in DETAIL_BLOCKS})
 
 
-def data_quality(ctx: Context, week: Week | str | None = None) -> dict[str, pd.DataFrame]:
+def data_quality(ctx: Context, week: Week | str | None = None, tables: tuple[str, ...] | None = None
+                 ) -> dict[str, pd.DataFrame]:
     """Data-quality tables for a week: unpriced_wins, unmapped_calls, calls_without_status,
-    won_without_contact, survey_coverage (see :func:`kpi_lib.kpis.quality.compute_quality`)."""
-    return compute_quality(ctx, make_span(ctx, [resolve_week(ctx, week)]))
+    won_without_contact, survey_coverage (see :func:`kpi_lib.kpis.quality.compute_quality`;
+    ``tables``: only these)."""
+    span = make_span(ctx, [resolve_week(ctx, week)])
+    return compute_quality(ctx, span) if tables is None else compute_quality(ctx, span, tables)

@@ -8,6 +8,7 @@ against the account's users.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,7 @@ from ..errors import ConfigError, StoreError
 from ..periods import Week, report_timezone, resolve_now, resolve_week
 from ..store import GENERATION_KEY, Store
 from .common import match_fields
-from .facts import Facts
+from .facts import PARTS, Facts
 from .registry import check_targets
 
 #: Typed tables and the columns the KPIs read (``None``: every column).
@@ -86,6 +87,9 @@ class Context:
         :attr:`span`.
     span : (float, float)
         The instants ``[start, end)`` of the weeks the facts hold at least.
+    parts : tuple of str
+        The parts of the facts (:data:`kpi_lib.kpis.facts.PARTS`) read with them; the others are
+        read at their first use (all by default, so that the facts are one read).
     """
 
     settings: Settings
@@ -101,6 +105,7 @@ class Context:
     generation: str | None = None
     facts: Facts | None = field(default=None, repr=False)
     span: tuple[float, float] = (0.0, 0.0)
+    parts: tuple[str, ...] = tuple(PARTS)
     reader: Any = field(default=None, repr=False)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -116,7 +121,7 @@ class Context:
         if held is not None and held.covers(start, hi):
             return
         lo, top = (held.lo, held.hi) if held is not None else (self.span[0], self.span[1] + self.reader.window_s)
-        self.facts = self.reader.read(min(start, lo), max(hi, top), generation=self.generation)
+        self.facts = self.reader.read(min(start, lo), max(hi, top), generation=self.generation, parts=self.parts)
         self.cache.clear()
 
     @property
@@ -155,7 +160,8 @@ def _field_filter(store: Store, settings: Settings, defs: pd.DataFrame) -> str:
 
 
 def load_context(settings: Settings, now: datetime | None = None,
-                 frames: dict[str, pd.DataFrame] | None = None, weeks: int | None = None) -> Context:
+                 frames: dict[str, pd.DataFrame] | None = None, weeks: int | None = None,
+                 parts: tuple[str, ...] = tuple(PARTS)) -> Context:
     """Open the account's store read-only and resolve the report context.
 
     The facts hold the items (calls, status changes, tasks) of the weeks ending with the
@@ -179,6 +185,9 @@ def load_context(settings: Settings, now: datetime | None = None,
         change what its figures read).  Without it the facts are read at first use, and a
         sync finishing before then raises :class:`~kpi_lib.errors.StoreError` (load the
         context again).
+    parts : tuple of str
+        The parts of the facts (:data:`kpi_lib.kpis.facts.PARTS`: ``calls``, ``tasks``) read
+        with them; the others are read at their first use, as a single block's report asks.
     """
     last_sync = generation = None
     store = None
@@ -199,13 +208,13 @@ def load_context(settings: Settings, now: datetime | None = None,
         _check_score_fields(settings, frames["lead_custom_fields"], frames["custom_field_values"])
         reader = _FactsReader(settings, None if store is not None else frames, frames["leads"], now.timestamp())
         span = (week.shift(1 - (weeks or 2)).start_ts, week.end_ts)
-        facts = reader.read(span[0], span[1] + reader.window_s, store) if weeks is not None else None
+        facts = reader.read(span[0], span[1] + reader.window_s, store, parts=parts) if weeks is not None else None
     finally:
         if store is not None:
             store.close()
     return Context(settings=settings, frames=frames, tz=tz, week=week, as_of=as_of, now=now, managers=managers,
                    supervisors=supervisors, account=account, last_sync_at=last_sync, generation=generation,
-                   facts=facts, span=span, reader=reader)
+                   facts=facts, span=span, parts=tuple(parts), reader=reader)
 
 
 class _FactsReader:
@@ -216,10 +225,20 @@ class _FactsReader:
         self.settings, self.frames, self.leads, self.now = settings, frames, leads, now
         self.window_s = settings.kpi.fcr_window_days * 86400.0
 
-    def read(self, lo: float, hi: float, store: Store | None = None, generation: str | None = None) -> Facts:
+    def read(self, lo: float, hi: float, store: Store | None = None, generation: str | None = None,
+             parts=tuple(PARTS)) -> Facts:
         """The facts holding the items of ``[lo, hi)`` (``store``: an open store to read from,
-        else the store is opened and its data must still be of ``generation``)."""
+        else the store is opened and its data must still be of ``generation``), with ``parts``
+        read now and the others at first use."""
         kpi = self.settings.kpi
+        with self.connection(store, generation) as con:
+            return Facts(con, self.leads, kpi.pipelines, kpi.fcr_window_days, lo, hi, self.now, parts=parts,
+                         reopen=lambda: self.connection(None, generation))
+
+    @contextmanager
+    def connection(self, store: Store | None = None, generation: str | None = None):
+        """A connection to the data: the given frames as tables, the open ``store``, else the
+        store opened read-only, whose data must still be of ``generation``."""
         if self.frames is not None:
             con = duckdb.connect()
             try:
@@ -227,16 +246,17 @@ class _FactsReader:
                     con.register("_frame", frame)
                     con.execute(f"CREATE TABLE {name} AS SELECT * FROM _frame")
                     con.unregister("_frame")
-                return Facts(con, self.leads, kpi.pipelines, kpi.fcr_window_days, lo, hi, self.now)
+                yield con
             finally:
                 con.close()
-        if store is not None:
-            return Facts(store.con, self.leads, kpi.pipelines, kpi.fcr_window_days, lo, hi, self.now)
-        with Store.open(self.settings.data_dir, self.settings.account, read_only=True) as store:
-            if store.get_meta(GENERATION_KEY) != generation:
-                raise StoreError("the store's data changed after this report's context was loaded (a sync or a "
-                                 "demo wrote to it): load the context again, or run the notebook again")
-            return Facts(store.con, self.leads, kpi.pipelines, kpi.fcr_window_days, lo, hi, self.now)
+        elif store is not None:
+            yield store.con
+        else:
+            with Store.open(self.settings.data_dir, self.settings.account, read_only=True) as store:
+                if store.get_meta(GENERATION_KEY) != generation:
+                    raise StoreError("the store's data changed after this report's context was loaded (a sync or a "
+                                     "demo wrote to it): load the context again, or run the notebook again")
+                yield store.con
 
 
 def _account(frame: pd.DataFrame) -> dict[str, Any]:

@@ -90,8 +90,8 @@ def decompose(key: str, value: float | None, previous: float | None,
             "other": change - math.fsum(effects)}
 
 
-def compute_moves(ctx: "Context", week: "Week | str | None" = None, trends: pd.DataFrame | None = None
-                  ) -> dict[str, dict[str, Any]]:
+def compute_moves(ctx: "Context", week: "Week | str | None" = None, trends: pd.DataFrame | None = None,
+                  blocks=None) -> dict[str, dict[str, Any]]:
     """The §11 drivers of every split figure, with what the reports need to tell them.
 
     Parameters
@@ -102,6 +102,8 @@ def compute_moves(ctx: "Context", week: "Week | str | None" = None, trends: pd.D
     trends : DataFrame, optional
         :func:`kpi_lib.kpis.compute_trends` covering both weeks, to read the figures from
         instead of computing them again.
+    blocks : iterable of str, optional
+        Only these blocks' drivers.
 
     Returns
     -------
@@ -115,11 +117,12 @@ def compute_moves(ctx: "Context", week: "Week | str | None" = None, trends: pd.D
     week = resolve_week(ctx, week)
     before = week.shift(-1)
     span = make_span(ctx, [before, week])
-    cell = _figures(ctx, span, trends)
+    figures = {block: pair for block, pair in FIGURES.items() if blocks is None or block in blocks}
+    cell = _figures(ctx, span, trends, tuple(figures))
     people = [str(int(m)) for m in ctx.managers["user_id"]]
-    spread = _spread(ctx, span)
+    spread = _spread(ctx, span, tuple(figures))
     out = {}
-    for block, (key, den) in FIGURES.items():
+    for block, (key, den) in figures.items():
         rows = [(int(m), cell(block, 1, m, key), cell(block, 1, m, den) or 0.0, cell(block, 0, m, key),
                  cell(block, 0, m, den) or 0.0) for m in people]
         record = decompose(key, cell(block, 1, TEAM, key), cell(block, 0, TEAM, key), rows)
@@ -134,7 +137,7 @@ def compute_moves(ctx: "Context", week: "Week | str | None" = None, trends: pd.D
     return out
 
 
-def _figures(ctx: "Context", span, trends: pd.DataFrame | None):
+def _figures(ctx: "Context", span, trends: pd.DataFrame | None, blocks: tuple[str, ...]):
     """``cell(block, w, manager, key)``: a figure of week 0 or 1 of the span (None when null)."""
     labels = [w.label for w in span.weeks]
     if trends is not None and set(labels) <= set(trends["week"]):
@@ -143,7 +146,7 @@ def _figures(ctx: "Context", span, trends: pd.DataFrame | None):
         index = {(b, labels.index(w), manager_label(m), k): v for b, w, m, k, v in
                  zip(rows["block"], rows["week"], rows["manager"], rows["key"], rows["value"])}
         return lambda block, w, m, key: _float(index.get((block, w, m, key)))
-    tables = compute_blocks(ctx, span)
+    tables = compute_blocks(ctx, span, blocks)
     return lambda block, w, m, key: _float(tables[block].at[(w, m), key])
 
 
@@ -162,19 +165,21 @@ def compute_drivers(ctx: "Context", week: "Week | str | None" = None) -> dict[st
 
 # --- noise ------------------------------------------------------------------------------------
 
-def _spread(ctx: "Context", span) -> dict[str, tuple[float | None, float | None]]:
-    """Per non-proportion block, the standard error of the team figure in week 0 and week 1."""
-    won = closed_in(ctx, span, WON)
-    price = np.nan_to_num(won["price"].to_numpy(dtype="float64"))
-    w = won["w"].to_numpy()
-    tasks = audited_tasks(ctx, span)
-    out: dict[str, list[float | None]] = {"average_check": [], "productivity": [], "smart_audit": []}
-    for i in (0, 1):
-        priced = price[(w == i) & (price > 0)]
-        out["average_check"].append(_sem(priced))
-        out["productivity"].append(float(np.sqrt(np.sum(price[w == i] ** 2))))  # compound Poisson: √Σ price²
-        out["smart_audit"].append(_sem(100 * tasks.loc[tasks["w"].to_numpy() == i, "score"].to_numpy(dtype="float64")))
-    return {block: tuple(values) for block, values in out.items()}
+def _spread(ctx: "Context", span, blocks: tuple[str, ...]) -> dict[str, tuple[float | None, float | None]]:
+    """Per non-proportion block of ``blocks``, the standard error of the team figure in week 0 and week 1."""
+    out: dict[str, tuple[float | None, float | None]] = {}
+    if {"average_check", "productivity"} & set(blocks):
+        won = closed_in(ctx, span, WON)
+        price = np.nan_to_num(won["price"].to_numpy(dtype="float64"))
+        w = won["w"].to_numpy()
+        out["average_check"] = tuple(_sem(price[(w == i) & (price > 0)]) for i in (0, 1))
+        # compound Poisson: √Σ price²
+        out["productivity"] = tuple(float(np.sqrt(np.sum(price[w == i] ** 2))) for i in (0, 1))
+    if "smart_audit" in blocks:
+        tasks = audited_tasks(ctx, span)
+        out["smart_audit"] = tuple(_sem(100 * tasks.loc[tasks["w"].to_numpy() == i, "score"].to_numpy(dtype="float64"))
+                                   for i in (0, 1))
+    return out
 
 
 def _sem(values: np.ndarray) -> float | None:

@@ -30,6 +30,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Task ``entity_type`` codes (index = code): none or other, leads, contacts, companies.
 ENTITY_TYPES = (None, "leads", "contacts", "companies")
+#: The parts of the facts read from the window's items, with the attributes each sets.
+PARTS: dict[str, tuple[str, ...]] = {
+    "calls": ("calls", "status", "lead_calls"),
+    "tasks": ("tasks", "task_texts", "result_texts", "_task_kinds", "_kind_code"),
+}
 
 #: Every lead with whether it counts (not deleted; with params ``pipelines``, in one of them).
 _LEADS_VIEW_SQL = """
@@ -171,24 +176,44 @@ class Facts:
     """
 
     def __init__(self, con: "duckdb.DuckDBPyConnection", leads: pd.DataFrame, pipelines=None,
-                 window_days: float = 7, lo: float = -np.inf, hi: float = np.inf, now: float | None = None):
+                 window_days: float = 7, lo: float = -np.inf, hi: float = np.inf, now: float | None = None,
+                 parts=tuple(PARTS), reopen=None):
+        """``parts``: the parts of :data:`PARTS` to read now; the others are read at their first
+        use through ``reopen()``, a context manager giving a connection to the same data."""
         self.lo, self.hi = float(lo), float(hi)
+        self._pipelines, self._window_s, self._now, self._reopen = pipelines, window_days * 86400.0, now, reopen
         self._build_leads(leads, pipelines)
         self._build_owner_history(con)
-        temp = ("_facts_first_rows", "_facts_tasks")
-        pipes = f"coalesce(pipeline_id IN ({', '.join(str(int(p)) for p in pipelines)}), false)" if pipelines else "true"
+        self._read(con, ("links",) + tuple(parts))
+        self._build_closed()
+
+    def __getattr__(self, name: str):
+        """An attribute of a part not read yet: read the part (see :data:`PARTS`)."""
+        for part, names in PARTS.items():
+            if name in names and self.__dict__.get("_reopen") is not None:
+                with self._reopen() as con:
+                    self._read(con, (part,))
+                return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _read(self, con: "duckdb.DuckDBPyConnection", parts: tuple[str, ...]) -> None:
+        """Read ``parts`` (``links``: main contacts and first wins, else :data:`PARTS`) from ``con``."""
+        pipes = (f"coalesce(pipeline_id IN ({', '.join(str(int(p)) for p in self._pipelines)}), false)"
+                 if self._pipelines else "true")
         con.execute(_LEADS_VIEW_SQL.format(counted=pipes))
-        tables, temporary = open_history(con)
+        tables, temporary = open_history(con) if set(parts) & set(PARTS) else ({}, False)
         try:
-            self.main_contact = fetch(con, _MAIN_CONTACT_SQL).set_index("lead")["contact"]
-            self.first_win = fetch(con, _FIRST_WIN_SQL).set_index("contact")["first_win"]
-            self._build_calls(con, tables, window_days * 86400.0)
-            self._build_tasks(con, tables, now)
+            if "links" in parts:
+                self.main_contact = fetch(con, _MAIN_CONTACT_SQL).set_index("lead")["contact"]
+                self.first_win = fetch(con, _FIRST_WIN_SQL).set_index("contact")["first_win"]
+            if "calls" in parts:
+                self._build_calls(con, tables, self._window_s)
+            if "tasks" in parts:
+                self._build_tasks(con, tables, self._now)
         finally:
-            for name in temp + (tuple(tables.values()) if temporary else ()):
+            for name in ("_facts_first_rows", "_facts_tasks") + (tuple(tables.values()) if temporary else ()):
                 con.execute(f"DROP TABLE IF EXISTS {name}")
             con.execute("DROP VIEW IF EXISTS _facts_leads")
-        self._build_closed()
 
     def covers(self, lo: float, hi: float) -> bool:
         """Whether the items held (calls, status changes, tasks) cover the instants ``[lo, hi)``."""

@@ -22,8 +22,8 @@ def _calls_in(ctx: "Context", span: Span) -> pd.DataFrame:
     return calls.loc[(calls["t"] >= span.start).to_numpy() & (calls["t"] < span.end).to_numpy()]
 
 
-def compute_quality(ctx: "Context", span: Span) -> dict[str, pd.DataFrame]:
-    """Data-quality tables for the span.
+def compute_quality(ctx: "Context", span: Span, tables: tuple[str, ...] = TABLES) -> dict[str, pd.DataFrame]:
+    """Data-quality tables for the span (``tables``: only these).
 
     Returns
     -------
@@ -38,22 +38,6 @@ def compute_quality(ctx: "Context", span: Span) -> dict[str, pd.DataFrame]:
         won, responses, coverage_pct).
     """
     won = closed_in(ctx, span, WON)
-    unpriced = won.loc[~(np.nan_to_num(won["price"].to_numpy(dtype="float64")) > 0)]
-    links = ctx.frames["lead_contacts"]
-    no_contact = won.loc[~np.isin(won["lead_id"].to_numpy(), num(links["lead_id"]))]
-    calls = _calls_in(ctx, span)
-    unmapped = calls.loc[calls["on_contact"].to_numpy() & ~calls["mapped"].to_numpy()]
-    silent = calls.loc[np.isnan(calls["call_status"].to_numpy())]
-    idx = grid_index(span, ctx.managers["user_id"])
-    responded = won.loc[np.isin(won["lead_id"].to_numpy(),
-                                lead_scores(ctx, ctx.settings.kpi.csat_field, 1, 5).index.to_numpy())]
-    coverage = pd.DataFrame(index=idx)
-    coverage["won"] = tally(idx, won, "nunique", "lead_id").astype("int64")
-    coverage["responses"] = tally(idx, responded, "nunique", "lead_id").astype("int64")
-    coverage["coverage_pct"] = ratio(coverage["responses"], coverage["won"], 100)
-    coverage = coverage.reset_index()
-    coverage["week"] = [span.weeks[w].label for w in coverage["w"]]
-    coverage["manager"] = manager_ids(coverage["manager"])
 
     def deals(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({
@@ -62,20 +46,46 @@ def compute_quality(ctx: "Context", span: Span) -> dict[str, pd.DataFrame]:
             "closed_at": to_local_times(ctx, frame["closed_at"]),
         }).sort_values(["manager", "closed_at"], ignore_index=True)
 
-    return {
-        "unpriced_wins": deals(unpriced),
-        "unmapped_calls": pd.DataFrame({
+    def unpriced_wins() -> pd.DataFrame:
+        return deals(won.loc[~(np.nan_to_num(won["price"].to_numpy(dtype="float64")) > 0)])
+
+    def won_without_contact() -> pd.DataFrame:
+        return deals(won.loc[~np.isin(won["lead_id"].to_numpy(), num(ctx.frames["lead_contacts"]["lead_id"]))])
+
+    def unmapped_calls() -> pd.DataFrame:
+        calls = _calls_in(ctx, span)
+        unmapped = calls.loc[calls["on_contact"].to_numpy() & ~calls["mapped"].to_numpy()]
+        return pd.DataFrame({
             "call_id": unmapped["id"].astype("int64").to_numpy(),
             "contact_id": unmapped["entity_id"].astype("int64").to_numpy(),
             "caller": pd.array(unmapped["caller"].to_numpy(), dtype="Float64").astype("Int64"),
             "at": to_local_times(ctx, unmapped["t"]), "connected": unmapped["connected"].to_numpy(dtype=bool),
-        }).sort_values(["at", "call_id"], ignore_index=True),
-        "calls_without_status": pd.DataFrame({
+        }).sort_values(["at", "call_id"], ignore_index=True)
+
+    def calls_without_status() -> pd.DataFrame:
+        calls = _calls_in(ctx, span)
+        silent = calls.loc[np.isnan(calls["call_status"].to_numpy())]
+        return pd.DataFrame({
             "call_id": silent["id"].astype("int64").to_numpy(),
             "caller": pd.array(silent["caller"].to_numpy(), dtype="Float64").astype("Int64"),
             "at": to_local_times(ctx, silent["t"]), "duration": silent["duration"].astype("int64").to_numpy(),
             "connected": silent["connected"].to_numpy(dtype=bool),
-        }).sort_values(["at", "call_id"], ignore_index=True),
-        "won_without_contact": deals(no_contact),
-        "survey_coverage": coverage[["week", "manager", "won", "responses", "coverage_pct"]],
-    }
+        }).sort_values(["at", "call_id"], ignore_index=True)
+
+    def survey_coverage() -> pd.DataFrame:
+        idx = grid_index(span, ctx.managers["user_id"])
+        responded = won.loc[np.isin(won["lead_id"].to_numpy(),
+                                    lead_scores(ctx, ctx.settings.kpi.csat_field, 1, 5).index.to_numpy())]
+        coverage = pd.DataFrame(index=idx)
+        coverage["won"] = tally(idx, won, "nunique", "lead_id").astype("int64")
+        coverage["responses"] = tally(idx, responded, "nunique", "lead_id").astype("int64")
+        coverage["coverage_pct"] = ratio(coverage["responses"], coverage["won"], 100)
+        coverage = coverage.reset_index()
+        coverage["week"] = [span.weeks[w].label for w in coverage["w"]]
+        coverage["manager"] = manager_ids(coverage["manager"])
+        return coverage[["week", "manager", "won", "responses", "coverage_pct"]]
+
+    builders = {"unpriced_wins": unpriced_wins, "unmapped_calls": unmapped_calls,
+                "calls_without_status": calls_without_status, "won_without_contact": won_without_contact,
+                "survey_coverage": survey_coverage}
+    return {name: builders[name]() for name in TABLES if name in tables}

@@ -233,6 +233,26 @@ def get_block(name: str) -> Block:
     return BY_NAME[name]
 
 
+def with_needs(names) -> tuple[str, ...]:
+    """The blocks ``names`` and every block their computation needs, in §8 order (None: all)."""
+    if names is None:
+        return BLOCK_NAMES
+    wanted: set[str] = set()
+    todo = [get_block(name).name for name in names]
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(BY_NAME[name].needs)
+    return tuple(name for name in BLOCK_NAMES if name in wanted)
+
+
+def details_of(blocks) -> tuple[str, ...]:
+    """The item-level rows (:data:`DETAILS`) of the blocks ``blocks``: their own and further ones."""
+    return tuple(name for name in BLOCK_NAMES if name in blocks
+                 for name in (name, *(more for more, _ in BY_NAME[name].more_details)))
+
+
 def targeted_figures() -> list[tuple[Block, Figure]]:
     """Every figure with a target: the six primary figures in §8 order, then the others."""
     primaries = [(block, block.figure(block.primary)) for block in BLOCKS]

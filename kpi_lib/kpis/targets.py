@@ -50,6 +50,8 @@ def target_table(ctx: "Context", result: dict, trends: pd.DataFrame | None = Non
     explicit = check_targets(ctx.settings.kpi.targets)
     rows = []
     for block, figure in targeted_figures():
+        if block.name not in result["kpis"]:
+            continue  # a result of some blocks only
         key, direction = figure.key, figure.direction
         target = explicit[key] if key in explicit else figure.target
         source = "params" if key in explicit else "default"
