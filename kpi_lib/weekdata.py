@@ -132,14 +132,13 @@ def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = 
         need, their items, drivers and the tasks due), as one block's notebook asks for.
     """
     from . import kpis
-    from .kpis.registry import BY_NAME, details_of, with_needs
+    from .kpis.registry import BY_NAME, details_of, reads_of, with_needs
     from .kpis.targets import TRAILING_WEEKS
 
     key = cache_key(settings)
-    if ctx is None:  # some blocks read what they use at its first use, all of them read it at once
-        ctx = kpis.load_context(settings, now=now, weeks=context_weeks(settings)) if blocks is None else \
-            kpis.load_context(settings, now=now, parts=())
     wanted = with_needs(blocks)
+    if ctx is None:
+        ctx = kpis.load_context(settings, now=now, weeks=context_weeks(settings), parts=reads_of(wanted))
     # one span of weeks gives the week's figures, the chart, the 12-week median targets before
     # the week and the drivers
     result, history = kpis.compute_week_and_trends(ctx, weeks=max(settings.kpi.trend_weeks, TRAILING_WEEKS + 1),

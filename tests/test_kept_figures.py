@@ -185,16 +185,23 @@ SECTIONS = ("title", "headline", "manager_table", "items_behind", "trend_chart",
 
 
 @pytest.mark.parametrize("week", ["2026-W47", "current"])
-def test_a_blocks_report_from_its_own_figures_is_the_report_from_all_of_them(store, week):
-    """A notebook computing its week afresh computes its block only (and the blocks it needs):
-    every section it shows is the one the full week's figures give."""
+def test_a_blocks_report_from_its_own_figures_is_the_report_from_all_of_them(store, week, monkeypatch):
+    """A notebook computing its week afresh computes its block only (and the blocks it needs),
+    from one read of the items they use: every section it shows is the one the full week's
+    figures give."""
+    from kpi_lib.kpis.facts import Facts
     from kpi_lib.kpis.registry import BLOCK_NAMES, DETAIL_BLOCKS
     from kpi_lib.views import BlockReport
 
+    reads, real_read = [], Facts._read
+    monkeypatch.setattr(Facts, "_read", lambda self, con, parts: (reads.append(parts), real_read(self, con, parts))[1])
     full = build_week_data(settings_for(store, week=week))
+    assert reads == [("links", "calls", "first_calls", "tasks")]
     assert tuple(full.details) == DETAIL_BLOCKS and all(len(full.details[name]) for name in DETAIL_BLOCKS)
     for block in BLOCK_NAMES:
+        reads.clear()
         own = build_week_data(settings_for(store, week=week), blocks=(block,))
+        assert len(reads) == 1, (block, reads)  # what it uses, read at once
         assert set(own.result["kpis"]) < set(full.result["kpis"]) and block in own.result["kpis"]
         assert own.result["kpis"][block] == full.result["kpis"][block]
         assert own.moves[block] == full.moves[block]

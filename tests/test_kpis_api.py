@@ -237,9 +237,13 @@ def test_a_context_reads_its_items_once_and_never_from_a_changed_store(tmp_path,
     pd.testing.assert_frame_equal(trends, compute_trends(eager, 12))
     assert result == compute_kpis(eager) and len(reads) == 2
 
-    stale = load_context(settings)
+    some = load_context(settings, weeks=2, parts=())  # the calls and tasks at their first use
+    assert len(reads) == 3 and compute_kpis(some) == result and len(reads) == 3
+
+    stale, partly = load_context(settings), load_context(settings, weeks=2, parts=("calls",))
     with Store.open(data, None, read_only=False) as store:
         store.mark_changed()
-    with pytest.raises(StoreError, match="changed after this report's context was loaded.*load the context again"):
-        compute_kpis(stale)
+    for ctx in (stale, partly):
+        with pytest.raises(StoreError, match="changed after this report's context was loaded.*load the context again"):
+            compute_kpis(ctx)
     assert compute_kpis(load_context(settings)) == result

@@ -186,7 +186,7 @@ def load_context(settings: Settings, now: datetime | None = None,
         sync finishing before then raises :class:`~kpi_lib.errors.StoreError` (load the
         context again).
     parts : tuple of str
-        The parts of the facts (:data:`kpi_lib.kpis.facts.PARTS`: ``calls``, ``tasks``) read
+        The parts of the facts (:data:`kpi_lib.kpis.facts.PARTS`: calls, first calls, tasks) read
         with them; the others are read at their first use, as a single block's report asks.
     """
     last_sync = generation = None
@@ -208,7 +208,8 @@ def load_context(settings: Settings, now: datetime | None = None,
         _check_score_fields(settings, frames["lead_custom_fields"], frames["custom_field_values"])
         reader = _FactsReader(settings, None if store is not None else frames, frames["leads"], now.timestamp())
         span = (week.shift(1 - (weeks or 2)).start_ts, week.end_ts)
-        facts = reader.read(span[0], span[1] + reader.window_s, store, parts=parts) if weeks is not None else None
+        facts = (reader.read(span[0], span[1] + reader.window_s, store, generation, parts) if weeks is not None
+                 else None)
     finally:
         if store is not None:
             store.close()

@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover
 ENTITY_TYPES = (None, "leads", "contacts", "companies")
 #: The parts of the facts read from the window's items, with the attributes each sets.
 PARTS: dict[str, tuple[str, ...]] = {
-    "calls": ("calls", "status", "lead_calls"),
+    "calls": ("calls", "status"),
+    "first_calls": ("lead_calls",),
     "tasks": ("tasks", "task_texts", "result_texts", "_task_kinds", "_kind_code"),
 }
 
@@ -207,7 +208,9 @@ class Facts:
                 self.main_contact = fetch(con, _MAIN_CONTACT_SQL).set_index("lead")["contact"]
                 self.first_win = fetch(con, _FIRST_WIN_SQL).set_index("contact")["first_win"]
             if "calls" in parts:
-                self._build_calls(con, tables, self._window_s)
+                self._build_calls(con, tables)
+            if "first_calls" in parts:
+                self._build_first_calls(con, tables, self._window_s)
             if "tasks" in parts:
                 self._build_tasks(con, tables, self._now)
         finally:
@@ -294,11 +297,14 @@ class Facts:
         bounds = [f"t >= {self.lo!r}" if np.isfinite(self.lo) else "", f"t < {self.hi!r}" if np.isfinite(self.hi) else ""]
         return " AND ".join(b for b in bounds if b) or "true"
 
-    def _build_calls(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str], window_s: float) -> None:
-        """Calls and status changes of the window, and the first calls of the leads the window reads."""
+    def _build_calls(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str]) -> None:
+        """Calls and status changes of the window."""
         where = self._window()
         self.calls = fetch(con, _WINDOW_CALLS_SQL.format(where=where, **tables))
         self.status = fetch(con, _WINDOW_STATUS_SQL.format(where=where, **tables))
+
+    def _build_first_calls(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str], window_s: float) -> None:
+        """The first calls of the leads the window reads, and whether they resolved the lead."""
         con.execute(f"CREATE TEMP TABLE _facts_first_rows AS {_FIRST_ROWS_SQL.format(**tables)}",
                     {"lo": self.lo, "hi": self.hi})
         lo, hi = con.execute("SELECT min(fc_t), max(fc_t) FROM _facts_first_rows").fetchone()

@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from .average_check import compute_average_check, detail_average_check
 from .cost_of_service import compute_cost_of_service, detail_cost_of_service
 from .customer_satisfaction import compute_customer_satisfaction, detail_customer_satisfaction
+from .facts import PARTS
 from .first_call import compute_first_call, detail_first_call, detail_speed_to_lead
 from .productivity import compute_productivity, detail_productivity
 from .smart_audit import compute_smart_audit, detail_smart_audit
@@ -103,6 +104,9 @@ class Block:
         The data-quality tables (:func:`kpi_lib.kpis.data_quality`) its report notes.
     needs : tuple of str
         Blocks whose tables ``compute`` takes after the span, in this order.
+    reads : tuple of str
+        The parts of the window's items (:data:`kpi_lib.kpis.facts.PARTS`) its figures, items,
+        drivers and data quality read, so that a report of this block reads them at once.
     """
 
     name: str
@@ -114,6 +118,7 @@ class Block:
     distribution: str
     quality: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
     more_details: tuple[tuple[str, Callable[..., Any]], ...] = ()
 
     def figure(self, key: str) -> Figure:
@@ -171,7 +176,7 @@ BLOCKS: tuple[Block, ...] = (
          Figure("escalation_events"), Figure("supervisor_minutes", "minutes"), Figure("won"),
          Figure("cost_per_won_deal", "money")),
         primary="escalation_rate_pct", compute=compute_cost_of_service, detail=detail_cost_of_service,
-        distribution="signals", quality=("unmapped_calls",)),
+        distribution="signals", quality=("unmapped_calls",), reads=("calls", "tasks")),
     Block(
         "first_call", "03_first_call_quality",
         (Figure("fcr_eligible"), Figure("fcr_resolved"),
@@ -181,7 +186,7 @@ BLOCKS: tuple[Block, ...] = (
          _pct("stl_within_5_pct")),
         primary="fcr_pct", compute=compute_first_call, detail=detail_first_call,
         distribution="speed_to_lead", quality=("unmapped_calls", "calls_without_status"),
-        more_details=(("speed_to_lead", detail_speed_to_lead),)),
+        reads=("calls", "first_calls"), more_details=(("speed_to_lead", detail_speed_to_lead),)),
     Block(
         "average_check", "04_average_check",
         (Figure("won"), Figure("priced_won"),
@@ -198,7 +203,7 @@ BLOCKS: tuple[Block, ...] = (
          Figure("check_x_calls_per_day", "money")),
         primary="revenue_per_active_day", compute=compute_productivity, detail=detail_productivity,
         distribution="calls_per_day", quality=("unpriced_wins", "unmapped_calls", "calls_without_status"),
-        needs=("average_check",)),
+        needs=("average_check",), reads=("calls", "tasks")),
     Block(
         "smart_audit", "06_smart_audit",
         (Figure("tasks"),
@@ -208,7 +213,7 @@ BLOCKS: tuple[Block, ...] = (
          _pct("relevant_pct"), _pct("time_bound_pct"), _pct("overdue_pct"),
          Figure("due_today", optional=True), Figure("due_tomorrow", optional=True)),
         primary="smart_index", compute=compute_smart_audit, detail=detail_smart_audit,
-        distribution="criteria"),
+        distribution="criteria", reads=("tasks",)),
 )
 
 #: Block records by name, in §8 order.
@@ -245,6 +250,11 @@ def with_needs(names) -> tuple[str, ...]:
             wanted.add(name)
             todo.extend(BY_NAME[name].needs)
     return tuple(name for name in BLOCK_NAMES if name in wanted)
+
+
+def reads_of(blocks) -> tuple[str, ...]:
+    """The parts of the window's items (:data:`kpi_lib.kpis.facts.PARTS`) the blocks ``blocks`` read."""
+    return tuple(part for part in PARTS if any(part in BY_NAME[name].reads for name in blocks))
 
 
 def details_of(blocks) -> tuple[str, ...]:
