@@ -219,3 +219,29 @@ def test_positions_agree_with_a_plain_search_on_both_paths():
 
     check()
     assert positions(np.array([]), np.array([1.0, np.nan])).tolist() == [-1, -1]
+
+
+def test_kept_item_rows_are_the_callers_own_to_change(tmp_path):
+    """Item rows kept per context (whole, or a week cut out of the span) are shared with no caller:
+    whatever one caller writes into its rows, the next caller gets the rows as built."""
+    import pandas as pd
+
+    from kpi_lib.kpis.common import make_span
+    from kpi_lib.kpis.productivity import connected_calls
+
+    acc = Account()
+    people(acc)
+    acc.lead(11, 101, at("2026-11-09 10:00"))
+    for day in ("2026-11-10", "2026-11-17", "2026-11-18"):
+        acc.call(at(f"{day} 10:00"), 101, lead=11, duration=60)
+    ctx = acc.context(tmp_path)
+    span, week = make_span(ctx, [ctx.week.shift(-1), ctx.week]), make_span(ctx, [ctx.week])
+    whole, one = connected_calls(ctx, span), connected_calls(ctx, week)
+    expected = whole.copy(deep=True), one.copy(deep=True)
+    assert len(whole) == 3 and len(one) == 2
+    for rows in (whole, one):
+        rows["w"] = 7
+        rows.loc[rows.index[0], "m"] = 0
+        rows.pop("t")
+    pd.testing.assert_frame_equal(connected_calls(ctx, span), expected[0])
+    pd.testing.assert_frame_equal(connected_calls(ctx, week), expected[1])

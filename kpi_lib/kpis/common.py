@@ -137,7 +137,8 @@ def span_items(renumber: bool):
     before is cut out of its rows (``w`` then counts from the span's first week), because the
     rows of a week never depend on the span's other weeks.  So a week's detail and drivers reuse
     the rows its trends were computed from.  ``renumber``: the builder numbers its rows from 0
-    (else they keep the labels of the facts they come from).  Callers get a copy to change.
+    (else they keep the labels of the facts they come from).  Callers get a frame of their own
+    to change: with pandas' copy-on-write, a shallow copy (the data are copied at a change only).
     """
     def wrap(build):
         name = f"items:{build.__module__}.{build.__qualname__}"
@@ -150,14 +151,14 @@ def span_items(renumber: bool):
                 if held_args != args or k is None:
                     continue
                 if len(span.weeks) == len(held.weeks):
-                    return frame.copy()
+                    return frame.copy(deep=False)
                 w = frame["w"].to_numpy()
-                rows = frame.loc[(w >= k) & (w < k + len(span.weeks))].copy()
+                rows = frame.loc[(w >= k) & (w < k + len(span.weeks))]
                 rows["w"] = rows["w"].to_numpy() - k
                 return rows.reset_index(drop=True) if renumber else rows
             frame = build(ctx, span, *args)
             entries.append((args, span, frame))
-            return frame.copy()
+            return frame.copy(deep=False)
 
         return kept
 

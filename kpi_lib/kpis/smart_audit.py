@@ -72,31 +72,30 @@ def audited_tasks(ctx: "Context", span: Span) -> pd.DataFrame:
     """
     kpi = ctx.settings.kpi
     f = facts_of(ctx)
-    tasks = f.tasks.loc[~f.tasks["lead_deleted"].to_numpy()]
-    tasks = scope(ctx, tasks, span, "complete_till", "responsible")
+    tasks = scope(ctx, f.tasks, span, "complete_till", "responsible", mask=~f.tasks["lead_deleted"].to_numpy())
     as_of = span.as_of[tasks["w"].to_numpy()] if len(tasks) else np.zeros(0)
     created_by, done = tasks["created_by"].to_numpy(), tasks["is_completed"].to_numpy(dtype=bool)
     due, created = tasks["complete_till"].to_numpy(), tasks["created_at"].to_numpy()
     words, generic, results = text_facts(ctx)
     text, result = tasks["text_code"].to_numpy(), tasks["result_code"].to_numpy()
     specific = (words[text] >= kpi.min_task_words) & ~generic[text]
-    tasks["S"] = np.where(created_by != 0, specific, np.nan)
-    tasks["M"] = np.where(done, results[result] >= kpi.min_result_words, np.nan)
+    out = {"S": np.where(created_by != 0, specific, np.nan),
+           "M": np.where(done, results[result] >= kpi.min_result_words, np.nan)}
     due_day = local_days(ctx, due).to_numpy()
     per_day = pd.MultiIndex.from_arrays([tasks["m"].to_numpy(), due_day])
     load = pd.Series(1, index=per_day).groupby(level=[0, 1]).transform("size")
-    tasks["A"] = ((due >= created - 60) & (load.to_numpy() <= kpi.max_tasks_per_day)).astype(float)
-    tasks["R"] = relevant(ctx, tasks).astype(float)
+    out["A"] = ((due >= created - 60) & (load.to_numpy() <= kpi.max_tasks_per_day)).astype(float)
+    out["R"] = relevant(ctx, tasks).astype(float)
     done_day = local_days(ctx, tasks["done_at"]).to_numpy()
     on_time = np.where(done, done_day <= due_day, due >= as_of)
-    tasks["T"] = (~np.isnan(due) & on_time).astype(float)
-    crit = tasks[list(CRITERIA)].to_numpy(dtype="float64")
-    tasks["passed"] = np.nansum(crit, axis=1)
-    tasks["applicable"] = np.sum(~np.isnan(crit), axis=1)
-    tasks["score"] = tasks["passed"] / tasks["applicable"]
-    tasks["complete"] = (tasks["passed"] == tasks["applicable"]).astype(float)
-    tasks["overdue"] = (~done & (due < as_of)).astype(float)
-    return tasks
+    out["T"] = (~np.isnan(due) & on_time).astype(float)
+    crit = np.column_stack([np.asarray(out[c], dtype="float64") for c in CRITERIA])
+    out["passed"] = np.nansum(crit, axis=1)
+    out["applicable"] = np.sum(~np.isnan(crit), axis=1)
+    out["score"] = out["passed"] / out["applicable"]
+    out["complete"] = (out["passed"] == out["applicable"]).astype(float)
+    out["overdue"] = (~done & (due < as_of)).astype(float)
+    return tasks.assign(**out)  # one copy with every column, not one per column
 
 
 def relevant(ctx: "Context", tasks: pd.DataFrame) -> np.ndarray:
@@ -140,7 +139,7 @@ def compute_smart_audit(ctx: "Context", span: Span) -> pd.DataFrame:
     out["smart_complete_pct"] = ratio(tally(idx, tasks, "sum", "complete"), out["tasks"], 100)
     for key, crit in zip(("specific_pct", "measurable_pct", "achievable_pct", "relevant_pct", "time_bound_pct"),
                          CRITERIA):
-        applies = tasks.loc[tasks[crit].notna()]
+        applies = tasks.loc[tasks[crit].notna().to_numpy(), ["w", "m", crit]]
         out[key] = ratio(tally(idx, applies, "sum", crit), tally(idx, applies), 100)
     out["overdue_pct"] = ratio(tally(idx, tasks, "sum", "overdue"), out["tasks"], 100)
     return out
