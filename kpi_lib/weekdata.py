@@ -23,6 +23,8 @@ parameters) reads them instead of computing the week again; a sync, any write to
 other parameters or other code name other figures, and the figures of older data are removed.
 A week still running is never kept: its figures follow the clock.  ``kpi-report sync`` ends
 by computing the last week with the notebooks' default parameters (:func:`prepare_week_data`).
+A block's notebook that finds no figures of its parameters computes its block only (see
+``blocks`` in :func:`build_week_data`), kept under a name of its own.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ SNAPSHOT_VERSION = 4
 _MAGIC = b"KPIWEEK1"
 #: The folder of the data folder that keeps closed weeks' figures, one folder per account.
 KEPT_DIR = ".figures"
-#: Parameter sets of the current data kept per account.
+#: Sets of figures of the current data kept per account (a parameter set's week, or one block's).
 KEEP_FILES = 8
 
 
@@ -265,7 +267,7 @@ def _kept_dir(settings: Settings) -> Path:
 def keep_week_data(data: WeekData, name: str | None) -> None:
     """Keep a closed week's figures beside the store for the notebooks opened later (best effort:
     a data folder this user cannot write keeps nothing).  Figures of older data are removed, and
-    at most :data:`KEEP_FILES` parameter sets of the current data are kept."""
+    at most :data:`KEEP_FILES` sets of figures of the current data are kept."""
     if name is None:
         return
     folder = _kept_dir(data.settings)
