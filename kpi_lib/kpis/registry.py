@@ -259,8 +259,8 @@ def reads_of(blocks) -> tuple[str, ...]:
 
 def details_of(blocks) -> tuple[str, ...]:
     """The item-level rows (:data:`DETAILS`) of the blocks ``blocks``: their own and further ones."""
-    return tuple(name for name in BLOCK_NAMES if name in blocks
-                 for name in (name, *(more for more, _ in BY_NAME[name].more_details)))
+    return tuple(detail for name in BLOCK_NAMES if name in blocks
+                 for detail in (name, *(more for more, _ in BY_NAME[name].more_details)))
 
 
 def targeted_figures() -> list[tuple[Block, Figure]]:
