@@ -107,9 +107,11 @@ ORDER BY f.lead_id
 """
 
 #: Tasks due, created or completed in the window [$lo, $hi), or open and due around ``now``
-#: ($near_lo, $near_hi), with their completion time.
+#: ($near_lo, $near_hi), with their completion time (only the columns the codes below read).
 _TASKS_SQL = """
-SELECT t.*, d.done_at FROM tasks t LEFT JOIN {done} d ON d.id = t.id
+SELECT t.id, t.created_by, t.created_at, t.responsible_user_id, t.entity_id, t.entity_type, t.is_completed, t.text,
+       t.result_text, t.complete_till, d.done_at
+FROM tasks t LEFT JOIN {done} d ON d.id = t.id
 WHERE (t.complete_till >= $lo AND t.complete_till < $hi) OR (t.created_at >= $lo AND t.created_at < $hi)
    OR (d.done_at >= $lo AND d.done_at < $hi)
    OR (NOT coalesce(t.is_completed, false) AND t.complete_till >= $near_lo AND t.complete_till < $near_hi)
