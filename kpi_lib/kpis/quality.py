@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,6 +39,7 @@ def compute_quality(ctx: "Context", span: Span, tables: tuple[str, ...] = TABLES
         won, responses, coverage_pct).
     """
     won = closed_in(ctx, span, WON)
+    calls = functools.cache(lambda: _calls_in(ctx, span))  # read by two tables, computed once
 
     def deals(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({
@@ -53,8 +55,7 @@ def compute_quality(ctx: "Context", span: Span, tables: tuple[str, ...] = TABLES
         return deals(won.loc[~np.isin(won["lead_id"].to_numpy(), num(ctx.frames["lead_contacts"]["lead_id"]))])
 
     def unmapped_calls() -> pd.DataFrame:
-        calls = _calls_in(ctx, span)
-        unmapped = calls.loc[calls["on_contact"].to_numpy() & ~calls["mapped"].to_numpy()]
+        unmapped = calls().loc[calls()["on_contact"].to_numpy() & ~calls()["mapped"].to_numpy()]
         return pd.DataFrame({
             "call_id": unmapped["id"].astype("int64").to_numpy(),
             "contact_id": unmapped["entity_id"].astype("int64").to_numpy(),
@@ -63,8 +64,7 @@ def compute_quality(ctx: "Context", span: Span, tables: tuple[str, ...] = TABLES
         }).sort_values(["at", "call_id"], ignore_index=True)
 
     def calls_without_status() -> pd.DataFrame:
-        calls = _calls_in(ctx, span)
-        silent = calls.loc[np.isnan(calls["call_status"].to_numpy())]
+        silent = calls().loc[np.isnan(calls()["call_status"].to_numpy())]
         return pd.DataFrame({
             "call_id": silent["id"].astype("int64").to_numpy(),
             "caller": pd.array(silent["caller"].to_numpy(), dtype="Float64").astype("Int64"),
