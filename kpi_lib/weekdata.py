@@ -109,11 +109,12 @@ def cache_key(settings: Settings) -> str:
 
 
 def context_weeks(settings: Settings) -> int:
-    """Weeks of items :func:`build_week_data` reads (the trends and targets, and the week before
-    them): a context loaded with them is read from the store once."""
-    from .kpis.context import TREND_WEEKS
+    """Weeks of items :func:`build_week_data` reads: the week, the shown trends and the 12 weeks of
+    median targets before the week (a context loaded with them is read from the store once; the
+    FCR window after the week comes with them)."""
+    from .kpis.targets import TRAILING_WEEKS
 
-    return max(settings.kpi.trend_weeks, TREND_WEEKS) + 2
+    return max(settings.kpi.trend_weeks, TRAILING_WEEKS + 1)
 
 
 def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = None,
@@ -135,7 +136,6 @@ def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = 
     """
     from . import kpis
     from .kpis.registry import BY_NAME, details_of, reads_of, with_needs
-    from .kpis.targets import TRAILING_WEEKS
 
     key = cache_key(settings)
     wanted = with_needs(blocks)
@@ -143,8 +143,7 @@ def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = 
         ctx = kpis.load_context(settings, now=now, weeks=context_weeks(settings), parts=reads_of(wanted))
     # one span of weeks gives the week's figures, the chart, the 12-week median targets before
     # the week and the drivers
-    result, history = kpis.compute_week_and_trends(ctx, weeks=max(settings.kpi.trend_weeks, TRAILING_WEEKS + 1),
-                                                   blocks=wanted)
+    result, history = kpis.compute_week_and_trends(ctx, weeks=context_weeks(settings), blocks=wanted)
     shown = {ctx.week.shift(-i).label for i in range(settings.kpi.trend_weeks)}
     trends = history.loc[history["week"].isin(shown)].reset_index(drop=True)
     targets = kpis.target_table(ctx, result, history)

@@ -45,8 +45,6 @@ COLUMNS: dict[str, list[str] | None] = {
                "pipeline_before", "status_after", "pipeline_after", "responsible_before", "responsible_after"],
     "custom_field_values": ["entity_id", "field_id", "field_name", "position", "value"],
 }
-#: Weeks of trends a weekly run reads at least (besides the report week and the week before them).
-TREND_WEEKS = 12
 #: Tables read whole into pandas (the small ones and the links); the facts read the rest in SQL.
 FRAMES = ("account", "users", "pipelines", "statuses", "lead_custom_fields", "leads", "lead_contacts",
           "lead_companies", "custom_field_values")
