@@ -248,8 +248,9 @@ def tally(index: pd.MultiIndex, items: pd.DataFrame, how: str = "size", col: str
 
 
 def distinct(keys: np.ndarray) -> np.ndarray:
-    """The distinct values of an int64 array, sorted (a radix sort: faster than hashing here)."""
-    keys = np.sort(keys, kind="stable")
+    """The distinct values of an int64 array, sorted (numpy's default sort, vectorised for int64:
+    several times faster here than hashing, or than its stable radix sort)."""
+    keys = np.sort(keys)
     if len(keys) < 2:
         return keys
     keep = np.empty(len(keys), dtype=bool)
