@@ -122,8 +122,57 @@ def to_local(ts: pd.Series | np.ndarray, tz: ZoneInfo) -> pd.Series:
 
 
 def local_dates(ts: pd.Series | np.ndarray, tz: ZoneInfo) -> pd.Series:
-    """Unix seconds to local calendar dates (``datetime64[ns]`` at midnight)."""
-    return to_local(ts, tz).dt.normalize()
+    """Unix seconds to local calendar dates (midnight, NaT for missing): ``to_local(ts, tz)``
+    normalised, for whole seconds from the zone's offset in each hour (see :func:`_local_days`)."""
+    seconds = np.asarray(ts, dtype="float64")
+    days = _local_days(seconds, tz)
+    if days is None:
+        return to_local(seconds, tz).dt.normalize()
+    return pd.Series(days.astype("datetime64[us]"))
+
+
+#: Hours that instants may span for :func:`_local_days` (a table of the zone's offset per hour).
+_OFFSET_HOURS = 24 * 366 * 200
+
+
+def _local_days(seconds: np.ndarray, tz: ZoneInfo) -> np.ndarray | None:
+    """Local dates (``datetime64[D]``, NaT for NaN) of whole Unix seconds, from the zone's UTC
+    offset at the start and at the end of each hour they fall in: for millions of instants about
+    twice as fast as converting each one, with the same dates.  The instants of an hour whose
+    offset changes within it are converted one by one.  None for fractional seconds, or instants
+    spanning more than :data:`_OFFSET_HOURS`."""
+    known = ~np.isnan(seconds)
+    everything = bool(known.all())
+    floats = seconds if everything else seconds[known]
+    if len(floats) == 0 or not (-2.0**62 < floats.min() and floats.max() < 2.0**62):
+        return None
+    whole = floats.astype("int64")
+    if not np.array_equal(whole, floats):
+        return None
+    hour = whole // 3600
+    first, last = int(hour.min()), int(hour.max())
+    if last - first > _OFFSET_HOURS:
+        return None
+    starts = np.arange(first, last + 1, dtype="int64") * 3600
+    offset = _offsets(starts, tz)
+    changes = offset != _offsets(starts + 3599, tz)
+    hour -= first
+    local = whole + offset[hour]
+    if changes.any():
+        inside = np.flatnonzero(changes[hour])
+        local[inside] = whole[inside] + _offsets(whole[inside], tz)
+    local //= 86400
+    if everything:
+        return local.view("datetime64[D]")
+    days = np.full(len(seconds), np.datetime64("NaT"), dtype="datetime64[D]")
+    days[known] = local.view("datetime64[D]")
+    return days
+
+
+def _offsets(seconds: np.ndarray, tz: ZoneInfo) -> np.ndarray:
+    """The zone's UTC offset in seconds at whole Unix seconds (int64)."""
+    local = to_local(seconds.astype("float64"), tz).to_numpy().astype("datetime64[s]").astype("int64")
+    return local - seconds
 
 
 @dataclass(frozen=True)

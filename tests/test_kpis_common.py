@@ -221,6 +221,51 @@ def test_positions_agree_with_a_plain_search_on_both_paths():
     assert positions(np.array([]), np.array([1.0, np.nan])).tolist() == [-1, -1]
 
 
+def test_local_dates_agree_with_each_instants_own_conversion():
+    """Local dates come from the zone's offset per hour: they are each instant's own local date in
+    zones with DST, with a change of offset inside an hour (Tehran in 2021: at local midnight, at
+    19:30 UTC), with offsets of 45 minutes, before 1970, for missing and fractional seconds."""
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    import pandas as pd
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from kpi_lib.periods import local_dates
+
+    zones = ["Europe/Moscow", "Europe/Berlin", "America/New_York", "Asia/Tehran", "Australia/Lord_Howe",
+             "Pacific/Chatham", "Asia/Kathmandu", "UTC"]
+    changes = {}  # each zone's instants of 2021 and 2026 with another offset than a second before
+    for name in zones:
+        tz, found = ZoneInfo(name), []
+        for year in (2021, 2026):
+            start = int(datetime(year, 1, 1, tzinfo=timezone.utc).timestamp())
+            offset = [datetime.fromtimestamp(start + 900 * i, tz).utcoffset() for i in range(366 * 96)]
+            found += [start + 900 * i for i in range(1, len(offset)) if offset[i] != offset[i - 1]]
+        changes[name] = found
+    assert any(c % 3600 == 1800 for c in changes["Asia/Tehran"])
+
+    def expected(seconds, tz):
+        return [None if v != v else datetime.fromtimestamp(v, tz).date() for v in seconds]
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.sampled_from(zones), st.lists(st.one_of(
+        st.integers(-3 * 10**9, 3 * 10**9).map(float), st.integers(-7200, 7200).map(float), st.just(np.nan),
+        st.just(1.79e9 + 0.5)), max_size=40), st.lists(st.integers(-5400, 5400), max_size=20))
+    def check(name, seconds, near):
+        tz = ZoneInfo(name)
+        around = [float(c + d) for c in changes[name] for d in near]
+        values = np.array(seconds + around, dtype="float64")
+        got = local_dates(values, tz)
+        assert [None if d is pd.NaT else d.date() for d in got] == expected(values, tz)
+
+    check()
+    busy = np.arange(1.7e9, 1.7e9 + 4 * 365 * 86400, 3607.0)  # four years of DST changes in one table
+    for name in zones:
+        assert [d.date() for d in local_dates(busy, ZoneInfo(name))] == expected(busy, ZoneInfo(name))
+
+
 def test_kept_item_rows_are_the_callers_own_to_change(tmp_path):
     """Item rows kept per context (whole, or a week cut out of the span) are shared with no caller:
     whatever one caller writes into its rows, the next caller gets the rows as built."""
