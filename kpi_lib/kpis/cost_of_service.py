@@ -46,16 +46,18 @@ def escalations(ctx: "Context", span: Span) -> pd.DataFrame:
     return pd.concat([e1[cols], e2[cols], e3[cols]], ignore_index=True)
 
 
-def worked_leads(ctx: "Context", span: Span) -> pd.DataFrame:
-    """Leads a manager worked in the span (calls, status changes, completed lead tasks): ``w, m, lead_id``."""
+def worked_leads(ctx: "Context", span: Span, signals: pd.DataFrame) -> pd.DataFrame:
+    """Leads a manager worked in the span (calls, status changes, completed lead tasks) or escalated
+    (the leads of ``signals``): ``w, m, lead_id``."""
     f = facts_of(ctx)
     calls, status, tasks = f.calls, f.status, f.tasks
     done = tasks["is_completed"].to_numpy() & (tasks["etype"] == 1).to_numpy() & tasks["lead_counted"].to_numpy()
     cols = ["w", "m", "lead_id"]
     return pd.concat([
-        scope(ctx, calls, span, "t", "caller", calls["lead_counted"], ["t", "caller", "lead_id"])[cols],
-        scope(ctx, status, span, "t", "actor", status["lead_counted"], ["t", "actor", "lead_id"])[cols],
-        scope(ctx, tasks, span, "done_at", "responsible", done, ["done_at", "responsible", "lead_id"])[cols],
+        scope(ctx, calls, span, "t", "caller", calls["lead_counted"], ["lead_id"])[cols],
+        scope(ctx, status, span, "t", "actor", status["lead_counted"], ["lead_id"])[cols],
+        scope(ctx, tasks, span, "done_at", "responsible", done, ["lead_id"])[cols],
+        signals[cols],
     ], ignore_index=True)
 
 
@@ -73,7 +75,7 @@ def compute_cost_of_service(ctx: "Context", span: Span) -> pd.DataFrame:
     kpi = ctx.settings.kpi
     idx = grid_index(span, ctx.managers["user_id"])
     signals = escalations(ctx, span)
-    worked = pd.concat([worked_leads(ctx, span), signals[["w", "m", "lead_id"]]], ignore_index=True)
+    worked = worked_leads(ctx, span, signals)
     out = pd.DataFrame(index=idx)
     out["escalated_leads"] = tally(idx, signals, "nunique", "lead_id")
     out["worked_leads"] = tally(idx, worked, "nunique", "lead_id")
