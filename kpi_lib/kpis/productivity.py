@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .average_check import compute_average_check
-from .common import Span, distinct, grid_index, local_days, positions, ratio, scope, span_items, tally
+from .common import Span, distinct, grid_index, local_days, num, positions, ratio, scope, span_items, tally
 from .detail import finish_rows
 from .facts import facts_of
 
@@ -29,18 +29,25 @@ def connected_calls(ctx: "Context", span: Span) -> pd.DataFrame:
 def active_days(ctx: "Context", span: Span) -> pd.DataFrame:
     """Distinct (week, manager, local date) with a connected call, a status change or a completed task."""
     f = facts_of(ctx)
-    tasks = f.tasks
-    parts = [connected_calls(ctx, span), scope(ctx, f.status, span, "t", "actor", columns=["t", "actor"]),
-             scope(ctx, tasks, span, "done_at", "responsible", tasks["is_completed"], ["done_at", "responsible"])]
-    w = np.concatenate([p["w"].to_numpy() for p in parts]).astype("int64")
-    m = np.concatenate([p["m"].to_numpy() for p in parts]).astype("int64")
-    t = np.concatenate([p.iloc[:, 0].to_numpy(dtype="float64") for p in parts])
-    day = local_days(ctx, t).to_numpy().astype("datetime64[D]").astype("int64")
-    people = np.unique(m)
-    n = max(len(people), 1)
-    cell, day = np.divmod(distinct((w * n + positions(people.astype("float64"), m)) * _DAYS + day), _DAYS)
-    return pd.DataFrame({"w": cell // n, "m": np.append(people, 0)[cell % n],
+    ids = np.unique(ctx.manager_ids)
+    n = max(len(ids), 1)
+    calls = connected_calls(ctx, span)
+    keys = [_day_keys(ctx, calls["w"].to_numpy(), positions(ids, calls["m"]), calls["t"].to_numpy(), n)]
+    for frame, when, who, mask in ((f.status, "t", "actor", None),
+                                   (f.tasks, "done_at", "responsible", f.tasks["is_completed"].to_numpy())):
+        t = num(frame[when])
+        w, pos = span.locate(t), positions(ids, frame[who])
+        keep = (w >= 0) & (pos >= 0) if mask is None else (w >= 0) & (pos >= 0) & mask
+        keys.append(_day_keys(ctx, w[keep], pos[keep], t[keep], n))
+    cell, day = np.divmod(distinct(np.concatenate(keys)), _DAYS)
+    return pd.DataFrame({"w": cell // n, "m": np.append(ids, 0).astype("int64")[cell % n],
                          "date": day.astype("datetime64[D]").astype("datetime64[ns]")})
+
+
+def _day_keys(ctx: "Context", w: np.ndarray, pos: np.ndarray, t: np.ndarray, n: int) -> np.ndarray:
+    """One int64 key per item ordering (week, manager position among ``n``, local date)."""
+    day = local_days(ctx, t).to_numpy().astype("datetime64[D]").astype("int64")
+    return (w.astype("int64") * n + pos) * _DAYS + day
 
 
 def compute_productivity(ctx: "Context", span: Span, checks: pd.DataFrame | None = None) -> pd.DataFrame:
