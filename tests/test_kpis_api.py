@@ -240,10 +240,25 @@ def test_a_context_reads_its_items_once_and_never_from_a_changed_store(tmp_path,
     some = load_context(settings, weeks=2, parts=())  # the calls and tasks at their first use
     assert len(reads) == 3 and compute_kpis(some) == result and len(reads) == 3
 
+    # the week's data quality without the calls read: the week's calls alone, the same tables
+    weekly = load_context(settings, weeks=2, parts=("first_calls",))
+    quality = data_quality(weekly)
+    assert "calls" not in vars(weekly.facts) and len(quality["unmapped_calls"]) and len(quality["calls_without_status"])
+    for name, table in data_quality(eager).items():
+        pd.testing.assert_frame_equal(quality[name], table, obj=name)
+    for weeks in (1, 2):
+        lo, hi = weekly.week.shift(1 - weeks).start_ts, weekly.week.end_ts
+        held = eager.facts.calls_in(lo, hi).reset_index(drop=True)
+        assert len(held) == 2 + weeks and "calls" not in vars(weekly.facts)
+        pd.testing.assert_frame_equal(weekly.facts.calls_in(lo, hi), held)
+
     stale, partly = load_context(settings), load_context(settings, weeks=2, parts=("calls",))
+    weekly = load_context(settings, weeks=2, parts=("first_calls",))
     with Store.open(data, None, read_only=False) as store:
         store.mark_changed()
     for ctx in (stale, partly):
         with pytest.raises(StoreError, match="changed after this report's context was loaded.*load the context again"):
             compute_kpis(ctx)
+    with pytest.raises(StoreError, match="load the context again"):
+        data_quality(weekly)
     assert compute_kpis(load_context(settings)) == result

@@ -15,6 +15,7 @@ text codes.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -202,11 +203,7 @@ class Facts:
 
     def _read(self, con: "duckdb.DuckDBPyConnection", parts: tuple[str, ...]) -> None:
         """Read ``parts`` (``links``: main contacts and first wins, else :data:`PARTS`) from ``con``."""
-        pipes = (f"coalesce(pipeline_id IN ({', '.join(str(int(p)) for p in self._pipelines)}), false)"
-                 if self._pipelines else "true")
-        con.execute(_LEADS_SQL.format(counted=pipes))
-        tables, temporary = open_history(con) if set(parts) & set(PARTS) else ({}, False)
-        try:
+        with self._session(con, history=bool(set(parts) & set(PARTS))) as tables:
             if "links" in parts:
                 self.main_contact = fetch(con, _MAIN_CONTACT_SQL).set_index("lead")["contact"]
                 self.first_win = fetch(con, _FIRST_WIN_SQL).set_index("contact")["first_win"]
@@ -216,10 +213,32 @@ class Facts:
                 self._build_first_calls(con, tables, self._window_s)
             if "tasks" in parts:
                 self._build_tasks(con, tables, self._now)
+
+    @contextmanager
+    def _session(self, con: "duckdb.DuckDBPyConnection", history: bool = True):
+        """The leads with whether they count as ``_facts_leads`` on ``con`` and, with ``history``,
+        the history tables' names (:func:`~kpi_lib.kpis.history.open_history`); what it made is
+        dropped after."""
+        pipes = (f"coalesce(pipeline_id IN ({', '.join(str(int(p)) for p in self._pipelines)}), false)"
+                 if self._pipelines else "true")
+        con.execute(_LEADS_SQL.format(counted=pipes))
+        tables, temporary = open_history(con) if history else ({}, False)
+        try:
+            yield tables
         finally:
             made = ("_facts_leads", "_facts_first_rows", "_facts_tasks")
             for name in made + (tuple(tables.values()) if temporary else ()):
                 con.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def calls_in(self, lo: float, hi: float) -> pd.DataFrame:
+        """The rows of :attr:`calls` at instants ``[lo, hi)``: from the calls held, or when they are
+        not read yet, from the store for these instants alone (a block whose week's data-quality
+        tables are all it reads of the calls reads no other weeks of them)."""
+        if "calls" in self.__dict__ or self._reopen is None:
+            t = self.calls["t"].to_numpy()
+            return self.calls.loc[(t >= lo) & (t < hi)]
+        with self._reopen() as con, self._session(con) as tables:
+            return fetch(con, _WINDOW_CALLS_SQL.format(where=_window(lo, hi), **tables))
 
     def covers(self, lo: float, hi: float) -> bool:
         """Whether the items held (calls, status changes, tasks) cover the instants ``[lo, hi)``."""
@@ -295,14 +314,9 @@ class Facts:
         return np.where(hit, self._resp_before[jc], current)
 
     # calls and status changes -------------------------------------------------------------
-    def _window(self) -> str:
-        """SQL bounds of the window on ``t`` (nothing when unbounded)."""
-        bounds = [f"t >= {self.lo!r}" if np.isfinite(self.lo) else "", f"t < {self.hi!r}" if np.isfinite(self.hi) else ""]
-        return " AND ".join(b for b in bounds if b) or "true"
-
     def _build_calls(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str]) -> None:
         """Calls and status changes of the window."""
-        where = self._window()
+        where = _window(self.lo, self.hi)
         self.calls = fetch(con, _WINDOW_CALLS_SQL.format(where=where, **tables))
         self.status = fetch(con, _WINDOW_STATUS_SQL.format(where=where, **tables))
 
@@ -376,6 +390,12 @@ def fetch(con: "duckdb.DuckDBPyConnection", sql: str, params: dict | None = None
     ``execute()`` left on the connection (a ``fetchone()``) is finished first, as DuckDB asks."""
     con.complete()
     return con.sql(sql, params=params).to_arrow_table().to_pandas()
+
+
+def _window(lo: float, hi: float) -> str:
+    """SQL bounds of the instants ``[lo, hi)`` on ``t`` (nothing when unbounded)."""
+    bounds = [f"t >= {float(lo)!r}" if np.isfinite(lo) else "", f"t < {float(hi)!r}" if np.isfinite(hi) else ""]
+    return " AND ".join(b for b in bounds if b) or "true"
 
 
 def _codes(con: "duckdb.DuckDBPyConnection", column: str) -> np.ndarray:

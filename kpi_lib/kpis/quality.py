@@ -18,11 +18,6 @@ if TYPE_CHECKING:  # pragma: no cover
 TABLES = ("unpriced_wins", "unmapped_calls", "calls_without_status", "won_without_contact", "survey_coverage")
 
 
-def _calls_in(ctx: "Context", span: Span) -> pd.DataFrame:
-    calls = facts_of(ctx).calls
-    return calls.loc[(calls["t"] >= span.start).to_numpy() & (calls["t"] < span.end).to_numpy()]
-
-
 def compute_quality(ctx: "Context", span: Span, tables: tuple[str, ...] = TABLES) -> dict[str, pd.DataFrame]:
     """Data-quality tables for the span (``tables``: only these).
 
@@ -39,7 +34,7 @@ def compute_quality(ctx: "Context", span: Span, tables: tuple[str, ...] = TABLES
         won, responses, coverage_pct).
     """
     won = closed_in(ctx, span, WON)
-    calls = functools.cache(lambda: _calls_in(ctx, span))  # read by two tables, computed once
+    calls = functools.cache(lambda: facts_of(ctx).calls_in(span.start, span.end))  # read by two tables, once
 
     def deals(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({

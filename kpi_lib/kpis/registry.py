@@ -105,8 +105,10 @@ class Block:
     needs : tuple of str
         Blocks whose tables ``compute`` takes after the span, in this order.
     reads : tuple of str
-        The parts of the window's items (:data:`kpi_lib.kpis.facts.PARTS`) its figures, items,
-        drivers and data quality read, so that a report of this block reads them at once.
+        The parts of the window's items (:data:`kpi_lib.kpis.facts.PARTS`) its figures, items
+        and drivers read, so that a report of this block reads them at once (its week's
+        data-quality tables read the week's calls alone, see
+        :meth:`kpi_lib.kpis.facts.Facts.calls_in`).
     """
 
     name: str
@@ -186,7 +188,7 @@ BLOCKS: tuple[Block, ...] = (
          _pct("stl_within_5_pct")),
         primary="fcr_pct", compute=compute_first_call, detail=detail_first_call,
         distribution="speed_to_lead", quality=("unmapped_calls", "calls_without_status"),
-        reads=("calls", "first_calls"), more_details=(("speed_to_lead", detail_speed_to_lead),)),
+        reads=("first_calls",), more_details=(("speed_to_lead", detail_speed_to_lead),)),
     Block(
         "average_check", "04_average_check",
         (Figure("won"), Figure("priced_won"),
