@@ -44,6 +44,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from .errors import StoreError
 from . import deletions
@@ -112,6 +113,10 @@ def _create_file(path: Path) -> None:
         for leftover in (tmp, tmp + ".wal"):
             if os.path.exists(leftover):
                 os.unlink(leftover)
+
+
+#: Arrow types that DuckDB's own conversion gives as pandas' nullable dtypes when a value is missing.
+_NULLABLE = {pa.bool_(): pd.BooleanDtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}
 
 
 class Store:
@@ -356,10 +361,28 @@ class Store:
     def frame(self, table: str, columns: Iterable[str] | None = None, where: str | None = None) -> pd.DataFrame:
         """One typed table as a pandas frame (a deleted lead is a row marked ``is_deleted``).
 
-        Rows come by id (events by time and ``seq``), ties in the order stored.  Text columns
-        of such tables come through Arrow, several times faster than DuckDB's own conversion
-        for a million names, into the same string dtype.
+        Rows come by id (events by time and ``seq``), ties in the order stored, with the dtypes of
+        DuckDB's own conversion (a nullable integer or flag with a missing value as ``Int64``,
+        ``Int32`` or ``boolean``), through Arrow: several times faster for a million leads.
         """
+        sql = self._frame_sql(table, columns, where)
+        try:
+            self.con.complete()  # a result of execute() left on the connection is finished first
+            arrow = self.con.sql(sql).to_arrow_table()
+            if arrow.num_rows == 0:
+                return self.con.execute(sql).df()
+            frame = arrow.to_pandas()
+            for name, values in zip(arrow.column_names, arrow.columns):
+                if values.null_count == len(values) and pa.types.is_string(values.type):
+                    frame[name] = self.con.execute(f"SELECT {name} FROM ({sql})").df()[name]  # DuckDB's own dtype
+                elif values.null_count and values.type in _NULLABLE:
+                    frame[name] = values.to_pandas(types_mapper=_NULLABLE.get)
+            return frame
+        except duckdb.IOException as exc:
+            raise damaged(self.path, exc) from None
+
+    def _frame_sql(self, table: str, columns: Iterable[str] | None = None, where: str | None = None) -> str:
+        """The query of :meth:`frame`."""
         if table not in TABLES:
             raise StoreError(f"unknown table {table!r}: use one of {', '.join(TABLES)}")
         cols = list(columns) if columns else [c for c, _ in TABLES[table]]
@@ -368,22 +391,7 @@ class Store:
             body += " ORDER BY t.id, t.rowid"
         elif table == "events":
             body += " ORDER BY t.created_at, t.seq, t.rowid"
-        types = dict(TABLES[table])
-        texts = [c for c in cols if types.get(c) == "VARCHAR"] if "ORDER BY" in body else []
-        rest = [c for c in cols if c not in texts]
-        try:
-            frame = self.con.execute(f"SELECT {', '.join(rest) or 'NULL AS _none'}{body}").df()
-            if not texts:
-                return frame
-            arrow = self.con.sql(f"SELECT {', '.join(texts)}{body}").to_arrow_table()
-            for c in texts:
-                values = arrow.column(c)
-                # an empty or all-null column keeps DuckDB's own dtype for it
-                frame[c] = (values.to_pandas() if values.null_count < len(values)
-                            else self.con.execute(f"SELECT {c}{body}").df()[c])
-            return frame[cols]
-        except duckdb.IOException as exc:
-            raise damaged(self.path, exc) from None
+        return f"SELECT {', '.join(cols)}{body}"
 
     def frames(self, tables: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
         """Several typed tables at once (all by default)."""

@@ -280,15 +280,20 @@ def test_two_writers_creating_one_store_never_see_a_damaged_file(tmp_path):
 
 
 def test_frames_hold_what_duckdb_converts_text_included(store):
-    """Text columns come through Arrow: the same values and dtypes as DuckDB's own conversion,
-    for filled, partly null, all-null and empty columns alike."""
-    store.ingest("leads", [lead(3, 10.0), lead(1, 20.0, name=None), lead(2, 30.0, name="Б")])
+    """Frames come through Arrow: the same values and dtypes as DuckDB's own conversion, for
+    filled, partly null, all-null and empty columns alike (a missing integer or flag makes the
+    column pandas' nullable ``Int64`` or ``boolean``)."""
+    store.ingest("leads", [lead(3, 10.0), lead(1, 20.0, name=None, closed_at=None),
+                           lead(2, 30.0, name="Б", _embedded={"contacts": [{"id": 7}, {"id": 8, "is_main": True}]})])
     store.ingest("users", [{"id": 11, "name": "Anna", "email": None, "lang": None, "rights": {}}])
-    for table in ("leads", "users", "tasks", "events", "lead_custom_fields"):
-        cols = ", ".join(c for c, _ in TABLES[table])
-        order = " ORDER BY t.created_at, t.seq" if table == "events" else " ORDER BY t.id"
-        expected = store.con.execute(f"SELECT {cols} FROM {table} t{order}").df()
-        pd.testing.assert_frame_equal(store.frame(table), expected)
+    store.ingest_page("events", sample("events_list.docs.json"))
+    store.con.execute("INSERT INTO lead_contacts (lead_id, contact_id) VALUES (2, 9)")  # no flag, no position
+    frames = {table: store.frame(table) for table in TABLES}
+    for table in TABLES:
+        pd.testing.assert_frame_equal(frames[table], store.con.execute(store._frame_sql(table)).df(), obj=table)
+    links = frames["lead_contacts"]
+    assert frames["leads"]["closed_at"].dtype == "Int64" and len(frames["tasks"]) == 0
+    assert links["is_main"].dtype == "boolean" and links["position"].dtype == "Int32" and links["is_main"].isna().any()
     names = store.frame("leads", ["name", "id"])
     assert names["id"].tolist() == [1, 2, 3] and names["name"].isna().tolist() == [True, False, False]
     assert list(names.columns) == ["name", "id"]
