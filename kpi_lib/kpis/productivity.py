@@ -33,11 +33,11 @@ def active_days(ctx: "Context", span: Span) -> pd.DataFrame:
     n = max(len(ids), 1)
     calls = connected_calls(ctx, span)
     keys = [_day_keys(ctx, calls["w"].to_numpy(), positions(ids, calls["m"]), calls["t"].to_numpy(), n)]
-    for frame, when, who, mask in ((f.status, "t", "actor", None),
+    for frame, when, who, mask in ((f.status, "t", "actor", True),
                                    (f.tasks, "done_at", "responsible", f.tasks["is_completed"].to_numpy())):
         t = num(frame[when])
         w, pos = span.locate(t), positions(ids, frame[who])
-        keep = (w >= 0) & (pos >= 0) if mask is None else (w >= 0) & (pos >= 0) & mask
+        keep = (w >= 0) & (pos >= 0) & mask  # as scope() keeps rows, without copying them
         keys.append(_day_keys(ctx, w[keep], pos[keep], t[keep], n))
     cell, day = np.divmod(distinct(np.concatenate(keys)), _DAYS)
     return pd.DataFrame({"w": cell // n, "m": np.append(ids, 0).astype("int64")[cell % n],
