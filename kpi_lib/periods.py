@@ -175,6 +175,25 @@ def _offsets(seconds: np.ndarray, tz: ZoneInfo) -> np.ndarray:
     return local - seconds
 
 
+def offset_changes(lo: float, hi: float, tz: ZoneInfo) -> list[tuple[int, int]]:
+    """The zone's UTC offset over the whole seconds of ``[lo, hi)``: ``(second, offset)`` pairs, the
+    first for ``lo`` and then one at each second the offset changes, so that an instant's local
+    date is ``floor((t + offset) / 86400)`` with the offset of the last pair at or before it (the
+    dates of :func:`local_dates`, for a query to compute in SQL)."""
+    first, last = int(np.floor(lo)) // 3600, int(np.ceil(hi)) // 3600 + 1
+    starts = np.arange(first, last + 1, dtype="int64") * 3600
+    offset = _offsets(starts, tz)
+    out = [(int(np.floor(lo)), int(_offsets(np.array([int(np.floor(lo))]), tz)[0]))]
+    for i in np.flatnonzero(offset[1:] != offset[:-1]):
+        a, b = int(starts[i]), int(starts[i + 1])  # the offset at a differs from that at b: find the second
+        while b - a > 1:
+            mid = (a + b) // 2
+            a, b = (mid, b) if _offsets(np.array([mid]), tz)[0] == offset[i] else (a, mid)
+        if lo < b < hi:
+            out.append((b, int(offset[i + 1])))
+    return out
+
+
 @dataclass(frozen=True)
 class BusinessHours:
     """Working windows: ISO weekdays and a local start/end that do not cross midnight."""

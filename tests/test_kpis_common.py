@@ -7,6 +7,8 @@ import numpy as np
 from kpi_builders import LOST, WON, Account, at
 from kpi_lib.kpis import block_detail, compute_kpis, data_quality
 from kpi_lib.kpis.facts import facts_of
+from kpi_lib.kpis.history import build_history
+from kpi_lib.store import Store
 
 
 def team_of(result, block):
@@ -61,7 +63,8 @@ def test_contact_calls_map_to_leads_with_the_ten_minute_rule(tmp_path):
     c_owner = acc.call(at("2026-11-17 11:00"), 101, contact=501)  # owner match wins over the later lead
     c_closed = acc.call(at("2026-11-16 10:00"), 101, contact=502)  # its only lead closed at 09:00: unmapped
     ctx = acc.context(tmp_path)
-    calls = facts_of(ctx).calls.set_index("id")
+    with Store.open(tmp_path, "test") as store:  # every call's lead, as the history facts map it
+        calls = store.con.sql(f"SELECT * FROM {build_history(store.con)['calls']}").df().set_index("id")
     assert calls.loc[c_540, "lead_id"] == 12
     assert calls.loc[c_660, "lead_id"] == 11
     assert calls.loc[c_other, "lead_id"] == 12
@@ -266,13 +269,45 @@ def test_local_dates_agree_with_each_instants_own_conversion():
         assert [d.date() for d in local_dates(busy, ZoneInfo(name))] == expected(busy, ZoneInfo(name))
 
 
+def test_local_dates_in_sql_agree_with_each_instants_own_conversion():
+    """The local dates a query computes from the zone's offset changes over a window (active days,
+    worked leads' weeks) are each instant's own local date: around every change of offset of
+    2021 and 2026 (Tehran's inside an hour, Lord Howe's half hour, Chatham's 45 minutes), and
+    through the whole window, whatever second the window starts at."""
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    import duckdb
+    import pandas as pd
+
+    from kpi_lib.kpis.facts import _local_day
+    from kpi_lib.periods import offset_changes
+
+    con = duckdb.connect()
+    for name in ("Europe/Moscow", "Europe/Berlin", "America/New_York", "Asia/Tehran", "Australia/Lord_Howe",
+                 "Pacific/Chatham", "Asia/Kathmandu", "UTC"):
+        tz = ZoneInfo(name)
+        for year in (2021, 2026):
+            lo = datetime(year, 1, 1, tzinfo=timezone.utc).timestamp() + 1234.0
+            hi = datetime(year + 1, 1, 1, tzinfo=timezone.utc).timestamp()
+            changes = offset_changes(lo, hi, tz)
+            seen = [datetime.fromtimestamp(lo + 900 * i, tz).utcoffset() for i in range(int((hi - lo) // 900))]
+            assert len(changes) - 1 == sum(a != b for a, b in zip(seen, seen[1:]))  # every change, once
+            near = [float(s + d) for s, _ in changes for d in (-3601, -3600, -1, 0, 1, 1799, 1800, 3599, 3600)]
+            t = np.array([v for v in near + list(np.arange(lo, hi, 3607.0)) if lo <= v < hi])
+            con.register("instants", pd.DataFrame({"t": t}))
+            days = con.sql(f"SELECT {_local_day('t', changes)} AS day FROM instants").df()["day"].to_numpy()
+            expected = [(datetime.fromtimestamp(v, tz).date() - datetime(1970, 1, 1).date()).days for v in t]
+            assert days.tolist() == expected, (name, year)
+
+
 def test_kept_item_rows_are_the_callers_own_to_change(tmp_path):
     """Item rows kept per context (whole, or a week cut out of the span) are shared with no caller:
     whatever one caller writes into its rows, the next caller gets the rows as built."""
     import pandas as pd
 
     from kpi_lib.kpis.common import make_span
-    from kpi_lib.kpis.productivity import connected_calls
+    from kpi_lib.kpis.productivity import active_days
 
     acc = Account()
     people(acc)
@@ -281,12 +316,12 @@ def test_kept_item_rows_are_the_callers_own_to_change(tmp_path):
         acc.call(at(f"{day} 10:00"), 101, lead=11, duration=60)
     ctx = acc.context(tmp_path)
     span, week = make_span(ctx, [ctx.week.shift(-1), ctx.week]), make_span(ctx, [ctx.week])
-    whole, one = connected_calls(ctx, span), connected_calls(ctx, week)
+    whole, one = active_days(ctx, span), active_days(ctx, week)
     expected = whole.copy(deep=True), one.copy(deep=True)
     assert len(whole) == 3 and len(one) == 2
     for rows in (whole, one):
         rows["w"] = 7
         rows.loc[rows.index[0], "m"] = 0
-        rows.pop("t")
-    pd.testing.assert_frame_equal(connected_calls(ctx, span), expected[0])
-    pd.testing.assert_frame_equal(connected_calls(ctx, week), expected[1])
+        rows.pop("date")
+    pd.testing.assert_frame_equal(active_days(ctx, span), expected[0])
+    pd.testing.assert_frame_equal(active_days(ctx, week), expected[1])

@@ -35,7 +35,8 @@ def _everything(data_dir: Path, **kpi) -> dict:
     """The facts and the figures a report reads, for two weeks and their trends."""
     ctx = load_context(_settings(data_dir, **kpi))
     f = facts_of(ctx)
-    out = {"calls": f.calls, "status": f.status, "lead_calls": f.lead_calls, "tasks": f.tasks, "closed": f.closed,
+    out = {"calls": f.calls, "activity": f.activity, "worked": f.worked.sort_values(["user_id", "week", "lead_id"], ignore_index=True), "escalation_tasks": f.escalation_tasks,
+           "supervisor_calls": f.supervisor_calls, "lead_calls": f.lead_calls, "tasks": f.tasks, "closed": f.closed,
            "W47": compute_kpis(ctx), "W46": compute_kpis(ctx, "2026-W46"), "trends": compute_trends(ctx, 12)}
     for block in ("first_call", "speed_to_lead", "cost_of_service", "productivity"):
         out[block] = block_detail(ctx, block, "2026-W47")

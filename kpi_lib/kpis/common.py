@@ -120,6 +120,12 @@ class Span:
         idx = np.searchsorted(self.bounds, ts, side="right") - 1
         return np.where(np.isnan(ts) | (idx >= len(self.weeks)), -1, idx)
 
+    def locate_days(self, days) -> np.ndarray:
+        """Index of the week holding each local date (whole days since 1970), ``-1`` outside the span."""
+        firsts = [w.start.date() for w in self.weeks] + [self.weeks[-1].end.date()]
+        idx = np.searchsorted(np.array(firsts, dtype="datetime64[D]").astype("int64"), days, side="right") - 1
+        return np.where(idx >= len(self.weeks), -1, idx)
+
 
 def make_span(ctx: "Context", weeks: Iterable[Week]) -> Span:
     """A :class:`Span` over ``weeks`` using the context's ``now`` (the context's facts then hold it)."""

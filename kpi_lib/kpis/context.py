@@ -204,7 +204,8 @@ def load_context(settings: Settings, now: datetime | None = None,
         _check_pipelines(settings, frames["pipelines"])
         check_targets(settings.kpi.targets)
         _check_score_fields(settings, frames["lead_custom_fields"], frames["custom_field_values"])
-        reader = _FactsReader(settings, None if store is not None else frames, frames["leads"], now.timestamp())
+        reader = _FactsReader(settings, None if store is not None else frames, frames["leads"], now.timestamp(), tz,
+                              supervisors, (week.start_ts, week.end_ts))
         span = (week.shift(1 - (weeks or 2)).start_ts, week.end_ts)
         facts = (reader.read(span[0], span[1] + reader.window_s, store, generation, parts) if weeks is not None
                  else None)
@@ -220,8 +221,9 @@ class _FactsReader:
     """Builds :class:`Facts` for a window of instants, from the store or from given frames."""
 
     def __init__(self, settings: Settings, frames: dict[str, pd.DataFrame] | None, leads: pd.DataFrame,
-                 now: float):
+                 now: float, tz: ZoneInfo, supervisors: list[int], week: tuple[float, float]):
         self.settings, self.frames, self.leads, self.now = settings, frames, leads, now
+        self.tz, self.supervisors, self.week = tz, supervisors, week
         self.window_s = settings.kpi.fcr_window_days * 86400.0
 
     def read(self, lo: float, hi: float, store: Store | None = None, generation: str | None = None,
@@ -232,7 +234,8 @@ class _FactsReader:
         kpi = self.settings.kpi
         with self.connection(store, generation) as con:
             return Facts(con, self.leads, kpi.pipelines, kpi.fcr_window_days, lo, hi, self.now, parts=parts,
-                         reopen=lambda: self.connection(None, generation))
+                         reopen=lambda: self.connection(None, generation), tz=self.tz,
+                         supervisors=self.supervisors, week=self.week)
 
     @contextmanager
     def connection(self, store: Store | None = None, generation: str | None = None):

@@ -20,45 +20,41 @@ def escalations(ctx: "Context", span: Span) -> pd.DataFrame:
     """Escalation signals E1, E2 and E3 attributed to managers in the span.
 
     Columns ``w, m, lead_id, kind, t, minutes`` (``minutes``: E3 call duration / 60, else 0),
-    ``supervisor`` (the task's responsible, the new owner or the caller) and ``task_row`` (the
-    E1 task's row in the tasks frame, else -1).  Signals on leads that do not count (deleted,
-    other pipelines, unknown) are dropped.
+    ``supervisor`` (the task's responsible, the new owner or the caller) and ``text`` (the E1
+    task's text, else None).  Signals on leads that do not count (deleted, other pipelines,
+    unknown) are dropped.
     """
     f = facts_of(ctx)
     sup = ctx.supervisor_ids
-    tasks = f.tasks
-    asks = (tasks["etype"] == 1).to_numpy() & member(tasks["responsible"], sup) & tasks["lead_counted"].to_numpy()
-    e1 = scope(ctx, tasks, span, "created_at", "created_by", asks,
-               ["created_at", "created_by", "lead_id", "responsible", "row"])
-    e1 = e1.assign(kind="E1", t=e1["created_at"], minutes=0.0, supervisor=e1["responsible"], task_row=e1["row"])
+    tasks = f.escalation_tasks
+    e1 = scope(ctx, tasks, span, "created_at", "created_by", columns=["created_at", "created_by", "lead_id", "responsible",
+                                                                       "text"])
+    e1 = e1.assign(kind="E1", t=e1["created_at"], minutes=0.0, supervisor=e1["responsible"],
+                   text=e1["text"].to_numpy(dtype=object, na_value=None))
     ev = f.responsible_events
     ev = ev.loc[member(ev["after"], sup) & f.lead_attr(ev["lead_id"], "counted")]
-    e2 = scope(ctx, ev, span, "t", "before").assign(kind="E2", minutes=0.0, task_row=-1)
+    e2 = scope(ctx, ev, span, "t", "before").assign(kind="E2", minutes=0.0, text=None)
     e2["supervisor"] = e2["after"]
-    calls = f.calls
+    calls = f.supervisor_calls
     t = calls["t"].to_numpy()
-    calls = calls.loc[calls["connected"].to_numpy() & member(calls["caller"], sup) & calls["lead_counted"].to_numpy()
-                      & (t >= span.start) & (t < span.end), ["t", "lead_id", "duration", "caller"]]
+    calls = calls.loc[(t >= span.start) & (t < span.end)]
     calls = calls.assign(owner=f.owner_at(calls["lead_id"], calls["t"]))
-    e3 = scope(ctx, calls, span, "t", "owner").assign(kind="E3", minutes=lambda d: d["duration"] / 60.0, task_row=-1)
+    e3 = scope(ctx, calls, span, "t", "owner").assign(kind="E3", minutes=lambda d: d["duration"] / 60.0, text=None)
     e3["supervisor"] = e3["caller"]
-    cols = ["w", "m", "lead_id", "kind", "t", "minutes", "supervisor", "task_row"]
+    cols = ["w", "m", "lead_id", "kind", "t", "minutes", "supervisor", "text"]
     return pd.concat([e1[cols], e2[cols], e3[cols]], ignore_index=True)
 
 
 def worked_leads(ctx: "Context", span: Span, signals: pd.DataFrame) -> pd.DataFrame:
     """Leads a manager worked in the span (calls, status changes, completed lead tasks) or escalated
-    (the leads of ``signals``): ``w, m, lead_id``."""
-    f = facts_of(ctx)
-    calls, status, tasks = f.calls, f.status, f.tasks
-    done = tasks["is_completed"].to_numpy() & (tasks["etype"] == 1).to_numpy() & tasks["lead_counted"].to_numpy()
-    cols = ["w", "m", "lead_id"]
-    return pd.concat([
-        scope(ctx, calls, span, "t", "caller", calls["lead_counted"], ["lead_id"])[cols],
-        scope(ctx, status, span, "t", "actor", status["lead_counted"], ["lead_id"])[cols],
-        scope(ctx, tasks, span, "done_at", "responsible", done, ["lead_id"])[cols],
-        signals[cols],
-    ], ignore_index=True)
+    (the leads of ``signals``): ``w, m, lead_id``, each lead once per manager and week but for the
+    signals."""
+    worked = facts_of(ctx).worked
+    w = span.locate_days(worked["week"].to_numpy(dtype="int64") * 7 - 3)  # the week's Monday
+    keep = (w >= 0) & member(worked["user_id"], ctx.manager_ids)
+    rows = pd.DataFrame({"w": w[keep], "m": worked["user_id"].to_numpy()[keep].astype("int64"),
+                         "lead_id": worked["lead_id"].to_numpy()[keep]})
+    return pd.concat([rows, signals[["w", "m", "lead_id"]]], ignore_index=True)
 
 
 def compute_cost_of_service(ctx: "Context", span: Span) -> pd.DataFrame:
@@ -105,11 +101,9 @@ def detail_cost_of_service(ctx: "Context", span: Span) -> pd.DataFrame:
     sig = escalations(ctx, span)
     minutes = np.select([sig["kind"] == "E1", sig["kind"] == "E2"],
                         [kpi.minutes_per_escalation_task, kpi.minutes_per_takeover], sig["minutes"])
-    rows = sig["task_row"].to_numpy(dtype="int64")
-    texts = facts_of(ctx).task_column(np.maximum(rows, 0), "text") if len(facts_of(ctx).tasks) else rows.astype(object)
     return finish_rows(ctx, {
         "lead_id": sig["lead_id"].astype("int64").to_numpy(), "manager": sig["m"].to_numpy(),
         "kind": sig["kind"].to_numpy(dtype=object), "at": to_local_times(ctx, sig["t"]),
         "supervisor": sig["supervisor"].astype("int64").to_numpy(), "supervisor_name": user_names(ctx, sig["supervisor"]),
-        "minutes": minutes.astype(float), "text": np.where(rows >= 0, texts, None),
+        "minutes": minutes.astype(float), "text": sig["text"].to_numpy(dtype=object),
     }, ["manager", "at", "lead_id"])

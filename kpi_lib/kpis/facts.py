@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
+from ..periods import offset_changes
 from .common import LOST, WON, Span, flag, num, scope, span_items, sort_key
 from .history import open_history
 
@@ -33,9 +35,12 @@ if TYPE_CHECKING:  # pragma: no cover
 ENTITY_TYPES = (None, "leads", "contacts", "companies")
 #: The parts of the facts read from the window's items, with the attributes each sets.
 PARTS: dict[str, tuple[str, ...]] = {
-    "calls": ("calls", "status"),
+    "links": ("main_contact", "first_win"),
+    "calls": ("calls",),
     "first_calls": ("lead_calls",),
     "tasks": ("tasks", "task_texts", "result_texts", "_task_kinds", "_kind_code"),
+    "activity": ("activity",),
+    "service": ("worked", "escalation_tasks", "supervisor_calls"),
 }
 
 #: Every lead with whether it counts (not deleted; with params ``pipelines``, in one of them): a
@@ -63,18 +68,11 @@ WHERE l.counted AND l.status_id = {WON} AND l.closed_at IS NOT NULL AND c.contac
 GROUP BY c.contact_id
 """
 
-#: The window's calls with whether their lead counts.
+#: The window's calls that data quality notes (§9): contact calls that found no lead, and calls
+#: without a ``call_status``.
 _WINDOW_CALLS_SQL = """
-SELECT c.*, coalesce(l.counted, false) AS lead_counted
-FROM {calls} c LEFT JOIN _facts_leads l ON l.id = c.lead_id
-WHERE {where} ORDER BY c.t ASC NULLS LAST, c.id ASC NULLS LAST
-"""
-
-#: The window's status changes with whether their lead counts.
-_WINDOW_STATUS_SQL = """
-SELECT s.lead_id, s.t, s.actor, s.advances, coalesce(l.counted, false) AS lead_counted
-FROM {status} s LEFT JOIN _facts_leads l ON l.id = s.lead_id
-WHERE {where} ORDER BY s.t ASC NULLS LAST, s.seq ASC NULLS LAST
+SELECT * FROM {calls}
+WHERE ((on_contact AND NOT mapped) OR call_status IS NULL) AND {where} ORDER BY t ASC NULLS LAST, id ASC NULLS LAST
 """
 
 #: The first calls of counted leads whose first call or first connected call falls in the window
@@ -108,14 +106,60 @@ LEFT JOIN moves m ON m.lead_id = f.lead_id
 ORDER BY f.lead_id
 """
 
-#: Tasks due, created or completed in the window [$lo, $hi), or open and due around ``now``
-#: ($near_lo, $near_hi), with their completion time (only the columns the codes below read).
+#: Per user and local date (days since 1970) of the window, what makes a day active (§5): connected
+#: calls with their talk seconds, status changes made and tasks completed.
+_ACTIVITY_SQL = """
+SELECT user_id, day, CAST(sum(calls) AS BIGINT) AS calls, CAST(sum(talk) AS DOUBLE) AS talk,
+       CAST(sum(changes) AS BIGINT) AS changes, CAST(sum(done) AS BIGINT) AS done
+FROM (SELECT caller AS user_id, {day} AS day, 1 AS calls, duration AS talk, 0 AS changes, 0 AS done
+      FROM {calls} WHERE connected AND {where}
+      UNION ALL
+      SELECT actor, {day}, 0, 0, 1, 0 FROM {status} WHERE {where}
+      UNION ALL
+      SELECT CAST(t.responsible_user_id AS DOUBLE), {done_day}, 0, 0, 0, 1
+      FROM {done} d JOIN tasks t ON t.id = d.id WHERE {done_where})
+WHERE user_id IS NOT NULL
+GROUP BY user_id, day ORDER BY user_id, day
+"""
+
+#: Per user, counted lead and ISO week (of local dates) of the window: the leads the user worked (§2:
+#: called, moved, or completed a task on), each once, in no order.
+_WORKED_SQL = """
+SELECT DISTINCT user_id, lead_id, CAST(floor(({day} + 3) / 7.0) AS BIGINT) AS week
+FROM (SELECT caller AS user_id, lead_id, t FROM {calls} WHERE {where}
+      UNION ALL
+      SELECT actor, lead_id, t FROM {status} WHERE {where}
+      UNION ALL
+      SELECT CAST(k.responsible_user_id AS DOUBLE), CAST(k.entity_id AS DOUBLE), d.done_at
+      FROM {done} d JOIN tasks k ON k.id = d.id WHERE k.entity_type = 'leads' AND {done_where}) i
+SEMI JOIN _facts_leads l ON l.id = i.lead_id AND l.counted
+WHERE user_id IS NOT NULL
+"""
+
+#: Tasks on counted leads created in the window for a supervisor (§2 E1), by id.
+_ESCALATION_TASKS_SQL = """
+SELECT CAST(t.id AS DOUBLE) AS id, CAST(t.created_at AS DOUBLE) AS created_at,
+       CAST(t.created_by AS DOUBLE) AS created_by, CAST(t.entity_id AS DOUBLE) AS lead_id,
+       CAST(t.responsible_user_id AS DOUBLE) AS responsible, t.text
+FROM tasks t SEMI JOIN _facts_leads l ON l.id = t.entity_id AND l.counted
+WHERE t.entity_type = 'leads' AND t.responsible_user_id IN ({supervisors}) AND {where}
+ORDER BY t.id ASC NULLS LAST
+"""
+
+#: Supervisors' connected calls on counted leads in the window (§2 E3), in time order.
+_SUPERVISOR_CALLS_SQL = """
+SELECT c.t, c.lead_id, c.duration, c.caller FROM {calls} c SEMI JOIN _facts_leads l ON l.id = c.lead_id AND l.counted
+WHERE c.connected AND c.caller IN ({supervisors}) AND {where}
+ORDER BY c.t ASC NULLS LAST, c.id ASC NULLS LAST
+"""
+
+#: Tasks due in the window [$lo, $hi) (§6), or open and due around ``now`` ($near_lo, $near_hi), with
+#: their completion time (only the columns the codes below read).
 _TASKS_SQL = """
 SELECT t.id, t.created_by, t.created_at, t.responsible_user_id, t.entity_id, t.entity_type, t.is_completed, t.text,
        t.result_text, t.complete_till, d.done_at
 FROM tasks t LEFT JOIN {done} d ON d.id = t.id
-WHERE (t.complete_till >= $lo AND t.complete_till < $hi) OR (t.created_at >= $lo AND t.created_at < $hi)
-   OR (d.done_at >= $lo AND d.done_at < $hi)
+WHERE (t.complete_till >= $lo AND t.complete_till < $hi)
    OR (NOT coalesce(t.is_completed, false) AND t.complete_till >= $near_lo AND t.complete_till < $near_hi)
 """
 
@@ -162,13 +206,25 @@ class Facts:
         ``id, price, owner, status_id, pipeline_id, created_at, closed_at, deleted, counted``
         sorted by id; ``owner`` is the current ``responsible_user_id``.
     calls : DataFrame
-        De-duplicated call notes: ``id, on_contact, entity_id, call_in, call_out, t, caller,
-        connected, duration, call_status, lead_id`` (own or mapped lead, NaN when unmapped),
-        ``mapped`` (a contact call that found a lead), ``lead_counted``.
-    status : DataFrame
-        ``lead_status_changed`` events on leads: ``lead_id, t, actor, advances``.
+        The report week's de-duplicated call notes that data quality notes (contact calls that
+        found no lead, calls without a ``call_status``): ``id, on_contact, entity_id, call_in, call_out, t, caller,
+        connected, duration, call_status, lead_id`` (own or mapped lead, NaN when unmapped) and
+        ``mapped`` (a contact call that found a lead).
+    activity : DataFrame
+        Per user and local date of the window (``user_id, day``: days since 1970 in the report
+        timezone) with a connected call, a status change made or a task completed: ``calls``
+        (connected), ``talk`` (their seconds), ``changes``, ``done`` (§5).
+    worked : DataFrame
+        The counted leads each user called, moved or completed a lead task on, once per ISO week of
+        local dates: ``user_id, lead_id, week`` (weeks since 1970, Monday 1969-12-29 being 0) (§2).
+    escalation_tasks : DataFrame
+        Tasks on counted leads created in the window for a supervisor: ``id, created_at,
+        created_by, lead_id, responsible, text`` (§2 E1).
+    supervisor_calls : DataFrame
+        Supervisors' connected calls on counted leads: ``t, lead_id, duration, caller`` (§2 E3).
     tasks : DataFrame
-        Tasks with ``done_at`` (completion time of completed tasks, else NaN), ``etype`` (see
+        Tasks due in the window or open and due around ``now`` (§6), with ``done_at`` (completion
+        time of completed tasks, else NaN), ``etype`` (see
         :data:`ENTITY_TYPES`), ``row`` (position in the store's tasks by id) and ``text_code`` /
         ``result_code`` (positions in :attr:`task_texts` / :attr:`result_texts`, -1 for none).
     closed : DataFrame
@@ -182,14 +238,20 @@ class Facts:
 
     def __init__(self, con: "duckdb.DuckDBPyConnection", leads: pd.DataFrame, pipelines=None,
                  window_days: float = 7, lo: float = -np.inf, hi: float = np.inf, now: float | None = None,
-                 parts=tuple(PARTS), reopen=None):
+                 parts=tuple(PARTS), reopen=None, tz: ZoneInfo | None = None, supervisors=(),
+                 week: tuple[float, float] | None = None):
         """``parts``: the parts of :data:`PARTS` to read now; the others are read at their first
-        use through ``reopen()``, a context manager giving a connection to the same data."""
+        use through ``reopen()``, a context manager giving a connection to the same data.  ``tz``:
+        the report timezone, whose local dates the ``activity`` and ``service`` parts count (default
+        UTC); ``supervisors``: the supervisors' user ids, whose tasks and calls ``service`` reads;
+        ``week``: the instants of the report week, whose calls ``calls`` holds (default: the window's)."""
         self.lo, self.hi = float(lo), float(hi)
+        self._week = (self.lo, self.hi) if week is None else (float(week[0]), float(week[1]))
         self._pipelines, self._window_s, self._now, self._reopen = pipelines, window_days * 86400.0, now, reopen
+        self._tz, self._supervisors = tz or ZoneInfo("UTC"), tuple(int(s) for s in supervisors)
         self._build_leads(leads, pipelines)
         self._build_owner_history(con)
-        self._read(con, ("links",) + tuple(parts))
+        self._read(con, tuple(parts))
         self._build_closed()
 
     def __getattr__(self, name: str):
@@ -202,8 +264,8 @@ class Facts:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _read(self, con: "duckdb.DuckDBPyConnection", parts: tuple[str, ...]) -> None:
-        """Read ``parts`` (``links``: main contacts and first wins, else :data:`PARTS`) from ``con``."""
-        with self._session(con, history=bool(set(parts) & set(PARTS))) as tables:
+        """Read ``parts`` (of :data:`PARTS`) from ``con``."""
+        with self._session(con, history=bool(set(parts) - {"links"})) as tables:
             if "links" in parts:
                 self.main_contact = fetch(con, _MAIN_CONTACT_SQL).set_index("lead")["contact"]
                 self.first_win = fetch(con, _FIRST_WIN_SQL).set_index("contact")["first_win"]
@@ -213,6 +275,10 @@ class Facts:
                 self._build_first_calls(con, tables, self._window_s)
             if "tasks" in parts:
                 self._build_tasks(con, tables, self._now)
+            if "activity" in parts:
+                self._build_activity(con, tables)
+            if "service" in parts:
+                self._build_service(con, tables)
 
     @contextmanager
     def _session(self, con: "duckdb.DuckDBPyConnection", history: bool = True):
@@ -231,17 +297,17 @@ class Facts:
                 con.execute(f"DROP TABLE IF EXISTS {name}")
 
     def calls_in(self, lo: float, hi: float) -> pd.DataFrame:
-        """The rows of :attr:`calls` at instants ``[lo, hi)``: from the calls held, or when they are
-        not read yet, from the store for these instants alone (a block whose week's data-quality
-        tables are all it reads of the calls reads no other weeks of them)."""
-        if "calls" in self.__dict__ or self._reopen is None:
+        """The calls data quality notes at instants ``[lo, hi)``: from the calls held when they cover
+        them, else from the store for these instants alone."""
+        held = "calls" in self.__dict__ and self._week[0] <= lo and hi <= self._week[1]
+        if held or self._reopen is None:
             t = self.calls["t"].to_numpy()
             return self.calls.loc[(t >= lo) & (t < hi)]
         with self._reopen() as con, self._session(con) as tables:
             return fetch(con, _WINDOW_CALLS_SQL.format(where=_window(lo, hi), **tables))
 
     def covers(self, lo: float, hi: float) -> bool:
-        """Whether the items held (calls, status changes, tasks) cover the instants ``[lo, hi)``."""
+        """Whether the items held (calls, tasks, activity, worked leads) cover the instants ``[lo, hi)``."""
         return self.lo <= lo and hi <= self.hi
 
     # leads and their owners ---------------------------------------------------------------
@@ -315,10 +381,8 @@ class Facts:
 
     # calls and status changes -------------------------------------------------------------
     def _build_calls(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str]) -> None:
-        """Calls and status changes of the window."""
-        where = _window(self.lo, self.hi)
-        self.calls = fetch(con, _WINDOW_CALLS_SQL.format(where=where, **tables))
-        self.status = fetch(con, _WINDOW_STATUS_SQL.format(where=where, **tables))
+        """The report week's calls that data quality notes."""
+        self.calls = fetch(con, _WINDOW_CALLS_SQL.format(where=_window(*self._week), **tables))
 
     def _build_first_calls(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str], window_s: float) -> None:
         """The first calls of the leads the window reads, and whether they resolved the lead."""
@@ -327,6 +391,25 @@ class Facts:
         lo, hi = con.execute("SELECT min(fc_t), max(fc_t) FROM _facts_first_rows").fetchone()
         bounds = {"window": window_s, "lo": -np.inf if lo is None else lo, "hi": -np.inf if hi is None else hi + window_s}
         self.lead_calls = fetch(con, _LEAD_CALLS_SQL.format(**tables), bounds).set_index("lead_id")
+
+    def _build_activity(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str]) -> None:
+        """Per user and local date of the window: connected calls, talk seconds, status changes, tasks completed."""
+        changes = offset_changes(self.lo, self.hi, self._tz)
+        self.activity = fetch(con, _ACTIVITY_SQL.format(
+            where=_window(self.lo, self.hi), done_where=_window(self.lo, self.hi, "d.done_at"),
+            day=_local_day("t", changes),
+            done_day=_local_day("d.done_at", changes), **tables))
+
+    def _build_service(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str]) -> None:
+        """The leads worked per user and week, and the supervisors' tasks and calls of the window."""
+        where, changes = _window(self.lo, self.hi), offset_changes(self.lo, self.hi, self._tz)
+        supervisors = ", ".join(str(s) for s in self._supervisors) or "NULL"
+        self.worked = fetch(con, _WORKED_SQL.format(where=where, done_where=_window(self.lo, self.hi, "d.done_at"),
+                                                    day=_local_day("t", changes), **tables))
+        self.escalation_tasks = fetch(con, _ESCALATION_TASKS_SQL.format(
+            supervisors=supervisors, where=_window(self.lo, self.hi, "t.created_at")))
+        self.supervisor_calls = fetch(con, _SUPERVISOR_CALLS_SQL.format(
+            supervisors=supervisors, where=_window(self.lo, self.hi, "c.t"), **tables))
 
     # tasks ---------------------------------------------------------------------------------
     def _build_tasks(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str], now: float | None) -> None:
@@ -392,10 +475,19 @@ def fetch(con: "duckdb.DuckDBPyConnection", sql: str, params: dict | None = None
     return con.sql(sql, params=params).to_arrow_table().to_pandas()
 
 
-def _window(lo: float, hi: float) -> str:
-    """SQL bounds of the instants ``[lo, hi)`` on ``t`` (nothing when unbounded)."""
-    bounds = [f"t >= {float(lo)!r}" if np.isfinite(lo) else "", f"t < {float(hi)!r}" if np.isfinite(hi) else ""]
+def _window(lo: float, hi: float, column: str = "t") -> str:
+    """SQL bounds of the instants ``[lo, hi)`` on ``column`` (nothing when unbounded)."""
+    bounds = [f"{column} >= {float(lo)!r}" if np.isfinite(lo) else "",
+              f"{column} < {float(hi)!r}" if np.isfinite(hi) else ""]
     return " AND ".join(b for b in bounds if b) or "true"
+
+
+def _local_day(column: str, changes: list[tuple[int, int]]) -> str:
+    """SQL of the local date (days since 1970) of the whole-second instants in ``column``, with the
+    zone's offsets :func:`~kpi_lib.periods.offset_changes` over the instants it reads."""
+    offset = " ".join(f"WHEN {column} < {start} THEN {before}" for (start, _), (_, before) in zip(changes[1:], changes))
+    offset = f"CASE {offset} ELSE {changes[-1][1]} END" if offset else str(changes[-1][1])
+    return f"CAST(floor(({column} + {offset}) / 86400) AS BIGINT)"
 
 
 def _codes(con: "duckdb.DuckDBPyConnection", column: str) -> np.ndarray:

@@ -105,10 +105,8 @@ class Block:
     needs : tuple of str
         Blocks whose tables ``compute`` takes after the span, in this order.
     reads : tuple of str
-        The parts of the window's items (:data:`kpi_lib.kpis.facts.PARTS`) its figures, items
-        and drivers read, so that a report of this block reads them at once (its week's
-        data-quality tables read the week's calls alone, see
-        :meth:`kpi_lib.kpis.facts.Facts.calls_in`).
+        The parts of the window's items (:data:`kpi_lib.kpis.facts.PARTS`) its figures, items,
+        drivers and data-quality tables read, so that a report of this block reads them at once.
     """
 
     name: str
@@ -169,7 +167,7 @@ BLOCKS: tuple[Block, ...] = (
          Figure("csat_mean", "number2"), _pct("coverage_pct"), _pct("repeat_win_share_pct"),
          Figure("nps", "number0", optional=True)),
         primary="csat_pct", compute=compute_customer_satisfaction, detail=detail_customer_satisfaction,
-        distribution="scores", quality=("survey_coverage", "won_without_contact")),
+        distribution="scores", quality=("survey_coverage", "won_without_contact"), reads=("links",)),
     Block(
         "cost_of_service", "02_cost_of_service",
         (Figure("escalated_leads"), Figure("worked_leads"),
@@ -178,7 +176,7 @@ BLOCKS: tuple[Block, ...] = (
          Figure("escalation_events"), Figure("supervisor_minutes", "minutes"), Figure("won"),
          Figure("cost_per_won_deal", "money")),
         primary="escalation_rate_pct", compute=compute_cost_of_service, detail=detail_cost_of_service,
-        distribution="signals", quality=("unmapped_calls",), reads=("calls", "tasks")),
+        distribution="signals", quality=("unmapped_calls",), reads=("calls", "service")),
     Block(
         "first_call", "03_first_call_quality",
         (Figure("fcr_eligible"), Figure("fcr_resolved"),
@@ -188,7 +186,7 @@ BLOCKS: tuple[Block, ...] = (
          _pct("stl_within_5_pct")),
         primary="fcr_pct", compute=compute_first_call, detail=detail_first_call,
         distribution="speed_to_lead", quality=("unmapped_calls", "calls_without_status"),
-        reads=("first_calls",), more_details=(("speed_to_lead", detail_speed_to_lead),)),
+        reads=("calls", "first_calls"), more_details=(("speed_to_lead", detail_speed_to_lead),)),
     Block(
         "average_check", "04_average_check",
         (Figure("won"), Figure("priced_won"),
@@ -205,7 +203,7 @@ BLOCKS: tuple[Block, ...] = (
          Figure("check_x_calls_per_day", "money")),
         primary="revenue_per_active_day", compute=compute_productivity, detail=detail_productivity,
         distribution="calls_per_day", quality=("unpriced_wins", "unmapped_calls", "calls_without_status"),
-        needs=("average_check",), reads=("calls", "tasks")),
+        needs=("average_check",), reads=("calls", "activity")),
     Block(
         "smart_audit", "06_smart_audit",
         (Figure("tasks"),
