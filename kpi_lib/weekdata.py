@@ -108,13 +108,14 @@ def cache_key(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def context_weeks(settings: Settings) -> int:
-    """Weeks of items :func:`build_week_data` reads: the week, the shown trends and the 12 weeks of
-    median targets before the week (a context loaded with them is read from the store once; the
-    FCR window after the week comes with them)."""
-    from .kpis.targets import TRAILING_WEEKS
+def context_weeks(settings: Settings, blocks: tuple[str, ...] | None = None) -> int:
+    """Weeks of items :func:`build_week_data` reads for ``blocks`` (None: all): the week, the shown
+    trends, the week before (the drivers) and, when a figure of theirs has no target but the team's
+    median, the 12 weeks before the week (a context loaded with them is read from the store once;
+    the FCR window after the week comes with them)."""
+    from .kpis.targets import TRAILING_WEEKS, median_targeted
 
-    return max(settings.kpi.trend_weeks, TRAILING_WEEKS + 1)
+    return max(settings.kpi.trend_weeks, TRAILING_WEEKS + 1 if median_targeted(settings, blocks) else 2)
 
 
 def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = None,
@@ -139,11 +140,12 @@ def build_week_data(settings: Settings, now: datetime | None = None, ctx: Any = 
 
     key = cache_key(settings)
     wanted = with_needs(blocks)
+    weeks = context_weeks(settings, wanted)
     if ctx is None:
-        ctx = kpis.load_context(settings, now=now, weeks=context_weeks(settings), parts=reads_of(wanted))
+        ctx = kpis.load_context(settings, now=now, weeks=weeks, parts=reads_of(wanted))
     # one span of weeks gives the week's figures, the chart, the 12-week median targets before
     # the week and the drivers
-    result, history = kpis.compute_week_and_trends(ctx, weeks=context_weeks(settings), blocks=wanted)
+    result, history = kpis.compute_week_and_trends(ctx, weeks=weeks, blocks=wanted)
     shown = {ctx.week.shift(-i).label for i in range(settings.kpi.trend_weeks)}
     trends = history.loc[history["week"].isin(shown)].reset_index(drop=True)
     targets = kpis.target_table(ctx, result, history)

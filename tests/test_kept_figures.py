@@ -227,3 +227,26 @@ def test_a_notebook_reads_the_weeks_figures_or_its_blocks_kept_ones(store, tmp_p
     assert len(builds) == 3 and len(full.result["kpis"]) == 6
     after = load_week_data(settings_for(store), tmp_path, blocks=("smart_audit",))
     assert len(builds) == 3 and same_figures(full, after)
+
+
+def test_a_week_reads_the_twelve_weeks_before_it_only_for_a_median_target(store, monkeypatch):
+    """The weeks of items a week's figures read: the shown trends (and the week before, for the
+    drivers), and the 12 weeks before the week only when a figure of the blocks computed has the
+    team's trailing median for a target (average check and revenue per active day by default)."""
+    from kpi_lib.kpis import context
+    from kpi_lib.weekdata import context_weeks
+
+    plain, median = settings_for(store), settings_for(store, kpi={"targets": {"smart_index": None}})
+    assert context_weeks(plain) == 13 and context_weeks(plain, ("average_check",)) == 13
+    assert context_weeks(plain, ("smart_audit",)) == context_weeks(plain, ("first_call", "cost_of_service")) == 12
+    assert context_weeks(median, ("smart_audit",)) == 13
+    assert context_weeks(settings_for(store, kpi={"trend_weeks": 1}), ("smart_audit",)) == 2
+    assert context_weeks(settings_for(store, kpi={"trend_weeks": 20}), ("average_check",)) == 20
+    reads = []
+    real_read = context._FactsReader.read
+    monkeypatch.setattr(context._FactsReader, "read", lambda self, lo, hi, *a, **k: (
+        reads.append(lo), real_read(self, lo, hi, *a, **k))[1])
+    for settings, weeks in ((plain, 12), (median, 13)):
+        data = build_week_data(settings, blocks=("smart_audit",))
+        assert reads[-1] == data.week.shift(1 - weeks).start_ts and len(data.targets)
+    assert len(reads) == 2

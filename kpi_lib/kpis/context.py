@@ -321,8 +321,9 @@ def _check_pipelines(settings: Settings, pipelines: pd.DataFrame) -> None:
 def _check_score_fields(settings: Settings, defs: pd.DataFrame, values: pd.DataFrame) -> None:
     """A ``csat_field`` or ``nps_field`` set in the params must name a lead custom field of the account."""
     fields_ = dict(zip(defs["id"].astype("int64").tolist(), defs["name"].fillna("").astype(str).tolist()))
-    for fid, name in zip(values["field_id"].dropna().astype("int64").tolist(),
-                         values["field_name"].fillna("").astype(str).tolist()):
+    seen = values.loc[values["field_id"].notna(), ["field_id", "field_name"]].drop_duplicates()
+    for fid, name in zip(seen["field_id"].astype("int64").tolist(),
+                         seen["field_name"].fillna("").astype(str).tolist()):
         fields_.setdefault(fid, name)
     for key in ("csat_field", "nps_field"):
         ref = getattr(settings.kpi, key)

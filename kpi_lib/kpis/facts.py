@@ -38,7 +38,7 @@ PARTS: dict[str, tuple[str, ...]] = {
     "links": ("main_contact", "first_win"),
     "calls": ("calls",),
     "first_calls": ("lead_calls",),
-    "tasks": ("tasks", "task_texts", "result_texts", "_task_kinds", "_kind_code"),
+    "tasks": ("tasks", "task_texts", "result_texts"),
     "activity": ("activity",),
     "service": ("worked", "escalation_tasks", "supervisor_calls"),
 }
@@ -153,36 +153,35 @@ WHERE c.connected AND c.caller IN ({supervisors}) AND {where}
 ORDER BY c.t ASC NULLS LAST, c.id ASC NULLS LAST
 """
 
-#: Tasks due in the window [$lo, $hi) (§6), or open and due around ``now`` ($near_lo, $near_hi), with
-#: their completion time (only the columns the codes below read).
-_TASKS_SQL = """
-SELECT t.id, t.created_by, t.created_at, t.responsible_user_id, t.entity_id, t.entity_type, t.is_completed, t.text,
-       t.result_text, t.complete_till, d.done_at
-FROM tasks t LEFT JOIN {done} d ON d.id = t.id
-WHERE (t.complete_till >= $lo AND t.complete_till < $hi)
-   OR (NOT coalesce(t.is_completed, false) AND t.complete_till >= $near_lo AND t.complete_till < $near_hi)
+#: The tasks the SMART audit reads (§6): due in the window [$lo, $hi), or open and due around ``now``
+#: ($near_lo, $near_hi).
+_TASKS_WHERE = """(t.complete_till >= $lo AND t.complete_till < $hi)
+   OR (NOT coalesce(t.is_completed, false) AND t.complete_till >= $near_lo AND t.complete_till < $near_hi)"""
+
+#: The distinct texts (or results) of those tasks in the order of their codes.
+_TASK_VALUES_SQL = """
+SELECT DISTINCT t.{column} FROM tasks t WHERE ({where}) AND t.{column} IS NOT NULL ORDER BY t.{column}
 """
 
-#: The window's tasks in id order with codes for their texts and entity type.
-_TASK_CODES_SQL = """
+#: Those tasks in id order with their completion time and codes for their text and result (their
+#: positions in ``_TASK_VALUES_SQL``, -1 for none).
+_TASKS_SQL = f"""
 WITH texts AS (SELECT text, row_number() OVER (ORDER BY text) - 1 AS code
-               FROM (SELECT DISTINCT text FROM _facts_tasks WHERE text IS NOT NULL)),
+               FROM ({_TASK_VALUES_SQL.format(column="text", where=_TASKS_WHERE)})),
 results AS (SELECT result_text, row_number() OVER (ORDER BY result_text) - 1 AS code
-            FROM (SELECT DISTINCT result_text FROM _facts_tasks WHERE result_text IS NOT NULL)),
-kinds AS (SELECT entity_type, row_number() OVER (ORDER BY entity_type) - 1 AS code
-          FROM (SELECT DISTINCT entity_type FROM _facts_tasks WHERE entity_type IS NOT NULL))
+            FROM ({_TASK_VALUES_SQL.format(column="result_text", where=_TASKS_WHERE)}))
 SELECT CAST(t.id AS DOUBLE) AS id, CAST(t.created_by AS DOUBLE) AS created_by,
        CAST(t.created_at AS DOUBLE) AS created_at, CAST(t.responsible_user_id AS DOUBLE) AS responsible,
        CAST(t.entity_id AS DOUBLE) AS entity_id,
        CAST(CASE t.entity_type WHEN 'leads' THEN 1 WHEN 'contacts' THEN 2 WHEN 'companies' THEN 3 ELSE 0 END
             AS TINYINT) AS etype,
-       coalesce(t.is_completed, false) AS is_completed,
-       t.done_at, coalesce(x.code, -1) AS text_code, coalesce(r.code, -1) AS result_code,
-       CAST(t.complete_till AS DOUBLE) AS complete_till, coalesce(k.code, -1) AS kind_code
-FROM _facts_tasks t
+       coalesce(t.is_completed, false) AS is_completed, d.done_at, CAST(coalesce(x.code, -1) AS BIGINT) AS text_code,
+       CAST(coalesce(r.code, -1) AS BIGINT) AS result_code, CAST(t.complete_till AS DOUBLE) AS complete_till
+FROM tasks t
+LEFT JOIN {{done}} d ON d.id = t.id
 LEFT JOIN texts x ON x.text = t.text
 LEFT JOIN results r ON r.result_text = t.result_text
-LEFT JOIN kinds k ON k.entity_type = t.entity_type
+WHERE {_TASKS_WHERE}
 ORDER BY t.id ASC NULLS LAST
 """
 
@@ -223,10 +222,12 @@ class Facts:
     supervisor_calls : DataFrame
         Supervisors' connected calls on counted leads: ``t, lead_id, duration, caller`` (§2 E3).
     tasks : DataFrame
-        Tasks due in the window or open and due around ``now`` (§6), with ``done_at`` (completion
-        time of completed tasks, else NaN), ``etype`` (see
-        :data:`ENTITY_TYPES`), ``row`` (position in the store's tasks by id) and ``text_code`` /
-        ``result_code`` (positions in :attr:`task_texts` / :attr:`result_texts`, -1 for none).
+        Tasks due in the window or open and due around ``now`` (§6), in id order, with ``done_at``
+        (completion time of completed tasks, else NaN), ``etype`` (see :data:`ENTITY_TYPES`),
+        ``row`` (position in this frame), ``text_code`` / ``result_code`` (positions in
+        :attr:`task_texts` / :attr:`result_texts`, -1 for none) and, for a task on a lead,
+        ``lead_id``, ``lead_known`` (a lead of the store), ``lead_deleted`` and ``lead_closed``
+        (its ``closed_at``).
     closed : DataFrame
         Counted won and lost leads: ``lead_id, price, status_id, closed_at, owner``
         (``owner_at(lead, closed_at)``).
@@ -292,7 +293,7 @@ class Facts:
         try:
             yield tables
         finally:
-            made = ("_facts_leads", "_facts_first_rows", "_facts_tasks")
+            made = ("_facts_leads", "_facts_first_rows")
             for name in made + (tuple(tables.values()) if temporary else ()):
                 con.execute(f"DROP TABLE IF EXISTS {name}")
 
@@ -312,7 +313,8 @@ class Facts:
 
     # leads and their owners ---------------------------------------------------------------
     def _build_leads(self, leads: pd.DataFrame, pipelines) -> None:
-        leads = leads.sort_values("id", kind="stable")
+        if not leads["id"].is_monotonic_increasing:  # the store's frame comes by id already
+            leads = leads.sort_values("id", kind="stable")
         self._names = leads["name"].reset_index(drop=True)
         deleted = flag(leads["is_deleted"])
         counted = ~deleted
@@ -344,9 +346,10 @@ class Facts:
         names = self._names.take(pos).to_numpy(dtype=object) if len(self._names) else np.full(len(pos), None)
         return np.where(known, names, None)
 
-    def lead_attr(self, lead_ids, column: str) -> np.ndarray:
-        """A column of :attr:`leads` looked up for ``lead_ids`` (NaN/False when unknown)."""
-        pos, known = self.lead_pos(lead_ids)
+    def lead_attr(self, lead_ids, column: str, found: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """A column of :attr:`leads` looked up for ``lead_ids`` (NaN/False when unknown; ``found``:
+        their :meth:`lead_pos`, when known already)."""
+        pos, known = self.lead_pos(lead_ids) if found is None else found
         column = self.leads[column].to_numpy()
         if column.dtype == bool:
             return column[pos] & known if len(column) else np.zeros(len(pos), dtype=bool)
@@ -415,32 +418,29 @@ class Facts:
     def _build_tasks(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str], now: float | None) -> None:
         near = (-np.inf, np.inf) if now is None else (now - 3 * 86400.0, now + 3 * 86400.0)
         bounds = {"lo": self.lo, "hi": self.hi, "near_lo": near[0], "near_hi": near[1]}
-        con.execute(f"CREATE TEMP TABLE _facts_tasks AS {_TASKS_SQL.format(**tables)}", bounds)
-        out = fetch(con, _TASK_CODES_SQL)
-        self.task_texts = _codes(con, "text")
-        self.result_texts = _codes(con, "result_text")
-        self._task_kinds = _codes(con, "entity_type")
-        self._kind_code = out.pop("kind_code").to_numpy(dtype="int64")
+        out = fetch(con, _TASKS_SQL.format(**tables), bounds)
+        values = {column: np.array([r[0] for r in con.execute(_TASK_VALUES_SQL.format(
+            column=column, where=_TASKS_WHERE), bounds).fetchall()], dtype=object) for column in ("text", "result_text")}
+        self.task_texts, self.result_texts = values["text"], values["result_text"]
         out.insert(1, "row", np.arange(len(out)))
-        out["text_code"] = out["text_code"].to_numpy(dtype="int64")
-        out["result_code"] = out["result_code"].to_numpy(dtype="int64")
-        entity, etype = out["entity_id"].to_numpy(), out["etype"].to_numpy()
-        out["lead_id"] = np.where(etype == 1, entity, np.nan)
-        out["lead_counted"] = self.lead_attr(out["lead_id"], "counted")
-        out["lead_deleted"] = self.lead_attr(out["lead_id"], "deleted")
+        lead = np.where(out["etype"].to_numpy() == 1, out["entity_id"].to_numpy(), np.nan)
+        found = self.lead_pos(lead)
+        out["lead_id"], out["lead_known"] = lead, found[1]
+        out["lead_deleted"] = self.lead_attr(lead, "deleted", found)
+        out["lead_closed"] = self.lead_attr(lead, "closed_at", found)
         self.tasks = out
 
     def task_column(self, rows, column: str) -> np.ndarray:
-        """The store's ``text``, ``result_text`` or ``entity_type`` of tasks at ``rows`` (None when missing)."""
+        """The store's ``text`` or ``result_text`` of tasks at ``rows`` (None when missing)."""
         codes = {"text": (self.tasks["text_code"], self.task_texts),
-                 "result_text": (self.tasks["result_code"], self.result_texts),
-                 "entity_type": (self._kind_code, self._task_kinds)}
+                 "result_text": (self.tasks["result_code"], self.result_texts)}
         if column not in codes:
             raise KeyError(f"task column {column!r}: use one of {', '.join(codes)}")
         code, values = codes[column]
         code = np.asarray(code, dtype="int64")[np.asarray(rows, dtype="int64")]
         table = np.append(np.asarray(values, dtype=object), None)
         return table[code]
+
     # won and lost ----------------------------------------------------------------------------
     def _build_closed(self) -> None:
         leads = self.leads
@@ -488,9 +488,3 @@ def _local_day(column: str, changes: list[tuple[int, int]]) -> str:
     offset = " ".join(f"WHEN {column} < {start} THEN {before}" for (start, _), (_, before) in zip(changes[1:], changes))
     offset = f"CASE {offset} ELSE {changes[-1][1]} END" if offset else str(changes[-1][1])
     return f"CAST(floor(({column} + {offset}) / 86400) AS BIGINT)"
-
-
-def _codes(con: "duckdb.DuckDBPyConnection", column: str) -> np.ndarray:
-    """The distinct non-null values of a tasks column, in the order of their codes in ``_TASKS_SQL``."""
-    rows = con.execute(f"SELECT DISTINCT {column} FROM _facts_tasks WHERE {column} IS NOT NULL ORDER BY {column}").fetchall()
-    return np.array([r[0] for r in rows], dtype=object)

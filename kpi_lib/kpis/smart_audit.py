@@ -102,9 +102,8 @@ def relevant(ctx: "Context", tasks: pd.DataFrame) -> np.ndarray:
     """R: the task's lead, or a lead linked to its contact or company, was open when the task was created."""
     f = facts_of(ctx)
     kind, entity, created = tasks["etype"].to_numpy(), tasks["entity_id"].to_numpy(), tasks["created_at"].to_numpy()
-    closed = f.lead_attr(entity, "closed_at")
-    alive = f.lead_attr(entity, "id") == entity
-    out = (kind == 1) & alive & (np.isnan(closed) | (closed > created))
+    closed = tasks["lead_closed"].to_numpy()
+    out = (kind == 1) & tasks["lead_known"].to_numpy() & (np.isnan(closed) | (closed > created))
     for code, table, column in ((2, "lead_contacts", "contact_id"), (3, "lead_companies", "company_id")):
         rows = np.flatnonzero(kind == code)
         if not len(rows):

@@ -18,6 +18,13 @@ if TYPE_CHECKING:  # pragma: no cover
 TRAILING_WEEKS = 12
 
 
+def median_targeted(settings, blocks=None) -> bool:
+    """Whether a figure of ``blocks`` (None: all) has no target but the team's trailing median."""
+    explicit = check_targets(settings.kpi.targets)
+    return any((explicit[fig.key] if fig.key in explicit else fig.target) is None
+               for block, fig in targeted_figures() if blocks is None or block.name in blocks)
+
+
 def trailing_median(trends: pd.DataFrame, block: str, key: str, labels: list[str]) -> float | None:
     """The team's median of ``key`` over the weeks ``labels`` (missing weeks ignored)."""
     rows = trends.loc[(trends["block"] == block) & (trends["key"] == key) & trends["manager"].isna()
