@@ -200,32 +200,41 @@ def grid_index(span: Span, managers: Iterable[int]) -> pd.MultiIndex:
     return pd.MultiIndex.from_product([range(len(span.weeks)), people], names=["w", "manager"])
 
 
-def tally(index: pd.MultiIndex, items: pd.DataFrame, how: str = "size", col: str | None = None,
-          fill: float | None = 0.0) -> pd.Series:
+def tally(index: pd.MultiIndex, items: pd.DataFrame, how: str = "size", col: str | list[str] | None = None,
+          fill: float | None = 0.0) -> pd.Series | pd.DataFrame:
     """Aggregate ``items`` (columns ``w`` and ``m``: week index and manager) per manager and team.
 
-    ``how`` is ``size``, ``sum``, ``mean``, ``nunique`` (distinct values of ``col``) or
-    ``median``.  The team figure aggregates the union of the managers' items (distinct values
-    for ``nunique``), never an average of the managers' figures.  Empty cells get ``fill``
-    (counts and sums) or NaN (``fill=None``).
+    ``how`` is ``size``, ``count`` (values of ``col`` not missing), ``sum``, ``mean``, ``nunique``
+    (distinct values of ``col``) or ``median``.  The team figure aggregates the union of the
+    managers' items (distinct values for ``nunique``), never an average of the managers'
+    figures.  Empty cells get ``fill`` (counts and sums) or NaN (``fill=None``).  A list of
+    columns gives a frame with a column each, the items' cells found once.
     """
     people = index.get_level_values("manager")
     n_people = int(np.flatnonzero(people == TEAM)[0])
     ids = np.asarray([float(p) for p in people[:n_people]])
     n_weeks = len(index) // (n_people + 1)
     w = items["w"].to_numpy(dtype="int64")
-    pos = positions(ids, items["m"])
-    cell = w * n_people + pos
-    values = None if col is None else num(items[col])
+    cell = w * n_people + positions(ids, items["m"])
+    if isinstance(col, list):
+        return pd.DataFrame({c: _tally(index, (n_weeks, n_people), w, cell, how, num(items[c]), fill) for c in col},
+                            index=index)
+    return _tally(index, (n_weeks, n_people), w, cell, how, None if col is None else num(items[col]), fill)
+
+
+def _tally(index: pd.MultiIndex, shape: tuple[int, int], w: np.ndarray, cell: np.ndarray, how: str,
+           values: np.ndarray | None, fill: float | None) -> pd.Series:
+    """:func:`tally` of the items in cells ``cell`` (week ``w``) of a grid of ``shape`` (weeks, managers)."""
+    n_weeks, n_people = shape
     if values is not None and how != "nunique":
         keep = ~np.isnan(values)
         w, cell, values = w[keep], cell[keep], values[keep]
     per_n, team_n = n_weeks * n_people, n_weeks
-    if how in ("size", "sum", "mean"):
+    if how in ("size", "count", "sum", "mean"):
         per_count = np.bincount(cell, minlength=per_n).astype("float64")
         team_count = np.bincount(w, minlength=team_n).astype("float64")
         per, team = per_count, team_count
-        if how != "size":
+        if how in ("sum", "mean"):
             per = np.bincount(cell, values, minlength=per_n).astype("float64")
             team = np.bincount(w, values, minlength=team_n).astype("float64")
         if how == "mean":
@@ -282,10 +291,15 @@ def scope(ctx: "Context", frame: pd.DataFrame, span: Span, when: str, who: str, 
     keep = (w >= 0) & member(m, ctx.manager_ids)
     if mask is not None:
         keep &= np.asarray(mask, dtype=bool)
-    out = (frame if columns is None else frame[columns]).loc[keep]
-    out["w"] = w[keep]
-    out["m"] = m[keep].astype("int64")
-    return out
+    rows = np.flatnonzero(keep)
+    out = {c: _take(frame[c], rows) for c in (frame.columns if columns is None else columns)}
+    out["w"], out["m"] = w[rows], m[rows].astype("int64")
+    return pd.DataFrame(out, index=frame.index[rows])
+
+
+def _take(column: pd.Series, rows: np.ndarray):
+    """A column's values at positions ``rows``, of its own dtype (a numpy column without pandas' overhead)."""
+    return column.to_numpy()[rows] if isinstance(column.dtype, np.dtype) else column.array.take(rows)
 
 
 def local_days(ctx: "Context", ts) -> pd.Series:

@@ -76,34 +76,23 @@ WHERE ((on_contact AND NOT mapped) OR call_status IS NULL) AND {where} ORDER BY 
 """
 
 #: The first calls of counted leads whose first call or first connected call falls in the window
-#: [$lo, $hi) or who were created in it (the only ones a block over the window reads).
-_FIRST_ROWS_SQL = """
-SELECT f.* FROM {firsts} f
-WHERE f.lead_id IN (SELECT id FROM _facts_leads WHERE counted)
-  AND ((f.fa_t >= $lo AND f.fa_t < $hi) OR (f.fc_t >= $lo AND f.fc_t < $hi)
-       OR f.lead_id IN (SELECT id FROM _facts_leads WHERE created_at >= $lo AND created_at < $hi))
-"""
-
-#: Per lead of ``_facts_first_rows``: whether ``fc`` resolved the lead within the window (§3: no
-#: call_in, no connected call_out, an advance) with those first callback / repeat call / advance.
-#: $lo and $hi bound every ``fc`` to its window's end, so that only the calls there are read.
+#: [$lo, $hi) or who were created in it (the only ones a block over the window reads), with whether
+#: ``fc`` resolved the lead (§3: no call_in, no connected call_out, an advance within $window after
+#: it) and those first callback / repeat call / advance.
 _LEAD_CALLS_SQL = """
-WITH f AS (SELECT * FROM _facts_first_rows),
-callbacks AS (SELECT c.lead_id, min(c.t) AS t FROM {calls} c JOIN f ON f.lead_id = c.lead_id
-              WHERE c.call_in AND c.t > f.fc_t AND c.t <= f.fc_t + $window AND c.t > $lo AND c.t <= $hi
-              GROUP BY c.lead_id),
-repeats AS (SELECT c.lead_id, min(c.t) AS t FROM {calls} c JOIN f ON f.lead_id = c.lead_id
-            WHERE c.connected AND c.call_out AND c.t > f.fc_t AND c.t <= f.fc_t + $window AND c.t > $lo AND c.t <= $hi
-            GROUP BY c.lead_id),
-moves AS (SELECT s.lead_id, min(s.t) AS t FROM {status} s JOIN f ON f.lead_id = s.lead_id
-          WHERE s.advances AND s.t > f.fc_t AND s.t <= f.fc_t + $window AND s.t > $lo AND s.t <= $hi
-          GROUP BY s.lead_id)
-SELECT f.lead_id, f.fa_t, f.fa_caller, f.fa_connected, f.fc_t, f.fc_caller,
-       f.fc_t IS NOT NULL AND cb.t IS NULL AND rp.t IS NULL AND m.t IS NOT NULL AS fc_resolved,
-       cb.t AS fc_callback_t, rp.t AS fc_repeat_t, f.fc_t IS NOT NULL AND m.t IS NOT NULL AS fc_advanced, f.t1
-FROM f LEFT JOIN callbacks cb ON cb.lead_id = f.lead_id LEFT JOIN repeats rp ON rp.lead_id = f.lead_id
-LEFT JOIN moves m ON m.lead_id = f.lead_id
-ORDER BY f.lead_id
+WITH f AS (
+  SELECT f.*, CASE WHEN f.fc_next_call_in_t <= f.fc_t + $window THEN f.fc_next_call_in_t END AS callback_t,
+         CASE WHEN f.fc_next_call_out_t <= f.fc_t + $window THEN f.fc_next_call_out_t END AS repeat_t,
+         f.fc_next_advance_t <= f.fc_t + $window AS advanced
+  FROM {firsts} f
+  WHERE f.lead_id IN (SELECT id FROM _facts_leads WHERE counted)
+    AND ((f.fa_t >= $lo AND f.fa_t < $hi) OR (f.fc_t >= $lo AND f.fc_t < $hi)
+         OR f.lead_id IN (SELECT id FROM _facts_leads WHERE created_at >= $lo AND created_at < $hi)))
+SELECT lead_id, fa_t, fa_caller, fa_connected, fc_t, fc_caller,
+       fc_t IS NOT NULL AND callback_t IS NULL AND repeat_t IS NULL AND coalesce(advanced, false) AS fc_resolved,
+       callback_t AS fc_callback_t, repeat_t AS fc_repeat_t, fc_t IS NOT NULL AND coalesce(advanced, false) AS fc_advanced,
+       t1
+FROM f ORDER BY lead_id
 """
 
 #: Per user and local date (days since 1970) of the window, what makes a day active (§5): connected
@@ -293,7 +282,7 @@ class Facts:
         try:
             yield tables
         finally:
-            made = ("_facts_leads", "_facts_first_rows")
+            made = ("_facts_leads",)
             for name in made + (tuple(tables.values()) if temporary else ()):
                 con.execute(f"DROP TABLE IF EXISTS {name}")
 
@@ -389,10 +378,7 @@ class Facts:
 
     def _build_first_calls(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str], window_s: float) -> None:
         """The first calls of the leads the window reads, and whether they resolved the lead."""
-        con.execute(f"CREATE TEMP TABLE _facts_first_rows AS {_FIRST_ROWS_SQL.format(**tables)}",
-                    {"lo": self.lo, "hi": self.hi})
-        lo, hi = con.execute("SELECT min(fc_t), max(fc_t) FROM _facts_first_rows").fetchone()
-        bounds = {"window": window_s, "lo": -np.inf if lo is None else lo, "hi": -np.inf if hi is None else hi + window_s}
+        bounds = {"window": window_s, "lo": self.lo, "hi": self.hi}
         self.lead_calls = fetch(con, _LEAD_CALLS_SQL.format(**tables), bounds).set_index("lead_id")
 
     def _build_activity(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str]) -> None:
@@ -444,11 +430,13 @@ class Facts:
     # won and lost ----------------------------------------------------------------------------
     def _build_closed(self) -> None:
         leads = self.leads
-        keep = leads["counted"].to_numpy() & np.isin(leads["status_id"].to_numpy(), [WON, LOST]) & ~np.isnan(
-            leads["closed_at"].to_numpy())
-        closed = leads.loc[keep, ["id", "price", "status_id", "closed_at"]].rename(columns={"id": "lead_id"})
+        status = leads["status_id"].to_numpy()
+        keep = np.flatnonzero(leads["counted"].to_numpy() & ((status == WON) | (status == LOST))
+                              & ~np.isnan(leads["closed_at"].to_numpy()))
+        closed = pd.DataFrame({"lead_id": leads["id"].to_numpy()[keep], "price": leads["price"].to_numpy()[keep],
+                               "status_id": status[keep], "closed_at": leads["closed_at"].to_numpy()[keep]})
         closed["owner"] = self.owner_at(closed["lead_id"], closed["closed_at"])
-        self.closed = closed.reset_index(drop=True)
+        self.closed = closed
 
 
 def facts_of(ctx: "Context") -> Facts:

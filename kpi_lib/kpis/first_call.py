@@ -33,10 +33,10 @@ def lead_calls(ctx: "Context") -> pd.DataFrame:
 def speed_to_lead(ctx: "Context", span: Span) -> pd.DataFrame:
     """Leads created in the span with ``t1`` (up to the week's as_of), ``stl`` minutes and owner ``m``."""
     f = facts_of(ctx)
-    leads = f.leads.loc[f.leads["counted"].to_numpy()]
-    w = span.locate(leads["created_at"])
-    new = leads.loc[w >= 0, ["id", "created_at"]].rename(columns={"id": "lead_id"})
-    new["w"] = w[w >= 0]
+    created = f.leads["created_at"].to_numpy()
+    w = span.locate(created)
+    keep = (w >= 0) & f.leads["counted"].to_numpy()
+    new = pd.DataFrame({"lead_id": f.leads["id"].to_numpy()[keep], "created_at": created[keep], "w": w[keep]})
     as_of = span.as_of[new["w"].to_numpy()]
     t1 = lead_calls(ctx)["t1"].reindex(new["lead_id"].to_numpy().astype("float64")).to_numpy()
     called = t1 <= as_of

@@ -2,8 +2,8 @@
 
 Every de-duplicated call with its caller, connected flag and lead (own, or mapped from a
 contact with the 600 s rule and ``owner_at``), every status change on a lead with whether it
-advances the lead, each lead's first calls (the first call, the first connected call and
-``t1``) and each completed task's completion time.  Which leads count (params ``pipelines``) and the FCR window are applied when the
+advances the lead, each lead's first calls (the first call, the first connected call, ``t1``
+and what followed the first connected call) and each completed task's completion time.  Which leads count (params ``pipelines``) and the FCR window are applied when the
 facts are read (:mod:`kpi_lib.kpis.facts`).
 
 Building them reads every call and event, the costliest part of a report on a big account.
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import duckdb
 
 #: Bumped whenever the tables' SQL changes: stored facts of another version are not read.
-FACTS_VERSION = 2
+FACTS_VERSION = 3
 #: The meta key holding the stored facts' stamp.
 FACTS_KEY = "facts"
 
@@ -104,17 +104,26 @@ WHERE e.type = 'lead_status_changed' AND e.entity_type = 'lead'
 ORDER BY t ASC NULLS LAST, e.seq ASC NULLS LAST
 """
 
-#: Per lead with timed calls: the first call (``fa``), the first connected call (``fc``) and
-#: ``t1`` (the first call_out or connected call_in).
+#: Per lead with timed calls: the first call (``fa``), the first connected call (``fc``), ``t1``
+#: (the first call_out or connected call_in) and, after ``fc``, the first call_in, the first
+#: connected call_out and the first advance (§3 reads whether they fall in the FCR window).
 _FIRSTS_SQL = """
 WITH firsts AS (
   SELECT lead_id, min(t) AS fa_t, arg_min({'caller': caller, 'connected': connected}, (t, id)) AS fa,
          min(t) FILTER (WHERE connected) AS fc_t, arg_min({'caller': caller}, (t, id)) FILTER (WHERE connected) AS fc,
          min(t) FILTER (WHERE call_out OR (call_in AND connected)) AS t1
-  FROM {calls} WHERE lead_id IS NOT NULL AND t IS NOT NULL GROUP BY lead_id)
-SELECT lead_id, fa_t, CAST(fa.caller AS DOUBLE) AS fa_caller, coalesce(fa.connected, false) AS fa_connected,
-       fc_t, CAST(fc.caller AS DOUBLE) AS fc_caller, t1
-FROM firsts ORDER BY lead_id
+  FROM {calls} WHERE lead_id IS NOT NULL AND t IS NOT NULL GROUP BY lead_id),
+after AS (SELECT c.lead_id, min(c.t) FILTER (WHERE c.call_in) AS call_in_t,
+                 min(c.t) FILTER (WHERE c.connected AND c.call_out) AS call_out_t
+          FROM {calls} c JOIN firsts f ON f.lead_id = c.lead_id
+          WHERE c.t > f.fc_t AND (c.call_in OR (c.connected AND c.call_out)) GROUP BY c.lead_id),
+moves AS (SELECT s.lead_id, min(s.t) AS t FROM {status} s JOIN firsts f ON f.lead_id = s.lead_id
+          WHERE s.advances AND s.t > f.fc_t GROUP BY s.lead_id)
+SELECT f.lead_id, f.fa_t, CAST(f.fa.caller AS DOUBLE) AS fa_caller, coalesce(f.fa.connected, false) AS fa_connected,
+       f.fc_t, CAST(f.fc.caller AS DOUBLE) AS fc_caller, f.t1, a.call_in_t AS fc_next_call_in_t,
+       a.call_out_t AS fc_next_call_out_t, m.t AS fc_next_advance_t
+FROM firsts f LEFT JOIN after a ON a.lead_id = f.lead_id LEFT JOIN moves m ON m.lead_id = f.lead_id
+ORDER BY f.lead_id
 """
 
 #: Completed tasks with their completion time: the latest ``task_completed`` event, else the
@@ -151,7 +160,8 @@ def build_history(con: "duckdb.DuckDBPyConnection", stored: bool = False) -> dic
         for name, _ in _STEPS:
             con.execute(f"DROP TABLE IF EXISTS {name}")
     con.execute(f"{create} {names['status']} AS {_STATUS_SQL}")
-    con.execute(f"{create} {names['firsts']} AS {_FIRSTS_SQL.replace('{calls}', names['calls'])}")
+    firsts = _FIRSTS_SQL.replace("{calls}", names["calls"]).replace("{status}", names["status"])
+    con.execute(f"{create} {names['firsts']} AS {firsts}")
     con.execute(f"{create} {names['done']} AS {_DONE_SQL}")
     return names
 

@@ -89,9 +89,9 @@ def audited_tasks(ctx: "Context", span: Span) -> pd.DataFrame:
     done_day = local_days(ctx, tasks["done_at"]).to_numpy()
     on_time = np.where(done, done_day <= due_day, due >= as_of)
     out["T"] = (~np.isnan(due) & on_time).astype(float)
-    crit = np.column_stack([np.asarray(out[c], dtype="float64") for c in CRITERIA])
-    out["passed"] = np.nansum(crit, axis=1)
-    out["applicable"] = np.sum(~np.isnan(crit), axis=1)
+    crit = [np.asarray(out[c], dtype="float64") for c in CRITERIA]
+    out["passed"] = sum(np.nan_to_num(c) for c in crit)
+    out["applicable"] = sum((~np.isnan(c)).astype("int64") for c in crit)
     out["score"] = out["passed"] / out["applicable"]
     out["complete"] = (out["passed"] == out["applicable"]).astype(float)
     out["overdue"] = (~done & (due < as_of)).astype(float)
@@ -133,14 +133,15 @@ def compute_smart_audit(ctx: "Context", span: Span) -> pd.DataFrame:
     idx = grid_index(span, ctx.managers["user_id"])
     tasks = audited_tasks(ctx, span)
     out = pd.DataFrame(index=idx)
+    passed = tally(idx, tasks, "sum", ["complete", "overdue", *CRITERIA])
+    applicable = tally(idx, tasks, "count", list(CRITERIA))
     out["tasks"] = tally(idx, tasks)
     out["smart_index"] = 100 * tally(idx, tasks, "mean", "score", fill=None)
-    out["smart_complete_pct"] = ratio(tally(idx, tasks, "sum", "complete"), out["tasks"], 100)
+    out["smart_complete_pct"] = ratio(passed["complete"], out["tasks"], 100)
     for key, crit in zip(("specific_pct", "measurable_pct", "achievable_pct", "relevant_pct", "time_bound_pct"),
                          CRITERIA):
-        applies = tasks.loc[tasks[crit].notna().to_numpy(), ["w", "m", crit]]
-        out[key] = ratio(tally(idx, applies, "sum", crit), tally(idx, applies), 100)
-    out["overdue_pct"] = ratio(tally(idx, tasks, "sum", "overdue"), out["tasks"], 100)
+        out[key] = ratio(passed[crit], applicable[crit], 100)
+    out["overdue_pct"] = ratio(passed["overdue"], out["tasks"], 100)
     return out
 
 
