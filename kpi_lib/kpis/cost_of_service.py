@@ -53,7 +53,7 @@ def worked_leads(ctx: "Context", span: Span, signals: pd.DataFrame) -> pd.DataFr
     w = span.locate_days(worked["week"].to_numpy(dtype="int64") * 7 - 3)  # the week's Monday
     keep = (w >= 0) & member(worked["user_id"], ctx.manager_ids)
     rows = pd.DataFrame({"w": w[keep], "m": worked["user_id"].to_numpy()[keep].astype("int64"),
-                         "lead_id": worked["lead_id"].to_numpy()[keep]})
+                         "lead_id": worked["lead_id"].to_numpy()[keep]}, copy=False)
     return pd.concat([rows, signals[["w", "m", "lead_id"]]], ignore_index=True)
 
 

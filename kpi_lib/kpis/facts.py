@@ -142,36 +142,12 @@ WHERE c.connected AND c.caller IN ({supervisors}) AND {where}
 ORDER BY c.t ASC NULLS LAST, c.id ASC NULLS LAST
 """
 
-#: The tasks the SMART audit reads (§6): due in the window [$lo, $hi), or open and due around ``now``
-#: ($near_lo, $near_hi).
-_TASKS_WHERE = """(t.complete_till >= $lo AND t.complete_till < $hi)
-   OR (NOT coalesce(t.is_completed, false) AND t.complete_till >= $near_lo AND t.complete_till < $near_hi)"""
-
-#: The distinct texts (or results) of those tasks in the order of their codes.
-_TASK_VALUES_SQL = """
-SELECT DISTINCT t.{column} FROM tasks t WHERE ({where}) AND t.{column} IS NOT NULL ORDER BY t.{column}
-"""
-
-#: Those tasks in id order with their completion time and codes for their text and result (their
-#: positions in ``_TASK_VALUES_SQL``, -1 for none).
-_TASKS_SQL = f"""
-WITH texts AS (SELECT text, row_number() OVER (ORDER BY text) - 1 AS code
-               FROM ({_TASK_VALUES_SQL.format(column="text", where=_TASKS_WHERE)})),
-results AS (SELECT result_text, row_number() OVER (ORDER BY result_text) - 1 AS code
-            FROM ({_TASK_VALUES_SQL.format(column="result_text", where=_TASKS_WHERE)}))
-SELECT CAST(t.id AS DOUBLE) AS id, CAST(t.created_by AS DOUBLE) AS created_by,
-       CAST(t.created_at AS DOUBLE) AS created_at, CAST(t.responsible_user_id AS DOUBLE) AS responsible,
-       CAST(t.entity_id AS DOUBLE) AS entity_id,
-       CAST(CASE t.entity_type WHEN 'leads' THEN 1 WHEN 'contacts' THEN 2 WHEN 'companies' THEN 3 ELSE 0 END
-            AS TINYINT) AS etype,
-       coalesce(t.is_completed, false) AS is_completed, d.done_at, CAST(coalesce(x.code, -1) AS BIGINT) AS text_code,
-       CAST(coalesce(r.code, -1) AS BIGINT) AS result_code, CAST(t.complete_till AS DOUBLE) AS complete_till
-FROM tasks t
-LEFT JOIN {{done}} d ON d.id = t.id
-LEFT JOIN texts x ON x.text = t.text
-LEFT JOIN results r ON r.result_text = t.result_text
-WHERE {_TASKS_WHERE}
-ORDER BY t.id ASC NULLS LAST
+#: The tasks the SMART audit reads (§6), in id order: due in the window [$lo, $hi), or open and due
+#: around ``now`` ($near_lo, $near_hi), with their completion time and text codes.
+_TASKS_SQL = """
+SELECT * FROM {tasks}
+WHERE (complete_till >= $lo AND complete_till < $hi)
+   OR (NOT is_completed AND complete_till >= $near_lo AND complete_till < $near_hi)
 """
 
 
@@ -319,7 +295,7 @@ class Facts:
             "closed_at": num(leads["closed_at"]),
             "deleted": deleted,
             "counted": counted,
-        })
+        }, copy=False)
         self.lead_ids = self.leads["id"].to_numpy(dtype="float64")
     def lead_pos(self, lead_ids) -> tuple[np.ndarray, np.ndarray]:
         """Row positions of ``lead_ids`` in :attr:`leads` and whether each is known."""
@@ -405,9 +381,12 @@ class Facts:
         near = (-np.inf, np.inf) if now is None else (now - 3 * 86400.0, now + 3 * 86400.0)
         bounds = {"lo": self.lo, "hi": self.hi, "near_lo": near[0], "near_hi": near[1]}
         out = fetch(con, _TASKS_SQL.format(**tables), bounds)
-        values = {column: np.array([r[0] for r in con.execute(_TASK_VALUES_SQL.format(
-            column=column, where=_TASKS_WHERE), bounds).fetchall()], dtype=object) for column in ("text", "result_text")}
-        self.task_texts, self.result_texts = values["text"], values["result_text"]
+        ids = out["id"].to_numpy()
+        if len(ids) > 1 and not (ids[1:] >= ids[:-1]).all():  # kept by id; sorted should a scan not keep it
+            out = out.iloc[np.argsort(ids, kind="stable")].reset_index(drop=True)
+        texts = con.execute(f"SELECT kind, value FROM {tables['texts']} ORDER BY kind, code").fetchall()
+        self.task_texts = np.array([v for k, v in texts if k == "text"], dtype=object)
+        self.result_texts = np.array([v for k, v in texts if k == "result"], dtype=object)
         out.insert(1, "row", np.arange(len(out)))
         lead = np.where(out["etype"].to_numpy() == 1, out["entity_id"].to_numpy(), np.nan)
         found = self.lead_pos(lead)
@@ -434,7 +413,7 @@ class Facts:
         keep = np.flatnonzero(leads["counted"].to_numpy() & ((status == WON) | (status == LOST))
                               & ~np.isnan(leads["closed_at"].to_numpy()))
         closed = pd.DataFrame({"lead_id": leads["id"].to_numpy()[keep], "price": leads["price"].to_numpy()[keep],
-                               "status_id": status[keep], "closed_at": leads["closed_at"].to_numpy()[keep]})
+                               "status_id": status[keep], "closed_at": leads["closed_at"].to_numpy()[keep]}, copy=False)
         closed["owner"] = self.owner_at(closed["lead_id"], closed["closed_at"])
         self.closed = closed
 

@@ -36,7 +36,8 @@ def speed_to_lead(ctx: "Context", span: Span) -> pd.DataFrame:
     created = f.leads["created_at"].to_numpy()
     w = span.locate(created)
     keep = (w >= 0) & f.leads["counted"].to_numpy()
-    new = pd.DataFrame({"lead_id": f.leads["id"].to_numpy()[keep], "created_at": created[keep], "w": w[keep]})
+    new = pd.DataFrame({"lead_id": f.leads["id"].to_numpy()[keep], "created_at": created[keep], "w": w[keep]},
+                       copy=False)
     as_of = span.as_of[new["w"].to_numpy()]
     t1 = lead_calls(ctx)["t1"].reindex(new["lead_id"].to_numpy().astype("float64")).to_numpy()
     called = t1 <= as_of

@@ -3,7 +3,8 @@
 Every de-duplicated call with its caller, connected flag and lead (own, or mapped from a
 contact with the 600 s rule and ``owner_at``), every status change on a lead with whether it
 advances the lead, each lead's first calls (the first call, the first connected call, ``t1``
-and what followed the first connected call) and each completed task's completion time.  Which leads count (params ``pipelines``) and the FCR window are applied when the
+and what followed the first connected call), each completed task's completion time and every
+task with codes for its texts.  Which leads count (params ``pipelines``) and the FCR window are applied when the
 facts are read (:mod:`kpi_lib.kpis.facts`).
 
 Building them reads every call and event, the costliest part of a report on a big account.
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import duckdb
 
 #: Bumped whenever the tables' SQL changes: stored facts of another version are not read.
-FACTS_VERSION = 3
+FACTS_VERSION = 4
 #: The meta key holding the stored facts' stamp.
 FACTS_KEY = "facts"
 
@@ -137,8 +138,34 @@ WHERE coalesce(t.is_completed, false)
 ORDER BY done_at ASC NULLS LAST
 """
 
+#: Every distinct task text (``kind`` 'text') and result text ('result') with its code: its
+#: position among the kind's texts in sort order.
+_TEXTS_SQL = """
+SELECT 'text' AS kind, text AS value, row_number() OVER (ORDER BY text) - 1 AS code
+FROM (SELECT DISTINCT text FROM tasks WHERE text IS NOT NULL)
+UNION ALL
+SELECT 'result', result_text, row_number() OVER (ORDER BY result_text) - 1
+FROM (SELECT DISTINCT result_text FROM tasks WHERE result_text IS NOT NULL)
+"""
+
+#: Every task with its completion time and the codes of its text and result (-1 for none), by id.
+_TASKS_SQL = """
+SELECT CAST(t.id AS DOUBLE) AS id, CAST(t.created_by AS DOUBLE) AS created_by,
+       CAST(t.created_at AS DOUBLE) AS created_at, CAST(t.responsible_user_id AS DOUBLE) AS responsible,
+       CAST(t.entity_id AS DOUBLE) AS entity_id,
+       CAST(CASE t.entity_type WHEN 'leads' THEN 1 WHEN 'contacts' THEN 2 WHEN 'companies' THEN 3 ELSE 0 END
+            AS TINYINT) AS etype,
+       coalesce(t.is_completed, false) AS is_completed, d.done_at, CAST(coalesce(x.code, -1) AS BIGINT) AS text_code,
+       CAST(coalesce(r.code, -1) AS BIGINT) AS result_code, CAST(t.complete_till AS DOUBLE) AS complete_till
+FROM tasks t
+LEFT JOIN {done} d ON d.id = t.id
+LEFT JOIN (SELECT value, code FROM {texts} WHERE kind = 'text') x ON x.value = t.text
+LEFT JOIN (SELECT value, code FROM {texts} WHERE kind = 'result') r ON r.value = t.result_text
+ORDER BY t.id ASC NULLS LAST
+"""
+
 #: The kinds of history tables.
-KINDS = ("calls", "status", "firsts", "done")
+KINDS = ("calls", "status", "firsts", "done", "texts", "tasks")
 
 _STEPS = (("_history_leads", _LEADS_SQL), ("_history_changes", _CHANGES_SQL), ("_history_calls0", _CALLS0_SQL),
           ("_history_mapped", _MAP_SQL))
@@ -163,6 +190,8 @@ def build_history(con: "duckdb.DuckDBPyConnection", stored: bool = False) -> dic
     firsts = _FIRSTS_SQL.replace("{calls}", names["calls"]).replace("{status}", names["status"])
     con.execute(f"{create} {names['firsts']} AS {firsts}")
     con.execute(f"{create} {names['done']} AS {_DONE_SQL}")
+    con.execute(f"{create} {names['texts']} AS {_TEXTS_SQL}")
+    con.execute(f"{create} {names['tasks']} AS {_TASKS_SQL.format(done=names['done'], texts=names['texts'])}")
     return names
 
 
