@@ -45,9 +45,10 @@ COLUMNS: dict[str, list[str] | None] = {
                "pipeline_before", "status_after", "pipeline_after", "responsible_before", "responsible_after"],
     "custom_field_values": ["entity_id", "field_id", "field_name", "position", "value"],
 }
-#: Tables read whole into pandas (the small ones and the links); the facts read the rest in SQL.
-FRAMES = ("account", "users", "pipelines", "statuses", "lead_custom_fields", "leads", "lead_contacts",
-          "lead_companies", "custom_field_values")
+#: Tables read whole into pandas (the small ones and the links); the facts read the rest, the leads
+#: among them, in SQL.
+FRAMES = ("account", "users", "pipelines", "statuses", "lead_custom_fields", "lead_contacts", "lead_companies",
+          "custom_field_values")
 #: Row filters applied while reading (the KPIs use no other rows).
 WHERE = {
     "custom_field_values": "entity_type = 'lead'",
@@ -62,7 +63,7 @@ class Context:
     ----------
     settings : Settings
     frames : dict of DataFrame
-        The store's typed tables (only the columns in :data:`COLUMNS`).
+        The store's typed tables of :data:`FRAMES` (only the columns in :data:`COLUMNS`).
     tz : ZoneInfo
         The report timezone.
     week : Week
@@ -175,8 +176,8 @@ def load_context(settings: Settings, now: datetime | None = None,
     now : datetime, optional
         The current instant (default: the clock); ``settings.as_of`` pins it.
     frames : dict of DataFrame, optional
-        The store's typed tables as frames (every table the facts read: ``calls``, ``tasks``
-        and ``events`` too), to compute from them instead of the store.
+        The store's typed tables as frames (every table the facts read: ``leads``, ``calls``,
+        ``tasks`` and ``events`` too), to compute from them instead of the store.
     weeks : int, optional
         Weeks of items to read now, in the same read as the frames (the weekly run asks for
         :func:`kpi_lib.weekdata.context_weeks`, so that a sync finishing meanwhile cannot
@@ -204,8 +205,8 @@ def load_context(settings: Settings, now: datetime | None = None,
         _check_pipelines(settings, frames["pipelines"])
         check_targets(settings.kpi.targets)
         _check_score_fields(settings, frames["lead_custom_fields"], frames["custom_field_values"])
-        reader = _FactsReader(settings, None if store is not None else frames, frames["leads"], now.timestamp(), tz,
-                              supervisors, (week.start_ts, week.end_ts))
+        reader = _FactsReader(settings, None if store is not None else frames, now.timestamp(), tz, supervisors,
+                              (week.start_ts, week.end_ts))
         span = (week.shift(1 - (weeks or 2)).start_ts, week.end_ts)
         facts = (reader.read(span[0], span[1] + reader.window_s, store, generation, parts) if weeks is not None
                  else None)
@@ -220,9 +221,9 @@ def load_context(settings: Settings, now: datetime | None = None,
 class _FactsReader:
     """Builds :class:`Facts` for a window of instants, from the store or from given frames."""
 
-    def __init__(self, settings: Settings, frames: dict[str, pd.DataFrame] | None, leads: pd.DataFrame,
-                 now: float, tz: ZoneInfo, supervisors: list[int], week: tuple[float, float]):
-        self.settings, self.frames, self.leads, self.now = settings, frames, leads, now
+    def __init__(self, settings: Settings, frames: dict[str, pd.DataFrame] | None, now: float, tz: ZoneInfo,
+                 supervisors: list[int], week: tuple[float, float]):
+        self.settings, self.frames, self.now = settings, frames, now
         self.tz, self.supervisors, self.week = tz, supervisors, week
         self.window_s = settings.kpi.fcr_window_days * 86400.0
 
@@ -233,7 +234,7 @@ class _FactsReader:
         read now and the others at first use."""
         kpi = self.settings.kpi
         with self.connection(store, generation) as con:
-            return Facts(con, self.leads, kpi.pipelines, kpi.fcr_window_days, lo, hi, self.now, parts=parts,
+            return Facts(con, kpi.pipelines, kpi.fcr_window_days, lo, hi, self.now, parts=parts,
                          reopen=lambda: self.connection(None, generation), tz=self.tz,
                          supervisors=self.supervisors, week=self.week)
 

@@ -52,6 +52,15 @@ SELECT CAST(id AS DOUBLE) AS id, CAST(created_at AS DOUBLE) AS created_at,
 FROM leads
 """
 
+#: Every lead by id with what the facts read of it (the current owner, whether it is deleted) and its name.
+_LEAD_FACTS_SQL = """
+SELECT CAST(id AS BIGINT) AS id, CAST(price AS DOUBLE) AS price, CAST(responsible_user_id AS DOUBLE) AS owner,
+       CAST(status_id AS DOUBLE) AS status_id, CAST(pipeline_id AS DOUBLE) AS pipeline_id,
+       CAST(created_at AS DOUBLE) AS created_at, CAST(closed_at AS DOUBLE) AS closed_at,
+       coalesce(is_deleted, false) AS deleted, name
+FROM leads ORDER BY id, rowid
+"""
+
 #: Each lead's main contact (§1 "repeat"): the contact marked main, else the first by position,
 #: else the first stored.
 _MAIN_CONTACT_SQL = """
@@ -159,8 +168,6 @@ class Facts:
     con : duckdb.DuckDBPyConnection
         A connection holding the store's typed tables (the store's own, or frames registered
         under the tables' names).
-    leads : DataFrame
-        The ``leads`` frame of :func:`kpi_lib.kpis.context.read_frames`.
     pipelines : list of int or None
         Params ``pipelines``: counted leads are in one of them.
 
@@ -171,9 +178,9 @@ class Facts:
         sorted by id; ``owner`` is the current ``responsible_user_id``.
     calls : DataFrame
         The report week's de-duplicated call notes that data quality notes (contact calls that
-        found no lead, calls without a ``call_status``): ``id, on_contact, entity_id, call_in, call_out, t, caller,
-        connected, duration, call_status, lead_id`` (own or mapped lead, NaN when unmapped) and
-        ``mapped`` (a contact call that found a lead).
+        found no lead, calls without a ``call_status``): ``id, on_contact, entity_id, call_in,
+        call_out, t, caller, connected, duration, call_status, lead_id`` (own or mapped lead, NaN
+        when unmapped) and ``mapped`` (a contact call that found a lead).
     activity : DataFrame
         Per user and local date of the window (``user_id, day``: days since 1970 in the report
         timezone) with a connected call, a status change made or a task completed: ``calls``
@@ -202,7 +209,7 @@ class Facts:
         Per contact id, the earliest ``closed_at`` of a counted won lead linked to it.
     """
 
-    def __init__(self, con: "duckdb.DuckDBPyConnection", leads: pd.DataFrame, pipelines=None,
+    def __init__(self, con: "duckdb.DuckDBPyConnection", pipelines=None,
                  window_days: float = 7, lo: float = -np.inf, hi: float = np.inf, now: float | None = None,
                  parts=tuple(PARTS), reopen=None, tz: ZoneInfo | None = None, supervisors=(),
                  week: tuple[float, float] | None = None):
@@ -215,7 +222,7 @@ class Facts:
         self._week = (self.lo, self.hi) if week is None else (float(week[0]), float(week[1]))
         self._pipelines, self._window_s, self._now, self._reopen = pipelines, window_days * 86400.0, now, reopen
         self._tz, self._supervisors = tz or ZoneInfo("UTC"), tuple(int(s) for s in supervisors)
-        self._build_leads(leads, pipelines)
+        self._build_leads(con, pipelines)
         self._build_owner_history(con)
         self._read(con, tuple(parts))
         self._build_closed()
@@ -277,26 +284,17 @@ class Facts:
         return self.lo <= lo and hi <= self.hi
 
     # leads and their owners ---------------------------------------------------------------
-    def _build_leads(self, leads: pd.DataFrame, pipelines) -> None:
-        if not leads["id"].is_monotonic_increasing:  # the store's frame comes by id already
-            leads = leads.sort_values("id", kind="stable")
-        self._names = leads["name"].reset_index(drop=True)
-        deleted = flag(leads["is_deleted"])
-        counted = ~deleted
+    def _build_leads(self, con: "duckdb.DuckDBPyConnection", pipelines) -> None:
+        con.complete()  # a result of execute() left on the connection is finished first
+        table = con.sql(_LEAD_FACTS_SQL).to_arrow_table()
+        self._names = table.column("name")
+        cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names if name != "name"}
+        counted = ~cols["deleted"]
         if pipelines:
-            counted &= np.isin(num(leads["pipeline_id"]), np.asarray(pipelines, dtype="float64"))
-        self.leads = pd.DataFrame({
-            "id": leads["id"].to_numpy(dtype="int64"),
-            "price": num(leads["price"]),
-            "owner": num(leads["responsible_user_id"]),
-            "status_id": num(leads["status_id"]),
-            "pipeline_id": num(leads["pipeline_id"]),
-            "created_at": num(leads["created_at"]),
-            "closed_at": num(leads["closed_at"]),
-            "deleted": deleted,
-            "counted": counted,
-        }, copy=False)
+            counted &= np.isin(cols["pipeline_id"], np.asarray(pipelines, dtype="float64"))
+        self.leads = pd.DataFrame({**cols, "counted": counted}, copy=False)
         self.lead_ids = self.leads["id"].to_numpy(dtype="float64")
+
     def lead_pos(self, lead_ids) -> tuple[np.ndarray, np.ndarray]:
         """Row positions of ``lead_ids`` in :attr:`leads` and whether each is known."""
         ids = num(lead_ids)
@@ -308,7 +306,8 @@ class Facts:
     def lead_names(self, lead_ids) -> np.ndarray:
         """Lead names for ``lead_ids`` (None when unknown)."""
         pos, known = self.lead_pos(lead_ids)
-        names = self._names.take(pos).to_numpy(dtype=object) if len(self._names) else np.full(len(pos), None)
+        names = (self._names.take(pos).to_pandas().to_numpy(dtype=object) if len(self._names)
+                 else np.full(len(pos), None))
         return np.where(known, names, None)
 
     def lead_attr(self, lead_ids, column: str, found: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
