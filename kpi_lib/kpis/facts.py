@@ -197,9 +197,8 @@ class Facts:
         Tasks due in the window or open and due around ``now`` (§6), in id order, with ``done_at``
         (completion time of completed tasks, else NaN), ``etype`` (see :data:`ENTITY_TYPES`),
         ``row`` (position in this frame), ``text_code`` / ``result_code`` (positions in
-        :attr:`task_texts` / :attr:`result_texts`, -1 for none) and, for a task on a lead,
-        ``lead_id``, ``lead_known`` (a lead of the store), ``lead_deleted`` and ``lead_closed``
-        (its ``closed_at``).
+        :attr:`task_texts` / :attr:`result_texts`, -1 for none), ``lead_id`` (a task on a lead),
+        ``lead_deleted`` (that lead is deleted) and ``relevant`` (§6 R).
     closed : DataFrame
         Counted won and lost leads: ``lead_id, price, status_id, closed_at, owner``
         (``owner_at(lead, closed_at)``).
@@ -310,10 +309,9 @@ class Facts:
                  else np.full(len(pos), None))
         return np.where(known, names, None)
 
-    def lead_attr(self, lead_ids, column: str, found: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """A column of :attr:`leads` looked up for ``lead_ids`` (NaN/False when unknown; ``found``:
-        their :meth:`lead_pos`, when known already)."""
-        pos, known = self.lead_pos(lead_ids) if found is None else found
+    def lead_attr(self, lead_ids, column: str) -> np.ndarray:
+        """A column of :attr:`leads` looked up for ``lead_ids`` (NaN/False when unknown)."""
+        pos, known = self.lead_pos(lead_ids)
         column = self.leads[column].to_numpy()
         if column.dtype == bool:
             return column[pos] & known if len(column) else np.zeros(len(pos), dtype=bool)
@@ -387,11 +385,6 @@ class Facts:
         self.task_texts = np.array([v for k, v in texts if k == "text"], dtype=object)
         self.result_texts = np.array([v for k, v in texts if k == "result"], dtype=object)
         out.insert(1, "row", np.arange(len(out)))
-        lead = np.where(out["etype"].to_numpy() == 1, out["entity_id"].to_numpy(), np.nan)
-        found = self.lead_pos(lead)
-        out["lead_id"], out["lead_known"] = lead, found[1]
-        out["lead_deleted"] = self.lead_attr(lead, "deleted", found)
-        out["lead_closed"] = self.lead_attr(lead, "closed_at", found)
         self.tasks = out
 
     def task_column(self, rows, column: str) -> np.ndarray:

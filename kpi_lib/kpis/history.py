@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import duckdb
 
 #: Bumped whenever the tables' SQL changes: stored facts of another version are not read.
-FACTS_VERSION = 4
+FACTS_VERSION = 5
 #: The meta key holding the stored facts' stamp.
 FACTS_KEY = "facts"
 
@@ -148,19 +148,35 @@ SELECT 'result', result_text, row_number() OVER (ORDER BY result_text) - 1
 FROM (SELECT DISTINCT result_text FROM tasks WHERE result_text IS NOT NULL)
 """
 
-#: Every task with its completion time and the codes of its text and result (-1 for none), by id.
+#: Every task with its completion time, the codes of its text and result (-1 for none), its lead
+#: (a task on a lead), whether that lead is deleted, and whether it is relevant (§6 R: its lead, or
+#: a lead linked to its contact or company that is not deleted, was open when it was created), by id.
 _TASKS_SQL = """
+WITH linked AS (SELECT 'contacts' AS kind, c.contact_id AS entity_id, l.closed_at
+                FROM lead_contacts c JOIN leads l ON l.id = c.lead_id WHERE NOT coalesce(l.is_deleted, false)
+                UNION ALL
+                SELECT 'companies', c.company_id, l.closed_at
+                FROM lead_companies c JOIN leads l ON l.id = c.lead_id WHERE NOT coalesce(l.is_deleted, false)),
+reached AS (SELECT DISTINCT t.id FROM tasks t JOIN linked k ON k.kind = t.entity_type AND k.entity_id = t.entity_id
+            WHERE k.closed_at IS NULL OR k.closed_at > t.created_at)
 SELECT CAST(t.id AS DOUBLE) AS id, CAST(t.created_by AS DOUBLE) AS created_by,
        CAST(t.created_at AS DOUBLE) AS created_at, CAST(t.responsible_user_id AS DOUBLE) AS responsible,
        CAST(t.entity_id AS DOUBLE) AS entity_id,
        CAST(CASE t.entity_type WHEN 'leads' THEN 1 WHEN 'contacts' THEN 2 WHEN 'companies' THEN 3 ELSE 0 END
             AS TINYINT) AS etype,
        coalesce(t.is_completed, false) AS is_completed, d.done_at, CAST(coalesce(x.code, -1) AS BIGINT) AS text_code,
-       CAST(coalesce(r.code, -1) AS BIGINT) AS result_code, CAST(t.complete_till AS DOUBLE) AS complete_till
+       CAST(coalesce(r.code, -1) AS BIGINT) AS result_code, CAST(t.complete_till AS DOUBLE) AS complete_till,
+       CAST(CASE WHEN t.entity_type = 'leads' THEN t.entity_id END AS DOUBLE) AS lead_id,
+       coalesce(l.is_deleted, false) AS lead_deleted,
+       CASE WHEN t.entity_type = 'leads'
+            THEN coalesce(l.id IS NOT NULL AND (l.closed_at IS NULL OR l.closed_at > t.created_at), false)
+            ELSE g.id IS NOT NULL END AS relevant
 FROM tasks t
 LEFT JOIN {done} d ON d.id = t.id
 LEFT JOIN (SELECT value, code FROM {texts} WHERE kind = 'text') x ON x.value = t.text
 LEFT JOIN (SELECT value, code FROM {texts} WHERE kind = 'result') r ON r.value = t.result_text
+LEFT JOIN leads l ON t.entity_type = 'leads' AND l.id = t.entity_id
+LEFT JOIN reached g ON g.id = t.id
 ORDER BY t.id ASC NULLS LAST
 """
 

@@ -72,7 +72,9 @@ def audited_tasks(ctx: "Context", span: Span) -> pd.DataFrame:
     """
     kpi = ctx.settings.kpi
     f = facts_of(ctx)
-    tasks = scope(ctx, f.tasks, span, "complete_till", "responsible", mask=~f.tasks["lead_deleted"].to_numpy())
+    tasks = scope(ctx, f.tasks, span, "complete_till", "responsible", mask=~f.tasks["lead_deleted"].to_numpy(),
+                  columns=["id", "row", "created_by", "created_at", "entity_id", "etype", "is_completed", "done_at",
+                           "complete_till", "lead_id", "text_code", "result_code", "relevant"])
     as_of = span.as_of[tasks["w"].to_numpy()] if len(tasks) else np.zeros(0)
     created_by, done = tasks["created_by"].to_numpy(), tasks["is_completed"].to_numpy(dtype=bool)
     due, created = tasks["complete_till"].to_numpy(), tasks["created_at"].to_numpy()
@@ -85,7 +87,7 @@ def audited_tasks(ctx: "Context", span: Span) -> pd.DataFrame:
     per_day = pd.MultiIndex.from_arrays([tasks["m"].to_numpy(), due_day])
     load = pd.Series(1, index=per_day).groupby(level=[0, 1]).transform("size")
     out["A"] = ((due >= created - 60) & (load.to_numpy() <= kpi.max_tasks_per_day)).astype(float)
-    out["R"] = relevant(ctx, tasks).astype(float)
+    out["R"] = tasks["relevant"].to_numpy().astype(float)
     done_day = local_days(ctx, tasks["done_at"]).to_numpy()
     on_time = np.where(done, done_day <= due_day, due >= as_of)
     out["T"] = (~np.isnan(due) & on_time).astype(float)
@@ -95,28 +97,8 @@ def audited_tasks(ctx: "Context", span: Span) -> pd.DataFrame:
     out["score"] = out["passed"] / out["applicable"]
     out["complete"] = (out["passed"] == out["applicable"]).astype(float)
     out["overdue"] = (~done & (due < as_of)).astype(float)
-    return tasks.assign(**out)  # one copy with every column, not one per column
-
-
-def relevant(ctx: "Context", tasks: pd.DataFrame) -> np.ndarray:
-    """R: the task's lead, or a lead linked to its contact or company, was open when the task was created."""
-    f = facts_of(ctx)
-    kind, entity, created = tasks["etype"].to_numpy(), tasks["entity_id"].to_numpy(), tasks["created_at"].to_numpy()
-    closed = tasks["lead_closed"].to_numpy()
-    out = (kind == 1) & tasks["lead_known"].to_numpy() & (np.isnan(closed) | (closed > created))
-    for code, table, column in ((2, "lead_contacts", "contact_id"), (3, "lead_companies", "company_id")):
-        rows = np.flatnonzero(kind == code)
-        if not len(rows):
-            continue
-        links = ctx.frames[table]
-        pairs = pd.DataFrame({"row": rows, "entity": entity[rows], "created": created[rows]}).merge(
-            pd.DataFrame({"entity": num(links[column]), "lead": num(links["lead_id"])}), on="entity")
-        lead_closed = f.lead_attr(pairs["lead"], "closed_at")
-        lead = pairs["lead"]
-        lead_alive = (f.lead_attr(lead, "id") == lead.to_numpy()) & ~f.lead_attr(lead, "deleted")
-        ok = lead_alive & (np.isnan(lead_closed) | (lead_closed > pairs["created"].to_numpy()))
-        out[pairs.loc[ok, "row"].unique()] = True
-    return out
+    columns = {c: tasks[c].to_numpy() for c in tasks.columns} | {c: np.asarray(v) for c, v in out.items()}
+    return pd.DataFrame(columns, index=tasks.index, copy=False)  # every column as it is, none copied
 
 
 def compute_smart_audit(ctx: "Context", span: Span) -> pd.DataFrame:
