@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
 ENTITY_TYPES = (None, "leads", "contacts", "companies")
 #: The parts of the facts read from the window's items, with the attributes each sets.
 PARTS: dict[str, tuple[str, ...]] = {
+    "closed": ("closed",),
+    "owners": ("responsible_events", "_resp_pos", "_resp_key", "_resp_before"),
     "links": ("main_contact", "first_win"),
     "calls": ("calls",),
     "first_calls": ("lead_calls",),
@@ -59,6 +61,12 @@ SELECT CAST(id AS BIGINT) AS id, CAST(price AS DOUBLE) AS price, CAST(responsibl
        CAST(created_at AS DOUBLE) AS created_at, CAST(closed_at AS DOUBLE) AS closed_at,
        coalesce(is_deleted, false) AS deleted, name
 FROM leads ORDER BY id, rowid
+"""
+
+#: Counted won and lost leads closed in the window [$lo, $hi), with their owner at the close, by id.
+_CLOSED_SQL = """
+SELECT lead_id, price, status_id, closed_at, owner FROM {closed}
+WHERE NOT deleted AND {counted} AND closed_at >= $lo AND closed_at < $hi ORDER BY lead_id
 """
 
 #: Each lead's main contact (§1 "repeat"): the contact marked main, else the first by position,
@@ -200,8 +208,10 @@ class Facts:
         :attr:`task_texts` / :attr:`result_texts`, -1 for none), ``lead_id`` (a task on a lead),
         ``lead_deleted`` (that lead is deleted) and ``relevant`` (§6 R).
     closed : DataFrame
-        Counted won and lost leads: ``lead_id, price, status_id, closed_at, owner``
-        (``owner_at(lead, closed_at)``).
+        Counted won and lost leads closed in the window: ``lead_id, price, status_id, closed_at,
+        owner`` (``owner_at(lead, closed_at)``).
+    responsible_events : DataFrame
+        Responsible changes on leads (``lead_id, t, seq, before, after``), which :meth:`owner_at` reads.
     main_contact : Series
         Each linked lead's main contact id (NaN when the link has none), by lead id.
     first_win : Series
@@ -222,9 +232,7 @@ class Facts:
         self._pipelines, self._window_s, self._now, self._reopen = pipelines, window_days * 86400.0, now, reopen
         self._tz, self._supervisors = tz or ZoneInfo("UTC"), tuple(int(s) for s in supervisors)
         self._build_leads(con, pipelines)
-        self._build_owner_history(con)
         self._read(con, tuple(parts))
-        self._build_closed()
 
     def __getattr__(self, name: str):
         """An attribute of a part not read yet: read the part (see :data:`PARTS`)."""
@@ -237,7 +245,12 @@ class Facts:
 
     def _read(self, con: "duckdb.DuckDBPyConnection", parts: tuple[str, ...]) -> None:
         """Read ``parts`` (of :data:`PARTS`) from ``con``."""
-        with self._session(con, history=bool(set(parts) - {"links"})) as tables:
+        with self._session(con, history=bool(set(parts) - {"links", "owners"})) as tables:
+            if "closed" in parts:
+                self.closed = fetch(con, _CLOSED_SQL.format(counted=self._counted("pipeline_id"), **tables),
+                                    {"lo": self.lo, "hi": self.hi})
+            if "owners" in parts:
+                self._build_owner_history(con)
             if "links" in parts:
                 self.main_contact = fetch(con, _MAIN_CONTACT_SQL).set_index("lead")["contact"]
                 self.first_win = fetch(con, _FIRST_WIN_SQL).set_index("contact")["first_win"]
@@ -257,9 +270,7 @@ class Facts:
         """The leads with whether they count as ``_facts_leads`` on ``con`` and, with ``history``,
         the history tables' names (:func:`~kpi_lib.kpis.history.open_history`); what it made is
         dropped after."""
-        pipes = (f"coalesce(pipeline_id IN ({', '.join(str(int(p)) for p in self._pipelines)}), false)"
-                 if self._pipelines else "true")
-        con.execute(_LEADS_SQL.format(counted=pipes))
+        con.execute(_LEADS_SQL.format(counted=self._counted("pipeline_id")))
         tables, temporary = open_history(con) if history else ({}, False)
         try:
             yield tables
@@ -267,6 +278,12 @@ class Facts:
             made = ("_facts_leads",)
             for name in made + (tuple(tables.values()) if temporary else ()):
                 con.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def _counted(self, column: str) -> str:
+        """SQL of whether a lead of the pipeline in ``column`` counts (params ``pipelines``)."""
+        if not self._pipelines:
+            return "true"
+        return f"coalesce({column} IN ({', '.join(str(int(p)) for p in self._pipelines)}), false)"
 
     def calls_in(self, lo: float, hi: float) -> pd.DataFrame:
         """The calls data quality notes at instants ``[lo, hi)``: from the calls held when they cover
@@ -397,17 +414,6 @@ class Facts:
         code = np.asarray(code, dtype="int64")[np.asarray(rows, dtype="int64")]
         table = np.append(np.asarray(values, dtype=object), None)
         return table[code]
-
-    # won and lost ----------------------------------------------------------------------------
-    def _build_closed(self) -> None:
-        leads = self.leads
-        status = leads["status_id"].to_numpy()
-        keep = np.flatnonzero(leads["counted"].to_numpy() & ((status == WON) | (status == LOST))
-                              & ~np.isnan(leads["closed_at"].to_numpy()))
-        closed = pd.DataFrame({"lead_id": leads["id"].to_numpy()[keep], "price": leads["price"].to_numpy()[keep],
-                               "status_id": status[keep], "closed_at": leads["closed_at"].to_numpy()[keep]}, copy=False)
-        closed["owner"] = self.owner_at(closed["lead_id"], closed["closed_at"])
-        self.closed = closed
 
 
 def facts_of(ctx: "Context") -> Facts:

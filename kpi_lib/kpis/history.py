@@ -3,9 +3,10 @@
 Every de-duplicated call with its caller, connected flag and lead (own, or mapped from a
 contact with the 600 s rule and ``owner_at``), every status change on a lead with whether it
 advances the lead, each lead's first calls (the first call, the first connected call, ``t1``
-and what followed the first connected call), each completed task's completion time and every
-task with codes for its texts.  Which leads count (params ``pipelines``) and the FCR window are applied when the
-facts are read (:mod:`kpi_lib.kpis.facts`).
+and what followed the first connected call), each won or lost lead with its owner at the close,
+each completed task's completion time, and every task with codes for its texts, its relevance
+(§6 R) and whether its lead is deleted.  Which leads count (params ``pipelines``), the report
+timezone and the FCR window are applied when the facts are read (:mod:`kpi_lib.kpis.facts`).
 
 Building them reads every call and event, the costliest part of a report on a big account.
 :func:`save_facts` therefore keeps them in the store as tables, stamped with the store's data
@@ -27,14 +28,15 @@ if TYPE_CHECKING:  # pragma: no cover
     import duckdb
 
 #: Bumped whenever the tables' SQL changes: stored facts of another version are not read.
-FACTS_VERSION = 5
+FACTS_VERSION = 6
 #: The meta key holding the stored facts' stamp.
 FACTS_KEY = "facts"
 
 #: Every lead row with what the contact-call mapping reads.
 _LEADS_SQL = """
 SELECT CAST(id AS DOUBLE) AS id, CAST(created_at AS DOUBLE) AS created_at, CAST(closed_at AS DOUBLE) AS closed_at,
-       CAST(responsible_user_id AS DOUBLE) AS owner, coalesce(is_deleted, false) AS deleted
+       CAST(responsible_user_id AS DOUBLE) AS owner, coalesce(is_deleted, false) AS deleted,
+       CAST(price AS DOUBLE) AS price, CAST(status_id AS DOUBLE) AS status_id, CAST(pipeline_id AS DOUBLE) AS pipeline_id
 FROM leads
 """
 
@@ -78,6 +80,15 @@ owned AS (SELECT p.row, p.lead_id, p.created_at,
                  coalesce(CASE WHEN r.t IS NULL THEN p.owner ELSE r.before END = p.caller, false) AS own
           FROM pairs p ASOF LEFT JOIN _history_changes r ON r.lead_id = p.lead_id AND p.t < r.t)
 SELECT row, arg_max(lead_id, (own, created_at, lead_id)) AS lead_id FROM owned GROUP BY row
+"""
+
+#: Every won or lost lead with a close time, with its owner then (``owner_at(lead, closed_at)``), by id.
+_CLOSED_SQL = f"""
+SELECT CAST(l.id AS BIGINT) AS lead_id, l.price, l.status_id, l.closed_at,
+       CASE WHEN r.t IS NULL THEN l.owner ELSE r.before END AS owner, l.pipeline_id, l.deleted
+FROM _history_leads l ASOF LEFT JOIN _history_changes r ON r.lead_id = l.id AND l.closed_at < r.t
+WHERE l.status_id IN ({WON}, {LOST}) AND l.closed_at IS NOT NULL
+ORDER BY l.id
 """
 
 #: Every call with its lead (own, or mapped from a contact), in time order.
@@ -181,7 +192,7 @@ ORDER BY t.id ASC NULLS LAST
 """
 
 #: The kinds of history tables.
-KINDS = ("calls", "status", "firsts", "done", "texts", "tasks")
+KINDS = ("calls", "closed", "status", "firsts", "done", "texts", "tasks")
 
 _STEPS = (("_history_leads", _LEADS_SQL), ("_history_changes", _CHANGES_SQL), ("_history_calls0", _CALLS0_SQL),
           ("_history_mapped", _MAP_SQL))
@@ -190,8 +201,8 @@ _STEPS = (("_history_leads", _LEADS_SQL), ("_history_changes", _CHANGES_SQL), ("
 def build_history(con: "duckdb.DuckDBPyConnection", stored: bool = False) -> dict[str, str]:
     """Build the history tables from the typed tables on ``con``; their names by kind.
 
-    ``stored``: as the store's tables ``facts_calls``, ``facts_status``, ``facts_firsts`` and ``facts_done``
-    (inside the caller's transaction), else as temporary ``_facts_…`` tables of the connection.
+    ``stored``: as the store's tables ``facts_<kind>`` of :data:`KINDS` (inside the caller's
+    transaction), else as temporary ``_facts_<kind>`` tables of the connection.
     """
     prefix, create = ("facts_", "CREATE OR REPLACE TABLE") if stored else ("_facts_", "CREATE OR REPLACE TEMP TABLE")
     names = {kind: f"{prefix}{kind}" for kind in KINDS}
@@ -199,6 +210,7 @@ def build_history(con: "duckdb.DuckDBPyConnection", stored: bool = False) -> dic
         for name, sql in _STEPS:
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
         con.execute(f"{create} {names['calls']} AS {_CALLS_SQL}")
+        con.execute(f"{create} {names['closed']} AS {_CLOSED_SQL}")
     finally:
         for name, _ in _STEPS:
             con.execute(f"DROP TABLE IF EXISTS {name}")

@@ -33,7 +33,7 @@ def compute_quality(ctx: "Context", span: Span, tables: tuple[str, ...] = TABLES
         ``survey_coverage`` (per manager and team: week, manager (int; NA for the team row),
         won, responses, coverage_pct).
     """
-    won = closed_in(ctx, span, WON)
+    won = functools.cache(lambda: closed_in(ctx, span, WON))  # read by the tables of won deals only
     calls = functools.cache(lambda: facts_of(ctx).calls_in(span.start, span.end))  # read by two tables, once
 
     def deals(frame: pd.DataFrame) -> pd.DataFrame:
@@ -44,10 +44,10 @@ def compute_quality(ctx: "Context", span: Span, tables: tuple[str, ...] = TABLES
         }).sort_values(["manager", "closed_at"], ignore_index=True)
 
     def unpriced_wins() -> pd.DataFrame:
-        return deals(won.loc[~(np.nan_to_num(won["price"].to_numpy(dtype="float64")) > 0)])
+        return deals(won().loc[~(np.nan_to_num(won()["price"].to_numpy(dtype="float64")) > 0)])
 
     def won_without_contact() -> pd.DataFrame:
-        return deals(won.loc[~np.isin(won["lead_id"].to_numpy(), num(ctx.frames["lead_contacts"]["lead_id"]))])
+        return deals(won().loc[~np.isin(won()["lead_id"].to_numpy(), num(ctx.frames["lead_contacts"]["lead_id"]))])
 
     def unmapped_calls() -> pd.DataFrame:
         unmapped = calls().loc[calls()["on_contact"].to_numpy() & ~calls()["mapped"].to_numpy()]
@@ -69,10 +69,10 @@ def compute_quality(ctx: "Context", span: Span, tables: tuple[str, ...] = TABLES
 
     def survey_coverage() -> pd.DataFrame:
         idx = grid_index(span, ctx.managers["user_id"])
-        responded = won.loc[np.isin(won["lead_id"].to_numpy(),
+        responded = won().loc[np.isin(won()["lead_id"].to_numpy(),
                                     lead_scores(ctx, ctx.settings.kpi.csat_field, 1, 5).index.to_numpy())]
         coverage = pd.DataFrame(index=idx)
-        coverage["won"] = tally(idx, won, "nunique", "lead_id").astype("int64")
+        coverage["won"] = tally(idx, won(), "nunique", "lead_id").astype("int64")
         coverage["responses"] = tally(idx, responded, "nunique", "lead_id").astype("int64")
         coverage["coverage_pct"] = ratio(coverage["responses"], coverage["won"], 100)
         coverage = coverage.reset_index()

@@ -167,7 +167,7 @@ BLOCKS: tuple[Block, ...] = (
          Figure("csat_mean", "number2"), _pct("coverage_pct"), _pct("repeat_win_share_pct"),
          Figure("nps", "number0", optional=True)),
         primary="csat_pct", compute=compute_customer_satisfaction, detail=detail_customer_satisfaction,
-        distribution="scores", quality=("survey_coverage", "won_without_contact"), reads=("links",)),
+        distribution="scores", quality=("survey_coverage", "won_without_contact"), reads=("closed", "links")),
     Block(
         "cost_of_service", "02_cost_of_service",
         (Figure("escalated_leads"), Figure("worked_leads"),
@@ -176,7 +176,7 @@ BLOCKS: tuple[Block, ...] = (
          Figure("escalation_events"), Figure("supervisor_minutes", "minutes"), Figure("won"),
          Figure("cost_per_won_deal", "money")),
         primary="escalation_rate_pct", compute=compute_cost_of_service, detail=detail_cost_of_service,
-        distribution="signals", quality=("unmapped_calls",), reads=("calls", "service")),
+        distribution="signals", quality=("unmapped_calls",), reads=("closed", "owners", "calls", "service")),
     Block(
         "first_call", "03_first_call_quality",
         (Figure("fcr_eligible"), Figure("fcr_resolved"),
@@ -186,7 +186,7 @@ BLOCKS: tuple[Block, ...] = (
          _pct("stl_within_5_pct")),
         primary="fcr_pct", compute=compute_first_call, detail=detail_first_call,
         distribution="speed_to_lead", quality=("unmapped_calls", "calls_without_status"),
-        reads=("calls", "first_calls"), more_details=(("speed_to_lead", detail_speed_to_lead),)),
+        reads=("owners", "calls", "first_calls"), more_details=(("speed_to_lead", detail_speed_to_lead),)),
     Block(
         "average_check", "04_average_check",
         (Figure("won"), Figure("priced_won"),
@@ -194,7 +194,7 @@ BLOCKS: tuple[Block, ...] = (
          Figure("median_check", "money"), Figure("won_revenue", "money"), _pct("unpriced_share_pct"), Figure("lost"),
          _pct("win_rate_pct")),
         primary="avg_check", compute=compute_average_check, detail=detail_average_check,
-        distribution="deal_sizes", quality=("unpriced_wins",)),
+        distribution="deal_sizes", quality=("unpriced_wins",), reads=("closed",)),
     Block(
         "productivity", "05_manager_productivity",
         (Figure("active_days"), Figure("connected_calls"), Figure("talk_minutes", "minutes"),
