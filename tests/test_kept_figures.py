@@ -196,7 +196,7 @@ def test_a_blocks_report_from_its_own_figures_is_the_report_from_all_of_them(sto
     reads, real_read = [], Facts._read
     monkeypatch.setattr(Facts, "_read", lambda self, con, parts: (reads.append(parts), real_read(self, con, parts))[1])
     full = build_week_data(settings_for(store, week=week))
-    assert reads == [("closed", "owners", "links", "calls", "first_calls", "tasks", "activity", "service")]
+    assert reads == [("leads", "closed", "owners", "links", "calls", "first_calls", "tasks", "activity", "service")]
     assert tuple(full.details) == DETAIL_BLOCKS and all(len(full.details[name]) for name in DETAIL_BLOCKS)
     for block in BLOCK_NAMES:
         reads.clear()

@@ -66,7 +66,7 @@ def compute_first_call(ctx: "Context", span: Span) -> pd.DataFrame:
     idx = grid_index(span, ctx.managers["user_id"])
     facts = lead_calls(ctx).reset_index()
     out = pd.DataFrame(index=idx)
-    eligible = scope(ctx, facts.loc[facts["fc_t"].notna()], span, "fc_t", "fc_caller")
+    eligible = scope(ctx, facts, span, "fc_t", "fc_caller")  # no first connected call: in no week
     out["fcr_eligible"] = tally(idx, eligible, "nunique", "lead_id")
     out["fcr_resolved"] = tally(idx, eligible.loc[eligible["fc_resolved"].to_numpy(dtype=bool)], "nunique", "lead_id")
     out["fcr_pct"] = ratio(out["fcr_resolved"], out["fcr_eligible"], 100)
@@ -105,7 +105,7 @@ def detail_first_call(ctx: "Context", span: Span) -> pd.DataFrame:
         ``callback_at`` and ``repeat_call_at`` (the first such call, else NaT), ``url``.
     """
     facts = lead_calls(ctx).reset_index()
-    rows = scope(ctx, facts.loc[facts["fc_t"].notna()], span, "fc_t", "fc_caller")
+    rows = scope(ctx, facts, span, "fc_t", "fc_caller")  # no first connected call: in no week
     failed = np.stack([rows["fc_callback_t"].notna().to_numpy(), rows["fc_repeat_t"].notna().to_numpy(),
                        ~rows["fc_advanced"].to_numpy(dtype=bool)], axis=1) if len(rows) else np.zeros((0, 3), bool)
     return finish_rows(ctx, {

@@ -1,6 +1,6 @@
 """The facts of the whole history that depend on the data only, never on params (§0, §3).
 
-Every de-duplicated call with its caller, connected flag and lead (own, or mapped from a
+Every lead by id, every de-duplicated call with its caller, connected flag and lead (own, or mapped from a
 contact with the 600 s rule and ``owner_at``), every status change on a lead with whether it
 advances the lead, each lead's first calls (the first call, the first connected call, ``t1``
 and what followed the first connected call), each won or lost lead with its owner at the close,
@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import duckdb
 
 #: Bumped whenever the tables' SQL changes: stored facts of another version are not read.
-FACTS_VERSION = 6
+FACTS_VERSION = 8
 #: The meta key holding the stored facts' stamp.
 FACTS_KEY = "facts"
 
@@ -82,6 +82,15 @@ owned AS (SELECT p.row, p.lead_id, p.created_at,
 SELECT row, arg_max(lead_id, (own, created_at, lead_id)) AS lead_id FROM owned GROUP BY row
 """
 
+#: Every lead by id with what the facts read of it (the current owner, whether it is deleted) and its name.
+_LEAD_ROWS_SQL = """
+SELECT CAST(id AS BIGINT) AS id, CAST(price AS DOUBLE) AS price, CAST(responsible_user_id AS DOUBLE) AS owner,
+       CAST(status_id AS DOUBLE) AS status_id, CAST(pipeline_id AS DOUBLE) AS pipeline_id,
+       CAST(created_at AS DOUBLE) AS created_at, CAST(closed_at AS DOUBLE) AS closed_at,
+       coalesce(is_deleted, false) AS deleted, name
+FROM leads ORDER BY id, rowid
+"""
+
 #: Every won or lost lead with a close time, with its owner then (``owner_at(lead, closed_at)``), by id.
 _CLOSED_SQL = f"""
 SELECT CAST(l.id AS BIGINT) AS lead_id, l.price, l.status_id, l.closed_at,
@@ -118,7 +127,8 @@ ORDER BY t ASC NULLS LAST, e.seq ASC NULLS LAST
 
 #: Per lead with timed calls: the first call (``fa``), the first connected call (``fc``), ``t1``
 #: (the first call_out or connected call_in) and, after ``fc``, the first call_in, the first
-#: connected call_out and the first advance (§3 reads whether they fall in the FCR window).
+#: connected call_out and the first advance (§3 reads whether they fall in the FCR window), with
+#: what of its lead tells whether it counts and when it was created.
 _FIRSTS_SQL = """
 WITH firsts AS (
   SELECT lead_id, min(t) AS fa_t, arg_min({'caller': caller, 'connected': connected}, (t, id)) AS fa,
@@ -133,8 +143,11 @@ moves AS (SELECT s.lead_id, min(s.t) AS t FROM {status} s JOIN firsts f ON f.lea
           WHERE s.advances AND s.t > f.fc_t GROUP BY s.lead_id)
 SELECT f.lead_id, f.fa_t, CAST(f.fa.caller AS DOUBLE) AS fa_caller, coalesce(f.fa.connected, false) AS fa_connected,
        f.fc_t, CAST(f.fc.caller AS DOUBLE) AS fc_caller, f.t1, a.call_in_t AS fc_next_call_in_t,
-       a.call_out_t AS fc_next_call_out_t, m.t AS fc_next_advance_t
+       a.call_out_t AS fc_next_call_out_t, m.t AS fc_next_advance_t, l.id IS NOT NULL AS lead_known,
+       coalesce(l.is_deleted, false) AS lead_deleted, CAST(l.pipeline_id AS DOUBLE) AS pipeline_id,
+       CAST(l.created_at AS DOUBLE) AS created_at
 FROM firsts f LEFT JOIN after a ON a.lead_id = f.lead_id LEFT JOIN moves m ON m.lead_id = f.lead_id
+LEFT JOIN leads l ON l.id = f.lead_id
 ORDER BY f.lead_id
 """
 
@@ -192,7 +205,7 @@ ORDER BY t.id ASC NULLS LAST
 """
 
 #: The kinds of history tables.
-KINDS = ("calls", "closed", "status", "firsts", "done", "texts", "tasks")
+KINDS = ("lead_rows", "calls", "closed", "status", "firsts", "done", "texts", "tasks")
 
 _STEPS = (("_history_leads", _LEADS_SQL), ("_history_changes", _CHANGES_SQL), ("_history_calls0", _CALLS0_SQL),
           ("_history_mapped", _MAP_SQL))
@@ -214,6 +227,7 @@ def build_history(con: "duckdb.DuckDBPyConnection", stored: bool = False) -> dic
     finally:
         for name, _ in _STEPS:
             con.execute(f"DROP TABLE IF EXISTS {name}")
+    con.execute(f"{create} {names['lead_rows']} AS {_LEAD_ROWS_SQL}")
     con.execute(f"{create} {names['status']} AS {_STATUS_SQL}")
     firsts = _FIRSTS_SQL.replace("{calls}", names["calls"]).replace("{status}", names["status"])
     con.execute(f"{create} {names['firsts']} AS {firsts}")
