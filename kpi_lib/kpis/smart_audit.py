@@ -97,8 +97,9 @@ def audited_tasks(ctx: "Context", span: Span) -> pd.DataFrame:
     out["score"] = out["passed"] / out["applicable"]
     out["complete"] = (out["passed"] == out["applicable"]).astype(float)
     out["overdue"] = (~done & (due < as_of)).astype(float)
-    columns = {c: tasks[c].to_numpy() for c in tasks.columns} | {c: np.asarray(v) for c, v in out.items()}
-    return pd.DataFrame(columns, index=tasks.index, copy=False)  # every column as it is, none copied
+    for name, values in out.items():  # the scoped rows are this function's own: columns added in place
+        tasks[name] = np.asarray(values)
+    return tasks
 
 
 def compute_smart_audit(ctx: "Context", span: Span) -> pd.DataFrame:
