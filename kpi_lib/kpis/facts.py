@@ -40,7 +40,7 @@ PARTS: dict[str, tuple[str, ...]] = {
     "links": ("main_contact", "first_win"),
     "calls": ("calls",),
     "first_calls": ("lead_calls",),
-    "tasks": ("tasks", "task_texts", "result_texts"),
+    "tasks": ("tasks", "task_texts", "result_texts", "task_words", "result_words"),
     "activity": ("activity",),
     "service": ("worked", "escalation_tasks", "supervisor_calls"),
 }
@@ -152,10 +152,15 @@ ORDER BY c.t ASC NULLS LAST, c.id ASC NULLS LAST
 
 #: The tasks the SMART audit reads (§6), in id order: due in the window [$lo, $hi), or open and due
 #: around ``now`` ($near_lo, $near_hi), with their completion time and text codes.
-_TASKS_SQL = """
-SELECT * FROM {tasks}
-WHERE (complete_till >= $lo AND complete_till < $hi)
-   OR (NOT is_completed AND complete_till >= $near_lo AND complete_till < $near_hi)
+_TASKS_WHERE = """(complete_till >= $lo AND complete_till < $hi)
+   OR (NOT is_completed AND complete_till >= $near_lo AND complete_till < $near_hi)"""
+_TASKS_SQL = f"SELECT * FROM {{tasks}} WHERE {_TASKS_WHERE}"
+
+#: The texts and results of those tasks with their codes and cleaned words.
+_TASK_TEXTS_SQL = f"""
+SELECT kind, code, value, words FROM {{texts}}
+WHERE (kind = 'text' AND code IN (SELECT text_code FROM {{tasks}} WHERE {_TASKS_WHERE}))
+   OR (kind = 'result' AND code IN (SELECT result_code FROM {{tasks}} WHERE {_TASKS_WHERE}))
 """
 
 
@@ -196,7 +201,9 @@ class Facts:
         Tasks due in the window or open and due around ``now`` (§6), in id order, with ``done_at``
         (completion time of completed tasks, else NaN), ``etype`` (see :data:`ENTITY_TYPES`),
         ``row`` (position in this frame), ``text_code`` / ``result_code`` (positions in
-        :attr:`task_texts` / :attr:`result_texts`, -1 for none), ``lead_id`` (a task on a lead),
+        :attr:`task_texts` / :attr:`result_texts`, -1 for none; by code, with the words after
+        the §6 cleaning in :attr:`task_words` / :attr:`result_words`, None for a code no task of
+        the window has), ``lead_id`` (a task on a lead),
         ``lead_deleted`` (that lead is deleted) and ``relevant`` (§6 R).
     closed : DataFrame
         Counted won and lost leads closed in the window: ``lead_id, price, status_id, closed_at,
@@ -394,9 +401,14 @@ class Facts:
         ids = out["id"].to_numpy()
         if len(ids) > 1 and not (ids[1:] >= ids[:-1]).all():  # kept by id; sorted should a scan not keep it
             out = out.iloc[np.argsort(ids, kind="stable")].reset_index(drop=True)
-        texts = con.execute(f"SELECT kind, value FROM {tables['texts']} ORDER BY kind, code").fetchall()
-        self.task_texts = np.array([v for k, v in texts if k == "text"], dtype=object)
-        self.result_texts = np.array([v for k, v in texts if k == "result"], dtype=object)
+        texts = con.execute(_TASK_TEXTS_SQL.format(**tables), bounds).fetchall()
+        for kind, column, name in (("text", "text_code", "task"), ("result", "result_code", "result")):
+            values, words = (np.full(int(out[column].to_numpy().max(initial=-1)) + 1, None, dtype=object)
+                             for _ in range(2))
+            for _, code, value, cleaned in (row for row in texts if row[0] == kind):
+                values[code], words[code] = value, cleaned
+            setattr(self, f"{name}_texts", values)
+            setattr(self, f"{name}_words", words)
         out.insert(1, "row", np.arange(len(out)))
         self.tasks = out
 

@@ -4,7 +4,8 @@ Every lead by id, every de-duplicated call with its caller, connected flag and l
 contact with the 600 s rule and ``owner_at``), every status change on a lead with whether it
 advances the lead, each lead's first calls (the first call, the first connected call, ``t1``
 and what followed the first connected call), each won or lost lead with its owner at the close,
-each completed task's completion time, and every task with codes for its texts, its relevance
+each completed task's completion time, every distinct task text with its words after the §6
+cleaning, and every task with codes for its texts, its relevance
 (§6 R) and whether its lead is deleted.  Which leads count (params ``pipelines``), the report
 timezone and the FCR window are applied when the facts are read (:mod:`kpi_lib.kpis.facts`).
 
@@ -21,6 +22,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import numpy as np
+import pandas as pd
+
 from ..store import GENERATION_KEY, Store
 from .common import LOST, MAP_SLACK_S, WON
 
@@ -28,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import duckdb
 
 #: Bumped whenever the tables' SQL changes: stored facts of another version are not read.
-FACTS_VERSION = 8
+FACTS_VERSION = 9
 #: The meta key holding the stored facts' stamp.
 FACTS_KEY = "facts"
 
@@ -162,16 +166,6 @@ WHERE coalesce(t.is_completed, false)
 ORDER BY done_at ASC NULLS LAST
 """
 
-#: Every distinct task text (``kind`` 'text') and result text ('result') with its code: its
-#: position among the kind's texts in sort order.
-_TEXTS_SQL = """
-SELECT 'text' AS kind, text AS value, row_number() OVER (ORDER BY text) - 1 AS code
-FROM (SELECT DISTINCT text FROM tasks WHERE text IS NOT NULL)
-UNION ALL
-SELECT 'result', result_text, row_number() OVER (ORDER BY result_text) - 1
-FROM (SELECT DISTINCT result_text FROM tasks WHERE result_text IS NOT NULL)
-"""
-
 #: Every task with its completion time, the codes of its text and result (-1 for none), its lead
 #: (a task on a lead), whether that lead is deleted, and whether it is relevant (§6 R: its lead, or
 #: a lead linked to its contact or company that is not deleted, was open when it was created), by id.
@@ -232,9 +226,31 @@ def build_history(con: "duckdb.DuckDBPyConnection", stored: bool = False) -> dic
     firsts = _FIRSTS_SQL.replace("{calls}", names["calls"]).replace("{status}", names["status"])
     con.execute(f"{create} {names['firsts']} AS {firsts}")
     con.execute(f"{create} {names['done']} AS {_DONE_SQL}")
-    con.execute(f"{create} {names['texts']} AS {_TEXTS_SQL}")
+    con.register("_history_texts", _texts(con))
+    try:
+        con.execute(f"{create} {names['texts']} AS SELECT CAST(kind AS VARCHAR) AS kind, CAST(code AS BIGINT) AS code,"
+                    " CAST(value AS VARCHAR) AS value, CAST(words AS VARCHAR) AS words FROM _history_texts")
+    finally:
+        con.unregister("_history_texts")
     con.execute(f"{create} {names['tasks']} AS {_TASKS_SQL.format(done=names['done'], texts=names['texts'])}")
     return names
+
+
+def _texts(con: "duckdb.DuckDBPyConnection") -> pd.DataFrame:
+    """Every distinct task text (``kind`` 'text') and result text ('result') with its code (its
+    position among the kind's texts in sort order) and its words after the §6 cleaning, joined by
+    single spaces."""
+    from .smart_audit import clean_words
+
+    parts = []
+    for kind, column in (("text", "text"), ("result", "result_text")):
+        con.complete()
+        values = sorted(r[0] for r in con.execute(f"SELECT DISTINCT {column} FROM tasks WHERE {column} IS NOT NULL")
+                        .fetchall())
+        parts.append(pd.DataFrame({"kind": kind, "code": np.arange(len(values), dtype="int64"),
+                                   "value": pd.Series(values, dtype=object),
+                                   "words": pd.Series([" ".join(clean_words(v)) for v in values], dtype=object)}))
+    return pd.concat(parts, ignore_index=True)
 
 
 def stored_history(con: "duckdb.DuckDBPyConnection") -> dict[str, str] | None:

@@ -54,12 +54,11 @@ def text_facts(ctx: "Context") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     code of -1 indexes it.
     """
     if "text_facts" not in ctx.cache:
-        f = facts_of(ctx)
+        f = facts_of(ctx)  # the texts' words are cleaned once per sync (kpi_lib.kpis.history)
         generic = {" ".join(clean_words(t)) for t in ctx.settings.kpi.generic_task_texts}
-        cleaned = [clean_words(t) for t in f.task_texts]
-        words = np.array([len(w) for w in cleaned] + [0], dtype="int64")
-        is_generic = np.array([" ".join(w) in generic for w in cleaned] + [False], dtype=bool)
-        results = np.array([len(clean_words(t)) for t in f.result_texts] + [0], dtype="int64")
+        words = np.array([len(w.split()) if w else 0 for w in f.task_words] + [0], dtype="int64")
+        is_generic = np.array([w in generic if w is not None else False for w in f.task_words] + [False], dtype=bool)
+        results = np.array([len(w.split()) if w else 0 for w in f.result_words] + [0], dtype="int64")
         ctx.cache["text_facts"] = (words, is_generic, results)
     return ctx.cache["text_facts"]
 
