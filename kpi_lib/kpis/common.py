@@ -228,7 +228,8 @@ def _tally(index: pd.MultiIndex, shape: tuple[int, int], w: np.ndarray, cell: np
     n_weeks, n_people = shape
     if values is not None and how != "nunique":
         keep = ~np.isnan(values)
-        w, cell, values = w[keep], cell[keep], values[keep]
+        if not keep.all():  # no copies of the items when none is missing
+            w, cell, values = w[keep], cell[keep], values[keep]
     per_n, team_n = n_weeks * n_people, n_weeks
     if how in ("size", "count", "sum", "mean"):
         per_count = np.bincount(cell, minlength=per_n).astype("float64")
