@@ -185,8 +185,9 @@ def load_context(settings: Settings, now: datetime | None = None,
         sync finishing before then raises :class:`~kpi_lib.errors.StoreError` (load the
         context again).
     parts : tuple of str
-        The parts of the facts (:data:`kpi_lib.kpis.facts.PARTS`: calls, first calls, tasks) read
-        with them; the others are read at their first use, as a single block's report asks.
+        The parts of the facts (:data:`kpi_lib.kpis.facts.PARTS`: closed leads, owner history,
+        links, noted calls, first calls, tasks, activity, service) read with them; the others are
+        read at their first use, as a single block's report asks.
     """
     last_sync = generation = None
     store = None

@@ -1,16 +1,16 @@
 """Per-item facts built once per context (kpi-definitions.md §0, §9).
 
-Each call with its caller, connected flag and lead (own, or mapped from a contact with the
-600 s rule), each lead's owner at any instant rebuilt from responsible changes, each status
-change with whether it advances the lead, each task with its completion time, and each won
-or lost lead with its owner at close.  Blocks group these by week × manager.
+Every lead, each lead's owner at any instant rebuilt from responsible changes, each won or lost
+lead with its owner at close, each lead's first calls and whether the first connected call
+resolved it, each task due with its completion time, text codes and relevance, and two
+aggregates: each user's activity per local date (§5) and the leads each user worked per local
+ISO week (§2).  Blocks group these by week × manager.
 
-The row selection and the heavy joins run as DuckDB SQL on the store's own connection, so
-that only numbers come back to Python.  What depends on the data alone (call de-duplication,
-the contact-call mapping with ``owner_at``, status sorts, each lead's first calls) comes from
-:mod:`kpi_lib.kpis.history`, kept in the store after a sync; here only the window's rows are
-read, with which leads count (params ``pipelines``), the FCR window, task completion times and
-text codes.
+The row selection, the heavy joins and the two aggregates run as DuckDB SQL on the store's own
+connection, so that only numbers come back to Python.  What depends on the data alone comes
+from :mod:`kpi_lib.kpis.history`, kept in the store after a sync; here only the rows of the
+window are read, with which leads count (params ``pipelines``), the FCR window and the report
+timezone applied.  Each part of :data:`PARTS` is read when a block asks for it.
 """
 
 from __future__ import annotations
