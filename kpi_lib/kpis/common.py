@@ -8,6 +8,9 @@ Times are Unix seconds held in ``float64`` arrays so that a missing value is ``N
 from __future__ import annotations
 
 import functools
+import re
+import string
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
@@ -83,6 +86,37 @@ def match_fields(defs: pd.DataFrame, values: pd.DataFrame, ref: str | int) -> li
     if name.isdigit():
         found.add(int(name))
     return sorted(found)
+
+
+# --- task texts (§6) -----------------------------------------------------------------------------
+
+_URL = re.compile(r"(?:[a-z][a-z0-9+.\-]*://|www\.)\S*")
+_PHONE = re.compile(r"\+?[\s\-().]*(?:\d[\s\-().]*){7,}")
+
+
+class _Punctuation(dict):
+    """A ``str.translate`` table deleting ASCII punctuation and Unicode punctuation (category P*),
+    filled in per character on first sight."""
+
+    def __missing__(self, code: int) -> int | None:
+        char = chr(code)
+        kept = None if char in string.punctuation or unicodedata.category(char).startswith("P") else code
+        self[code] = kept
+        return kept
+
+
+_PUNCTUATION = _Punctuation()
+
+
+def clean_words(text: str | None) -> list[str]:
+    """The words of a text after the §6 cleaning (lower case, no URLs, phones, punctuation or numbers)."""
+    if text is None or (isinstance(text, float) and np.isnan(text)) or text is pd.NA:
+        return []
+    text = str(text).lower()
+    text = _URL.sub(" ", text)
+    text = _PHONE.sub(" ", text)
+    text = text.translate(_PUNCTUATION)
+    return [w for w in text.split() if not w.isdigit()]
 
 
 # --- weeks -------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..periods import offset_changes
-from .common import LOST, WON, Span, flag, num, scope, span_items, sort_key
+from .common import WON, Span, num, scope, span_items, sort_key
 from .history import open_history
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..store import GENERATION_KEY, Store
-from .common import LOST, MAP_SLACK_S, WON
+from .common import LOST, MAP_SLACK_S, WON, clean_words
 
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
@@ -240,8 +240,6 @@ def _texts(con: "duckdb.DuckDBPyConnection") -> pd.DataFrame:
     """Every distinct task text (``kind`` 'text') and result text ('result') with its code (its
     position among the kind's texts in sort order) and its words after the §6 cleaning, joined by
     single spaces."""
-    from .smart_audit import clean_words
-
     parts = []
     for kind, column in (("text", "text"), ("result", "result_text")):
         con.complete()

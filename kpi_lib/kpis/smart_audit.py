@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
-import string
-import unicodedata
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .common import Span, grid_index, local_days, member, num, ratio, scope, span_items, tally, to_local_times
+from .common import (Span, clean_words, grid_index, local_days, member, ratio, scope, span_items, tally,
+                     to_local_times)
 from .detail import finish_rows
 from .facts import ENTITY_TYPES, facts_of
 
@@ -18,34 +16,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .context import Context
 
 CRITERIA = ("S", "M", "A", "R", "T")
-_URL = re.compile(r"(?:[a-z][a-z0-9+.\-]*://|www\.)\S*")
-_PHONE = re.compile(r"\+?[\s\-().]*(?:\d[\s\-().]*){7,}")
-
-
-class _Punctuation(dict):
-    """A ``str.translate`` table deleting ASCII punctuation and Unicode punctuation (category P*),
-    filled in per character on first sight."""
-
-    def __missing__(self, code: int) -> int | None:
-        char = chr(code)
-        kept = None if char in string.punctuation or unicodedata.category(char).startswith("P") else code
-        self[code] = kept
-        return kept
-
-
-_PUNCTUATION = _Punctuation()
-
-
-def clean_words(text: str | None) -> list[str]:
-    """The words of a text after the §6 cleaning (lower case, no URLs, phones, punctuation or numbers)."""
-    if text is None or (isinstance(text, float) and np.isnan(text)) or text is pd.NA:
-        return []
-    text = str(text).lower()
-    text = _URL.sub(" ", text)
-    text = _PHONE.sub(" ", text)
-    text = text.translate(_PUNCTUATION)
-    return [w for w in text.split() if not w.isdigit()]
-
 
 def text_facts(ctx: "Context") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per distinct task text: word count and whether it is generic; per distinct result: word count.
