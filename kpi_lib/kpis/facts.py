@@ -28,6 +28,7 @@ from .history import open_history
 
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
+    import pyarrow as pa
 
     from .context import Context
 
@@ -229,6 +230,7 @@ class Facts:
         self._week = (self.lo, self.hi) if week is None else (float(week[0]), float(week[1]))
         self._pipelines, self._window_s, self._now, self._reopen = pipelines, window_days * 86400.0, now, reopen
         self._tz, self._supervisors = tz or ZoneInfo("UTC"), tuple(int(s) for s in supervisors)
+        self._changes: list[tuple[int, int]] | None = None
         self._read(con, ("leads",) + tuple(parts))
 
     def __getattr__(self, name: str):
@@ -244,7 +246,7 @@ class Facts:
         """Read ``parts`` (of :data:`PARTS`, or ``leads``: every lead) from ``con``."""
         with self._session(con, history=bool(set(parts) - {"links", "owners"})) as tables:
             if "leads" in parts:
-                self._build_leads(con, tables, self._pipelines)
+                self._build_leads(con, tables)
             if "closed" in parts:
                 self.closed = fetch(con, _CLOSED_SQL.format(counted=self._counted("pipeline_id"), **tables),
                                     {"lo": self.lo, "hi": self.hi})
@@ -299,17 +301,13 @@ class Facts:
         return self.lo <= lo and hi <= self.hi
 
     # leads and their owners ---------------------------------------------------------------
-    def _build_leads(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str], pipelines) -> None:
-        con.complete()  # a result of execute() left on the connection is finished first
-        table = con.sql(f"SELECT * FROM {tables['lead_rows']}").to_arrow_table()
-        ids = table.column("id").to_numpy()
-        if len(ids) > 1 and not (ids[1:] >= ids[:-1]).all():  # kept by id; sorted should a scan not keep it
-            table = table.take(np.argsort(ids, kind="stable"))
+    def _build_leads(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str]) -> None:
+        table = _by_id(_arrow(con, f"SELECT * FROM {tables['lead_rows']}"))
         self._names = table.column("name").combine_chunks()  # a take from one array, not from its chunks: faster
         cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names if name != "name"}
         counted = ~cols["deleted"]
-        if pipelines:
-            counted &= np.isin(cols["pipeline_id"], np.asarray(pipelines, dtype="float64"))
+        if self._pipelines:
+            counted &= np.isin(cols["pipeline_id"], np.asarray(self._pipelines, dtype="float64"))
         self.leads = pd.DataFrame({**cols, "counted": counted}, copy=False)
         self.lead_ids = self.leads["id"].to_numpy(dtype="float64")
 
@@ -374,20 +372,24 @@ class Facts:
         self.lead_calls = fetch(con, _LEAD_CALLS_SQL.format(counted=self._counted("f.pipeline_id"), **tables),
                                 bounds).set_index("lead_id")
 
+    def _local_day(self, column: str) -> str:
+        """SQL of the local date of the instants of the window in ``column`` (see :func:`_local_day`)."""
+        if self._changes is None:
+            self._changes = offset_changes(self.lo, self.hi, self._tz)
+        return _local_day(column, self._changes)
+
     def _build_activity(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str]) -> None:
         """Per user and local date of the window: connected calls, talk seconds, status changes, tasks completed."""
-        changes = offset_changes(self.lo, self.hi, self._tz)
         self.activity = fetch(con, _ACTIVITY_SQL.format(
             where=_window(self.lo, self.hi), done_where=_window(self.lo, self.hi, "d.done_at"),
-            day=_local_day("t", changes),
-            done_day=_local_day("d.done_at", changes), **tables))
+            day=self._local_day("t"), done_day=self._local_day("d.done_at"), **tables))
 
     def _build_service(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str]) -> None:
         """The leads worked per user and week, and the supervisors' tasks and calls of the window."""
-        where, changes = _window(self.lo, self.hi), offset_changes(self.lo, self.hi, self._tz)
         supervisors = ", ".join(str(s) for s in self._supervisors) or "NULL"
-        self.worked = fetch(con, _WORKED_SQL.format(where=where, done_where=_window(self.lo, self.hi, "d.done_at"),
-                                                    day=_local_day("t", changes), **tables))
+        self.worked = fetch(con, _WORKED_SQL.format(
+            where=_window(self.lo, self.hi), done_where=_window(self.lo, self.hi, "d.done_at"),
+            day=self._local_day("t"), **tables))
         self.escalation_tasks = fetch(con, _ESCALATION_TASKS_SQL.format(
             supervisors=supervisors, where=_window(self.lo, self.hi, "t.created_at")))
         self.supervisor_calls = fetch(con, _SUPERVISOR_CALLS_SQL.format(
@@ -397,10 +399,7 @@ class Facts:
     def _build_tasks(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str], now: float | None) -> None:
         near = (-np.inf, np.inf) if now is None else (now - 3 * 86400.0, now + 3 * 86400.0)
         bounds = {"lo": self.lo, "hi": self.hi, "near_lo": near[0], "near_hi": near[1]}
-        out = fetch(con, _TASKS_SQL.format(**tables), bounds)
-        ids = out["id"].to_numpy()
-        if len(ids) > 1 and not (ids[1:] >= ids[:-1]).all():  # kept by id; sorted should a scan not keep it
-            out = out.iloc[np.argsort(ids, kind="stable")].reset_index(drop=True)
+        out = _by_id(_arrow(con, _TASKS_SQL.format(**tables), bounds)).to_pandas()
         texts = con.execute(_TASK_TEXTS_SQL.format(**tables), bounds).fetchall()
         for kind, column, name in (("text", "text_code", "task"), ("result", "result_code", "result")):
             values, words = (np.full(int(out[column].to_numpy().max(initial=-1)) + 1, None, dtype=object)
@@ -444,8 +443,21 @@ def fetch(con: "duckdb.DuckDBPyConnection", sql: str, params: dict | None = None
     the DB-API result's ``df()``, and the same dtypes for these queries' columns (numbers as
     ``DOUBLE`` or ``TINYINT``/``BIGINT`` without nulls, flags without nulls).  A result of
     ``execute()`` left on the connection (a ``fetchone()``) is finished first, as DuckDB asks."""
+    return _arrow(con, sql, params).to_pandas()
+
+
+def _arrow(con: "duckdb.DuckDBPyConnection", sql: str, params: dict | None = None) -> "pa.Table":
+    """A query's rows as an Arrow table (a result of ``execute()`` left on the connection finished first)."""
     con.complete()
-    return con.sql(sql, params=params).to_arrow_table().to_pandas()
+    return con.sql(sql, params=params).to_arrow_table()
+
+
+def _by_id(table: "pa.Table") -> "pa.Table":
+    """A history table's rows in ``id`` order: kept so, and sorted here should a scan not keep it."""
+    ids = table.column("id").to_numpy()
+    if len(ids) > 1 and not (ids[1:] >= ids[:-1]).all():
+        table = table.take(np.argsort(ids, kind="stable"))
+    return table
 
 
 def _window(lo: float, hi: float, column: str = "t") -> str:

@@ -21,8 +21,13 @@ TRAILING_WEEKS = 12
 def median_targeted(settings, blocks=None) -> bool:
     """Whether a figure of ``blocks`` (None: all) has no target but the team's trailing median."""
     explicit = check_targets(settings.kpi.targets)
-    return any((explicit[fig.key] if fig.key in explicit else fig.target) is None
-               for block, fig in targeted_figures() if blocks is None or block.name in blocks)
+    return any(_target(explicit, fig) is None for block, fig in targeted_figures()
+               if blocks is None or block.name in blocks)
+
+
+def _target(explicit: dict[str, float | None], figure) -> float | None:
+    """A figure's target: from params ``targets`` (checked), else its default (None: the trailing median)."""
+    return explicit[figure.key] if figure.key in explicit else figure.target
 
 
 def trailing_median(trends: pd.DataFrame, block: str, key: str, labels: list[str]) -> float | None:
@@ -60,7 +65,7 @@ def target_table(ctx: "Context", result: dict, trends: pd.DataFrame | None = Non
         if block.name not in result["kpis"]:
             continue  # a result of some blocks only
         key, direction = figure.key, figure.direction
-        target = explicit[key] if key in explicit else figure.target
+        target = _target(explicit, figure)
         source = "params" if key in explicit else "default"
         if target is None:
             if trends is None or not set(labels) <= set(trends["week"]):
