@@ -7,17 +7,13 @@ CRM are drawn as plain text: mathtext parsing of ``$`` is off in the theme.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
 
 DPI = 80
 COLORS = {"line": "#2563eb", "team": "#111827", "target": "#dc2626", "bar": "#60a5fa", "good": "#16a34a",
@@ -37,14 +33,27 @@ THEME = {
     "grid.color": "#e5e7eb",
     "grid.linewidth": 0.8,
     "axes.edgecolor": "#9ca3af",
-    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
     "legend.frameon": False,
     "figure.facecolor": "white",
     "svg.fonttype": "none",
 }
 Formatter = Callable[[float], str]
-# The one theme, set once for the process (a per-chart rc_context copies every setting twice).
-matplotlib.rcParams.update(THEME)
+
+
+@functools.cache
+def _matplotlib():
+    """matplotlib with its figure, Agg canvas and ticker, loaded and themed at the first chart: figures and
+    tables need no charting library, so opening a report does not wait for it.  The one theme is
+    set once for the process (a per-chart rc_context copies every setting twice)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams.update({**THEME, "axes.prop_cycle": matplotlib.cycler(color=PALETTE)})
+    import matplotlib.backends.backend_agg
+    import matplotlib.figure
+    import matplotlib.ticker
+
+    return matplotlib
 
 
 def _png(fig: Figure, dpi: int = DPI) -> bytes:
@@ -56,8 +65,9 @@ def _png(fig: Figure, dpi: int = DPI) -> bytes:
 def _figure(width: float, height: float, left: float = 0.75, bottom: float = 0.45, top: float = 0.3,
             right: float = 0.15, hspace: float = 0.45, wspace: float = 0.35) -> Figure:
     """A figure with fixed margins in inches (a layout engine would draw everything twice)."""
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
+    mpl = _matplotlib()
+    fig = mpl.figure.Figure(figsize=(width, height))
+    mpl.backends.backend_agg.FigureCanvasAgg(fig)
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
                         hspace=hspace, wspace=wspace)
     return fig
@@ -70,9 +80,9 @@ def _label_width(labels: Sequence[str]) -> float:
 
 def _axis_format(ax, formatter: Formatter | None, axis: str = "y") -> None:
     target = ax.yaxis if axis == "y" else ax.xaxis
-    target.set_major_locator(MaxNLocator(nbins=3))
+    target.set_major_locator(_matplotlib().ticker.MaxNLocator(nbins=3))
     if formatter is not None:
-        target.set_major_formatter(FuncFormatter(lambda v, _pos: formatter(v)))
+        target.set_major_formatter(_matplotlib().ticker.FuncFormatter(lambda v, _pos: formatter(v)))
 
 
 def _target_tick(ax, target: float) -> None:
@@ -204,7 +214,7 @@ def plot_histogram(values: Sequence[float], *, title: str, xlabel: str, ylabel: 
     _fit_title(ax, title, fig)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+    ax.yaxis.set_major_locator(_matplotlib().ticker.MaxNLocator(integer=True, nbins=5))
     _axis_format(ax, formatter, axis="x")
     return _png(fig)
 
@@ -249,7 +259,7 @@ def plot_stacked_bars(labels: Sequence[str], parts: dict[str, Sequence[float]], 
     ax.set_yticks(ys, short)
     ax.invert_yaxis()
     ax.grid(axis="y", visible=False)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+    ax.xaxis.set_major_locator(_matplotlib().ticker.MaxNLocator(integer=True, nbins=5))
     _fit_title(ax, title, fig)
     ax.set_xlabel(xlabel)
     fig.legend(loc="lower left", bbox_to_anchor=(0.01, 0.01), ncols=len(parts), fontsize=8)
