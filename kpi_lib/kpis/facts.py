@@ -153,16 +153,11 @@ ORDER BY c.t ASC NULLS LAST, c.id ASC NULLS LAST
 
 #: The tasks the SMART audit reads (§6), in id order: due in the window [$lo, $hi), or open and due
 #: around ``now`` ($near_lo, $near_hi), with their completion time and text codes.
-_TASKS_WHERE = """(complete_till >= $lo AND complete_till < $hi)
+_TASKS_SQL = """SELECT * FROM {tasks} WHERE (complete_till >= $lo AND complete_till < $hi)
    OR (NOT is_completed AND complete_till >= $near_lo AND complete_till < $near_hi)"""
-_TASKS_SQL = f"SELECT * FROM {{tasks}} WHERE {_TASKS_WHERE}"
 
-#: The texts and results of those tasks with their codes and cleaned words.
-_TASK_TEXTS_SQL = f"""
-SELECT kind, code, value, words FROM {{texts}}
-WHERE (kind = 'text' AND code IN (SELECT text_code FROM {{tasks}} WHERE {_TASKS_WHERE}))
-   OR (kind = 'result' AND code IN (SELECT result_code FROM {{tasks}} WHERE {_TASKS_WHERE}))
-"""
+#: The texts and results of codes ``_task_codes`` (``kind, code``) with their cleaned words.
+_TASK_TEXTS_SQL = "SELECT x.kind, x.code, x.value, x.words FROM {texts} x SEMI JOIN _task_codes c USING (kind, code)"
 
 
 class Facts:
@@ -400,7 +395,14 @@ class Facts:
         near = (-np.inf, np.inf) if now is None else (now - 3 * 86400.0, now + 3 * 86400.0)
         bounds = {"lo": self.lo, "hi": self.hi, "near_lo": near[0], "near_hi": near[1]}
         out = _by_id(_arrow(con, _TASKS_SQL.format(**tables), bounds)).to_pandas()
-        texts = con.execute(_TASK_TEXTS_SQL.format(**tables), bounds).fetchall()
+        codes = {kind: np.unique(out[column].to_numpy()) for kind, column in (("text", "text_code"),
+                                                                                ("result", "result_code"))}
+        con.register("_task_codes", pd.DataFrame({"kind": np.repeat(list(codes), [len(c) for c in codes.values()]),
+                                                  "code": np.concatenate(list(codes.values()))}))
+        try:
+            texts = con.execute(_TASK_TEXTS_SQL.format(**tables)).fetchall()
+        finally:
+            con.unregister("_task_codes")
         for kind, column, name in (("text", "text_code", "task"), ("result", "result_code", "result")):
             values, words = (np.full(int(out[column].to_numpy().max(initial=-1)) + 1, None, dtype=object)
                              for _ in range(2))

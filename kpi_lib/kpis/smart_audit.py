@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import (Span, clean_words, grid_index, local_days, member, ratio, scope, span_items, tally,
+from .common import (Span, clean_words, grid_index, local_days, member, positions, ratio, scope, span_items, tally,
                      to_local_times)
 from .detail import finish_rows
 from .facts import ENTITY_TYPES, facts_of
@@ -37,27 +37,30 @@ def text_facts(ctx: "Context") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def audited_tasks(ctx: "Context", span: Span) -> pd.DataFrame:
     """Managers' tasks due in the span (not on a deleted lead) with the five criteria checked.
 
-    Criteria columns hold 1.0 (passed), 0.0 (failed) or NaN (not applicable).
+    Columns: ``row`` (the task's position in the facts' tasks, whose other columns the detail
+    takes), ``w``, ``m``, the criteria ``S, M, A, R, T`` holding 1.0 (passed), 0.0 (failed) or
+    NaN (not applicable), ``passed``, ``applicable``, ``score``, ``complete`` and ``overdue``.
     """
     kpi = ctx.settings.kpi
     f = facts_of(ctx)
     tasks = scope(ctx, f.tasks, span, "complete_till", "responsible", mask=~f.tasks["lead_deleted"].to_numpy(),
-                  columns=["id", "row", "created_by", "created_at", "entity_id", "etype", "is_completed", "done_at",
-                           "complete_till", "lead_id", "text_code", "result_code", "relevant"])
+                  columns=["row"])
+    row, m = tasks["row"].to_numpy(), tasks["m"].to_numpy()
+    column = lambda name: f.tasks[name].to_numpy()[row]  # noqa: E731  (the scoped tasks' values)
     as_of = span.as_of[tasks["w"].to_numpy()] if len(tasks) else np.zeros(0)
-    created_by, done = tasks["created_by"].to_numpy(), tasks["is_completed"].to_numpy(dtype=bool)
-    due, created = tasks["complete_till"].to_numpy(), tasks["created_at"].to_numpy()
+    created_by, done = column("created_by"), column("is_completed").astype(bool)
+    due, created = column("complete_till"), column("created_at")
     words, generic, results = text_facts(ctx)
-    text, result = tasks["text_code"].to_numpy(), tasks["result_code"].to_numpy()
+    text, result = column("text_code"), column("result_code")
     specific = (words[text] >= kpi.min_task_words) & ~generic[text]
-    out = {"S": np.where(created_by != 0, specific, np.nan),
+    out = {"row": row, "w": tasks["w"].to_numpy(), "m": m,
+           "S": np.where(created_by != 0, specific, np.nan),
            "M": np.where(done, results[result] >= kpi.min_result_words, np.nan)}
     due_day = local_days(ctx, due).to_numpy()
-    per_day = pd.MultiIndex.from_arrays([tasks["m"].to_numpy(), due_day])
-    load = pd.Series(1, index=per_day).groupby(level=[0, 1]).transform("size")
-    out["A"] = ((due >= created - 60) & (load.to_numpy() <= kpi.max_tasks_per_day)).astype(float)
-    out["R"] = tasks["relevant"].to_numpy().astype(float)
-    done_day = local_days(ctx, tasks["done_at"]).to_numpy()
+    who = positions(np.unique(ctx.manager_ids), m)
+    out["A"] = ((due >= created - 60) & (_per_day(who, due_day) <= kpi.max_tasks_per_day)).astype(float)
+    out["R"] = column("relevant").astype(float)
+    done_day = local_days(ctx, column("done_at")).to_numpy()
     on_time = np.where(done, done_day <= due_day, due >= as_of)
     out["T"] = (~np.isnan(due) & on_time).astype(float)
     crit = [np.asarray(out[c], dtype="float64") for c in CRITERIA]
@@ -66,9 +69,18 @@ def audited_tasks(ctx: "Context", span: Span) -> pd.DataFrame:
     out["score"] = out["passed"] / out["applicable"]
     out["complete"] = (out["passed"] == out["applicable"]).astype(float)
     out["overdue"] = (~done & (due < as_of)).astype(float)
-    for name, values in out.items():  # the scoped rows are this function's own: columns added in place
-        tasks[name] = np.asarray(values)
-    return tasks
+    return pd.DataFrame(out, index=tasks.index, copy=False)  # fresh columns: no copies
+
+
+def _per_day(who: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """For each task, how many of the tasks share its manager (``who``: their position among the
+    managers) and local due date (§6 A)."""
+    if len(day) == 0:
+        return np.zeros(0, dtype="int64")
+    days = day.astype("datetime64[D]").astype("int64")
+    first = days.min()
+    key = who * (days.max() - first + 1) + (days - first)
+    return np.bincount(key)[key]
 
 
 def compute_smart_audit(ctx: "Context", span: Span) -> pd.DataFrame:
@@ -111,15 +123,17 @@ def detail_smart_audit(ctx: "Context", span: Span) -> pd.DataFrame:
     """
     tasks = audited_tasks(ctx, span)
     f = facts_of(ctx)
-    kinds = np.array(ENTITY_TYPES, dtype=object)[tasks["etype"].to_numpy(dtype="int64")]
+    row = tasks["row"].to_numpy()
+    column = lambda name: f.tasks[name].to_numpy()[row]  # noqa: E731  (the audited tasks' values)
+    kinds = np.array(ENTITY_TYPES, dtype=object)[column("etype").astype("int64")]
     rows = {
-        "task_id": tasks["id"].astype("int64").to_numpy(), "name": f.lead_names(tasks["lead_id"]),
-        "manager": tasks["m"].to_numpy(), "text": f.task_column(tasks["row"], "text"), "entity_type": kinds,
-        "entity_id": pd.array(tasks["entity_id"].to_numpy(), dtype="Float64").astype("Int64"),
-        "lead_id": pd.array(tasks["lead_id"].to_numpy(), dtype="Float64").astype("Int64"),
-        "complete_till": to_local_times(ctx, tasks["complete_till"]),
-        "is_completed": tasks["is_completed"].to_numpy(dtype=bool),
-        "completed_at": to_local_times(ctx, tasks["done_at"]),
+        "task_id": column("id").astype("int64"), "name": f.lead_names(column("lead_id")),
+        "manager": tasks["m"].to_numpy(), "text": f.task_column(row, "text"), "entity_type": kinds,
+        "entity_id": pd.array(column("entity_id"), dtype="Float64").astype("Int64"),
+        "lead_id": pd.array(column("lead_id"), dtype="Float64").astype("Int64"),
+        "complete_till": to_local_times(ctx, column("complete_till")),
+        "is_completed": column("is_completed").astype(bool),
+        "completed_at": to_local_times(ctx, column("done_at")),
     }
     for crit in CRITERIA:
         rows[crit] = pd.array(tasks[crit].to_numpy(), dtype="Float64").astype("boolean")
