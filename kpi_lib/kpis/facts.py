@@ -121,17 +121,19 @@ GROUP BY user_id, day ORDER BY user_id, day
 """
 
 #: Per user, counted lead and ISO week (of local dates) of the window: the leads the user worked (§2:
-#: called, moved, or completed a task on), each once, in no order.
+#: called, moved, or completed a task on), each once, in no order.  The rows are made distinct
+#: before the leads that count are looked up: a third as many look-ups.
 _WORKED_SQL = """
-SELECT DISTINCT user_id, lead_id, CAST(floor(({day} + 3) / 7.0) AS BIGINT) AS week
-FROM (SELECT caller AS user_id, lead_id, t FROM {calls} WHERE {where}
-      UNION ALL
-      SELECT actor, lead_id, t FROM {status} WHERE {where}
-      UNION ALL
-      SELECT CAST(k.responsible_user_id AS DOUBLE), CAST(k.entity_id AS DOUBLE), d.done_at
-      FROM {done} d JOIN tasks k ON k.id = d.id WHERE k.entity_type = 'leads' AND {done_where}) i
-SEMI JOIN _facts_leads l ON l.id = i.lead_id AND l.counted
-WHERE user_id IS NOT NULL
+WITH worked AS MATERIALIZED (
+  SELECT DISTINCT user_id, lead_id, CAST(floor(({day} + 3) / 7.0) AS BIGINT) AS week
+  FROM (SELECT caller AS user_id, lead_id, t FROM {calls} WHERE {where}
+        UNION ALL
+        SELECT actor, lead_id, t FROM {status} WHERE {where}
+        UNION ALL
+        SELECT CAST(k.responsible_user_id AS DOUBLE), CAST(k.entity_id AS DOUBLE), d.done_at
+        FROM {done} d JOIN tasks k ON k.id = d.id WHERE k.entity_type = 'leads' AND {done_where})
+  WHERE user_id IS NOT NULL)
+SELECT w.* FROM worked w SEMI JOIN _facts_leads l ON l.id = w.lead_id AND l.counted
 """
 
 #: Tasks on counted leads created in the window for a supervisor (§2 E1), by id.
