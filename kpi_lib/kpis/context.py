@@ -45,10 +45,9 @@ COLUMNS: dict[str, list[str] | None] = {
                "pipeline_before", "status_after", "pipeline_after", "responsible_before", "responsible_after"],
     "custom_field_values": ["entity_id", "field_id", "field_name", "position", "value"],
 }
-#: Tables read whole into pandas (the small ones and the links); the facts read the rest, the leads
-#: among them, in SQL.
-FRAMES = ("account", "users", "pipelines", "statuses", "lead_custom_fields", "lead_contacts", "lead_companies",
-          "custom_field_values")
+#: Tables read whole into pandas (the small ones and the scored custom field values); the facts read
+#: the rest, the leads and their links among them, in SQL.
+FRAMES = ("account", "users", "pipelines", "statuses", "lead_custom_fields", "custom_field_values")
 #: Row filters applied while reading (the KPIs use no other rows).
 WHERE = {
     "custom_field_values": "entity_type = 'lead'",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .common import WON, Span, grid_index, manager_ids, num, ratio, tally, to_local_times
+from .common import WON, Span, grid_index, manager_ids, ratio, tally, to_local_times
 from .facts import closed_in, facts_of
 from .customer_satisfaction import lead_scores
 
@@ -47,7 +47,8 @@ def compute_quality(ctx: "Context", span: Span, tables: tuple[str, ...] = TABLES
         return deals(won().loc[~(np.nan_to_num(won()["price"].to_numpy(dtype="float64")) > 0)])
 
     def won_without_contact() -> pd.DataFrame:
-        return deals(won().loc[~np.isin(won()["lead_id"].to_numpy(), num(ctx.frames["lead_contacts"]["lead_id"]))])
+        linked = facts_of(ctx).main_contact.index.to_numpy()  # every lead with a contact link has a row
+        return deals(won().loc[~np.isin(won()["lead_id"].to_numpy(), linked)])
 
     def unmapped_calls() -> pd.DataFrame:
         unmapped = calls().loc[calls()["on_contact"].to_numpy() & ~calls()["mapped"].to_numpy()]
