@@ -176,8 +176,9 @@ class Facts:
     Attributes
     ----------
     leads : DataFrame
-        ``id, price, owner, status_id, pipeline_id, created_at, closed_at, deleted, counted``
-        sorted by id; ``owner`` is the current ``responsible_user_id``.
+        ``id, owner, pipeline_id, created_at, deleted, counted`` sorted by id; ``owner`` is the
+        current ``responsible_user_id`` (a lead's name: :meth:`lead_names`; the closed ones:
+        :attr:`closed`).
     calls : DataFrame
         The report week's de-duplicated call notes that data quality notes (contact calls that
         found no lead, calls without a ``call_status``): ``id, on_contact, entity_id, call_in,
@@ -299,7 +300,7 @@ class Facts:
 
     # leads and their owners ---------------------------------------------------------------
     def _build_leads(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str]) -> None:
-        table = _by_id(_arrow(con, f"SELECT * FROM {tables['lead_rows']}"))
+        table = _by_id(_arrow(con, f"SELECT id, owner, pipeline_id, created_at, deleted, name FROM {tables['lead_rows']}"))
         self._names = table.column("name").combine_chunks()  # a take from one array, not from its chunks: faster
         cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names if name != "name"}
         counted = ~cols["deleted"]
