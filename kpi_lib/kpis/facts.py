@@ -242,14 +242,14 @@ class Facts:
 
     def _read(self, con: "duckdb.DuckDBPyConnection", parts: tuple[str, ...]) -> None:
         """Read ``parts`` (of :data:`PARTS`, or ``leads``: every lead) from ``con``."""
-        with self._session(con, history=bool(set(parts) - {"links", "owners"})) as tables:
+        with self._session(con, history=bool(set(parts) - {"links"})) as tables:
             if "leads" in parts:
                 self._build_leads(con, tables)
             if "closed" in parts:
                 self.closed = fetch(con, _CLOSED_SQL.format(counted=self._counted("pipeline_id"), **tables),
                                     {"lo": self.lo, "hi": self.hi})
             if "owners" in parts:
-                self._build_owner_history(con)
+                self._build_owner_history(con, tables)
             if "links" in parts:
                 self.main_contact = fetch(con, _MAIN_CONTACT_SQL).set_index("lead")["contact"]
                 self.first_win = fetch(con, _FIRST_WIN_SQL).set_index("contact")["first_win"]
@@ -332,11 +332,8 @@ class Facts:
             return column[pos] & known if len(column) else np.zeros(len(pos), dtype=bool)
         return np.where(known, column[pos], np.nan) if len(column) else np.full(len(pos), np.nan)
 
-    def _build_owner_history(self, con: "duckdb.DuckDBPyConnection") -> None:
-        ev = fetch(
-            con, "SELECT CAST(entity_id AS DOUBLE) AS lead_id, CAST(created_at AS DOUBLE) AS t, CAST(seq AS DOUBLE) AS seq,"
-            " CAST(responsible_before AS DOUBLE) AS before, CAST(responsible_after AS DOUBLE) AS after FROM events"
-            " WHERE type = 'entity_responsible_changed' AND entity_type = 'lead' ORDER BY created_at, seq")
+    def _build_owner_history(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str]) -> None:
+        ev = fetch(con, f"SELECT * FROM {tables['owners']} ORDER BY t, seq")
         pos, known = self.lead_pos(ev["lead_id"])
         t, seq = num(ev["t"]), num(ev["seq"])
         keep = known & ~np.isnan(t)

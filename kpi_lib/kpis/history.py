@@ -1,6 +1,6 @@
 """The facts of the whole history that depend on the data only, never on params (§0, §3).
 
-Every lead by id, every de-duplicated call with its caller, connected flag and lead (own, or mapped from a
+Every lead by id, every responsible change on a lead, every de-duplicated call with its caller, connected flag and lead (own, or mapped from a
 contact with the 600 s rule and ``owner_at``), every status change on a lead with whether it
 advances the lead, each lead's first calls (the first call, the first connected call, ``t1``
 and what followed the first connected call), each won or lost lead with its owner at the close,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import duckdb
 
 #: Bumped whenever the tables' SQL changes: stored facts of another version are not read.
-FACTS_VERSION = 9
+FACTS_VERSION = 10
 #: The meta key holding the stored facts' stamp.
 FACTS_KEY = "facts"
 
@@ -51,6 +51,13 @@ SELECT CAST(entity_id AS DOUBLE) AS lead_id, CAST(created_at AS DOUBLE) AS t,
 FROM events
 WHERE type = 'entity_responsible_changed' AND entity_type = 'lead' AND created_at IS NOT NULL
 QUALIFY row_number() OVER (PARTITION BY entity_id, created_at ORDER BY seq ASC NULLS LAST) = 1
+"""
+
+#: Every responsible change on a lead in time order, then API order (``owner_at`` in Python reads them).
+_OWNERS_SQL = """
+SELECT CAST(entity_id AS DOUBLE) AS lead_id, CAST(created_at AS DOUBLE) AS t, CAST(seq AS DOUBLE) AS seq,
+       CAST(responsible_before AS DOUBLE) AS before, CAST(responsible_after AS DOUBLE) AS after
+FROM events WHERE type = 'entity_responsible_changed' AND entity_type = 'lead' ORDER BY created_at, seq
 """
 
 #: De-duplicated call notes (the first of each ``uniq`` by time, then id).
@@ -199,7 +206,7 @@ ORDER BY t.id ASC NULLS LAST
 """
 
 #: The kinds of history tables.
-KINDS = ("lead_rows", "calls", "closed", "status", "firsts", "done", "texts", "tasks")
+KINDS = ("lead_rows", "owners", "calls", "closed", "status", "firsts", "done", "texts", "tasks")
 
 _STEPS = (("_history_leads", _LEADS_SQL), ("_history_changes", _CHANGES_SQL), ("_history_calls0", _CALLS0_SQL),
           ("_history_mapped", _MAP_SQL))
@@ -222,6 +229,7 @@ def build_history(con: "duckdb.DuckDBPyConnection", stored: bool = False) -> dic
         for name, _ in _STEPS:
             con.execute(f"DROP TABLE IF EXISTS {name}")
     con.execute(f"{create} {names['lead_rows']} AS {_LEAD_ROWS_SQL}")
+    con.execute(f"{create} {names['owners']} AS {_OWNERS_SQL}")
     con.execute(f"{create} {names['status']} AS {_STATUS_SQL}")
     firsts = _FIRSTS_SQL.replace("{calls}", names["calls"]).replace("{status}", names["status"])
     con.execute(f"{create} {names['firsts']} AS {firsts}")
