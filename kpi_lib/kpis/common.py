@@ -251,23 +251,30 @@ def tally(index: pd.MultiIndex, items: pd.DataFrame, how: str = "size", col: str
     w = items["w"].to_numpy(dtype="int64")
     cell = w * n_people + positions(ids, items["m"])
     if isinstance(col, list):
-        return pd.DataFrame({c: _tally(index, (n_weeks, n_people), w, cell, how, num(items[c]), fill) for c in col},
-                            index=index)
+        counts: list = []  # the items per cell and per week, counted once for the columns with no value missing
+        return pd.DataFrame({c: _tally(index, (n_weeks, n_people), w, cell, how, num(items[c]), fill, counts)
+                             for c in col}, index=index)
     return _tally(index, (n_weeks, n_people), w, cell, how, None if col is None else num(items[col]), fill)
 
 
 def _tally(index: pd.MultiIndex, shape: tuple[int, int], w: np.ndarray, cell: np.ndarray, how: str,
-           values: np.ndarray | None, fill: float | None) -> pd.Series:
-    """:func:`tally` of the items in cells ``cell`` (week ``w``) of a grid of ``shape`` (weeks, managers)."""
+           values: np.ndarray | None, fill: float | None, counts: list | None = None) -> pd.Series:
+    """:func:`tally` of the items in cells ``cell`` (week ``w``) of a grid of ``shape`` (weeks, managers);
+    ``counts``: a list shared by the columns of one tally, holding the items' counts once found."""
     n_weeks, n_people = shape
     if values is not None and how != "nunique":
         keep = ~np.isnan(values)
         if not keep.all():  # no copies of the items when none is missing
-            w, cell, values = w[keep], cell[keep], values[keep]
+            w, cell, values, counts = w[keep], cell[keep], values[keep], None
     per_n, team_n = n_weeks * n_people, n_weeks
     if how in ("size", "count", "sum", "mean"):
-        per_count = np.bincount(cell, minlength=per_n).astype("float64")
-        team_count = np.bincount(w, minlength=team_n).astype("float64")
+        if counts:
+            per_count, team_count = counts
+        else:
+            per_count = np.bincount(cell, minlength=per_n).astype("float64")
+            team_count = np.bincount(w, minlength=team_n).astype("float64")
+            if counts is not None:
+                counts[:] = per_count, team_count
         per, team = per_count, team_count
         if how in ("sum", "mean"):
             per = np.bincount(cell, values, minlength=per_n).astype("float64")

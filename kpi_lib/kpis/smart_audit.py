@@ -97,15 +97,20 @@ def compute_smart_audit(ctx: "Context", span: Span) -> pd.DataFrame:
     idx = grid_index(span, ctx.managers["user_id"])
     tasks = audited_tasks(ctx, span)
     out = pd.DataFrame(index=idx)
-    passed = tally(idx, tasks, "sum", ["complete", "overdue", *CRITERIA])
-    applicable = tally(idx, tasks, "count", list(CRITERIA))
+    # criteria passed and applicable as sums of columns with no value missing: the items are counted once
+    flags = {"complete": tasks["complete"].to_numpy(), "overdue": tasks["overdue"].to_numpy()}
+    for crit in CRITERIA:
+        values = tasks[crit].to_numpy()
+        flags[crit], flags[f"{crit} applicable"] = np.nan_to_num(values), (~np.isnan(values)).astype("float64")
+    sums = tally(idx, pd.DataFrame({"w": tasks["w"].to_numpy(), "m": tasks["m"].to_numpy(), **flags}, copy=False),
+                 "sum", list(flags))
     out["tasks"] = tally(idx, tasks)
     out["smart_index"] = 100 * tally(idx, tasks, "mean", "score", fill=None)
-    out["smart_complete_pct"] = ratio(passed["complete"], out["tasks"], 100)
+    out["smart_complete_pct"] = ratio(sums["complete"], out["tasks"], 100)
     for key, crit in zip(("specific_pct", "measurable_pct", "achievable_pct", "relevant_pct", "time_bound_pct"),
                          CRITERIA):
-        out[key] = ratio(passed[crit], applicable[crit], 100)
-    out["overdue_pct"] = ratio(passed["overdue"], out["tasks"], 100)
+        out[key] = ratio(sums[crit], sums[f"{crit} applicable"], 100)
+    out["overdue_pct"] = ratio(sums["overdue"], out["tasks"], 100)
     return out
 
 
