@@ -242,7 +242,8 @@ class Facts:
 
     def _read(self, con: "duckdb.DuckDBPyConnection", parts: tuple[str, ...]) -> None:
         """Read ``parts`` (of :data:`PARTS`, or ``leads``: every lead) from ``con``."""
-        with self._session(con, history=bool(set(parts) - {"links"})) as tables:
+        wanted = set(parts)
+        with self._session(con, history=bool(wanted - {"links"}), leads=bool({"links", "service"} & wanted)) as tables:
             if "leads" in parts:
                 self._build_leads(con, tables)
             if "closed" in parts:
@@ -265,16 +266,17 @@ class Facts:
                 self._build_service(con, tables)
 
     @contextmanager
-    def _session(self, con: "duckdb.DuckDBPyConnection", history: bool = True):
-        """The leads with whether they count as ``_facts_leads`` on ``con`` and, with ``history``,
-        the history tables' names (:func:`~kpi_lib.kpis.history.open_history`); what it made is
-        dropped after."""
-        con.execute(_LEADS_SQL.format(counted=self._counted("pipeline_id")))
+    def _session(self, con: "duckdb.DuckDBPyConnection", history: bool = True, leads: bool = False):
+        """With ``history``, the history tables' names (:func:`~kpi_lib.kpis.history.open_history`),
+        and with ``leads`` the leads with whether they count as ``_facts_leads`` on ``con`` (for the
+        links and the service); what it made is dropped after."""
+        if leads:
+            con.execute(_LEADS_SQL.format(counted=self._counted("pipeline_id")))
         tables, temporary = open_history(con) if history else ({}, False)
         try:
             yield tables
         finally:
-            made = ("_facts_leads",)
+            made = ("_facts_leads",) if leads else ()
             for name in made + (tuple(tables.values()) if temporary else ()):
                 con.execute(f"DROP TABLE IF EXISTS {name}")
 
@@ -300,7 +302,8 @@ class Facts:
 
     # leads and their owners ---------------------------------------------------------------
     def _build_leads(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str]) -> None:
-        table = _by_id(_arrow(con, f"SELECT id, owner, pipeline_id, created_at, deleted, name FROM {tables['lead_rows']}"))
+        columns = "id, owner, pipeline_id, created_at, deleted, name"
+        table = _by_id(_arrow(con, f"SELECT {columns} FROM {tables['lead_rows']}"))
         self._names = table.column("name").combine_chunks()  # a take from one array, not from its chunks: faster
         cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names if name != "name"}
         counted = ~cols["deleted"]
