@@ -119,7 +119,10 @@ class BlockReport:
 
     def series(self, manager: str, key: str | None = None) -> pd.Series:
         """The figure ``key`` of ``manager`` by week label, over the trend weeks."""
-        return self._series.get((key or self.key, manager), pd.Series(dtype="float64"))
+        rows = self._series.get((key or self.key, manager))
+        if rows is None:
+            return pd.Series(dtype="float64")
+        return pd.Series(self._values[rows], index=self._week_labels[rows])
 
     def weeks(self) -> list[str]:
         return self._weeks
@@ -130,9 +133,10 @@ class BlockReport:
         keys = [f.key for f in self.record.targeted]  # the figures with a target: the only ones drawn over time
         trends = trends[(trends["block"] == self.block) & trends["key"].isin(keys)].sort_values("week_start")
         self._weeks = self.data.trends.drop_duplicates("week").sort_values("week_start")["week"].tolist()
-        self._series = {(key, manager_label(manager)): pd.Series(rows["value"].to_numpy("float64"),
-                                                                  index=rows["week"].to_numpy())
-                        for (key, manager), rows in trends.groupby(["key", "manager"], sort=False, dropna=False)}
+        # each figure's rows per manager, by position: a series is made when asked for
+        self._values, self._week_labels = trends["value"].to_numpy("float64"), trends["week"].to_numpy()
+        self._series = {(key, manager_label(manager)): rows for (key, manager), rows in
+                        trends.groupby(["key", "manager"], sort=False, dropna=False).indices.items()}
         targets = self.data.targets
         targets = targets[targets["block"] == self.block]
         self._targets = {(row["key"], manager_label(row["manager"])): row for row in targets.to_dict("records")}
