@@ -325,3 +325,38 @@ def test_kept_item_rows_are_the_callers_own_to_change(tmp_path):
         rows.pop("date")
     pd.testing.assert_frame_equal(active_days(ctx, span), expected[0])
     pd.testing.assert_frame_equal(active_days(ctx, week), expected[1])
+
+
+def test_detail_rows_are_ordered_as_a_stable_sort_orders_them():
+    """A detail's rows are ordered through np.lexsort of each key column's values and missing flags:
+    the same order as a stable ``sort_values`` by those columns, missing values last, ties in the
+    rows' own order, for ids, numbers with NaN and zoned times with NaT."""
+    import types
+
+    import pandas as pd
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from kpi_lib.kpis.detail import finish_rows
+
+    users = pd.DataFrame({"id": [1, 2, 3], "name": pd.array(["Анна", None, "Борис"], dtype="str")})
+    ctx = types.SimpleNamespace(frames={"users": users}, account={"subdomain": None})
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(st.tuples(st.integers(1, 4), st.one_of(st.integers(0, 3).map(float), st.just(np.nan)),
+                              st.one_of(st.integers(1_790_000_000, 1_790_000_003).map(float), st.just(np.nan))),
+                    max_size=40), st.sampled_from([["manager", "at", "n"], ["manager", "n", "at"], ["at", "row"]]))
+    def check(items, order):
+        manager = np.array([m for m, _, _ in items], dtype="int64")
+        rows = {"row": np.arange(len(items)), "manager": manager, "n": np.array([n for _, n, _ in items]),
+                "at": pd.to_datetime(np.array([t for _, _, t in items], dtype="float64"), unit="s",
+                                     utc=True).tz_convert("Europe/Moscow").array}
+        got = finish_rows(ctx, rows, order, entity_type=None)
+        frame = pd.DataFrame(rows)
+        want = frame.sort_values(order, ignore_index=True, kind="stable")
+        assert got["row"].tolist() == want["row"].tolist()
+        names = {1: "Анна", 3: "Борис"}
+        assert [x if isinstance(x, str) else None for x in got["manager_name"]] == [names.get(m) for m in got["manager"]]
+
+    check()

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .common import num
+from .common import num, positions
 from .facts import facts_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,8 +59,9 @@ def entity_urls(ctx: "Context", entity_types, entity_ids) -> np.ndarray:
 def user_names(ctx: "Context", ids) -> np.ndarray:
     """The users' names for ``ids`` (None for an unknown id)."""
     users = ctx.frames["users"]
-    names = dict(zip(num(users["id"]), users["name"].astype(object)))
-    return np.array([names.get(i) for i in num(ids)], dtype=object)
+    known, last = np.unique(num(users["id"])[::-1], return_index=True)  # an id's last row
+    names = np.append(users["name"].astype(object).to_numpy()[::-1][last], None)
+    return names[positions(known, ids)]  # an unknown id (-1) takes the None at the end
 
 
 def finish_rows(ctx: "Context", rows: dict[str, Any], order: Iterable[str], entity_type: str | None = "leads",
@@ -79,7 +80,25 @@ def finish_rows(ctx: "Context", rows: dict[str, Any], order: Iterable[str], enti
                                    frame[entity_col])
     first = list(dict.fromkeys(c for c in (next(iter(rows)), "name", "manager", "manager_name") if c in frame))
     frame = frame[first + [c for c in frame.columns if c not in first]]
-    return frame.sort_values(list(order), ignore_index=True, kind="stable")
+    keys = [_sort_keys(frame[c]) for c in reversed(list(order))]
+    if any(k is None for k in keys):
+        return frame.sort_values(list(order), ignore_index=True, kind="stable")
+    return frame.take(np.lexsort([k for pair in keys for k in pair])).reset_index(drop=True)
+
+
+def _sort_keys(column: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """A column's values and whether each is missing, for ``np.lexsort`` to order rows as a stable
+    ``sort_values`` does (missing last), several times faster; None for a column of another kind."""
+    if column.dtype.kind in "iub":
+        values = column.to_numpy()
+        return values, np.zeros(len(values), dtype=bool)
+    if column.dtype.kind == "f":
+        values = column.to_numpy()
+        return values, np.isnan(values)
+    if column.dtype.kind == "M":  # times, with or without a zone: instants as int64, NaT the smallest
+        values = column.array.asi8
+        return values, values == np.iinfo("int64").min
+    return None
 
 
 def _plain(value: Any) -> Any:
