@@ -114,8 +114,7 @@ FROM (SELECT caller AS user_id, {day} AS day, 1 AS calls, duration AS talk, 0 AS
       UNION ALL
       SELECT actor, {day}, 0, 0, 1, 0 FROM {status} WHERE {where}
       UNION ALL
-      SELECT CAST(t.responsible_user_id AS DOUBLE), {done_day}, 0, 0, 0, 1
-      FROM {done} d JOIN tasks t ON t.id = d.id WHERE {done_where})
+      SELECT responsible, {done_day}, 0, 0, 0, 1 FROM {tasks} WHERE {done_where})
 WHERE user_id IS NOT NULL
 GROUP BY user_id, day ORDER BY user_id, day
 """
@@ -130,8 +129,7 @@ WITH worked AS MATERIALIZED (
         UNION ALL
         SELECT actor, lead_id, t FROM {status} WHERE {where}
         UNION ALL
-        SELECT CAST(k.responsible_user_id AS DOUBLE), CAST(k.entity_id AS DOUBLE), d.done_at
-        FROM {done} d JOIN tasks k ON k.id = d.id WHERE k.entity_type = 'leads' AND {done_where})
+        SELECT responsible, lead_id, done_at FROM {tasks} WHERE lead_id IS NOT NULL AND {done_where})
   WHERE user_id IS NOT NULL)
 SELECT w.* FROM worked w SEMI JOIN _facts_leads l ON l.id = w.lead_id AND l.counted
 """
@@ -379,14 +377,14 @@ class Facts:
     def _build_activity(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str]) -> None:
         """Per user and local date of the window: connected calls, talk seconds, status changes, tasks completed."""
         self.activity = fetch(con, _ACTIVITY_SQL.format(
-            where=_window(self.lo, self.hi), done_where=_window(self.lo, self.hi, "d.done_at"),
-            day=self._local_day("t"), done_day=self._local_day("d.done_at"), **tables))
+            where=_window(self.lo, self.hi), done_where=_window(self.lo, self.hi, "done_at"),
+            day=self._local_day("t"), done_day=self._local_day("done_at"), **tables))
 
     def _build_service(self, con: "duckdb.DuckDBPyConnection", tables: dict[str, str]) -> None:
         """The leads worked per user and week, and the supervisors' tasks and calls of the window."""
         supervisors = ", ".join(str(s) for s in self._supervisors) or "NULL"
         self.worked = fetch(con, _WORKED_SQL.format(
-            where=_window(self.lo, self.hi), done_where=_window(self.lo, self.hi, "d.done_at"),
+            where=_window(self.lo, self.hi), done_where=_window(self.lo, self.hi, "done_at"),
             day=self._local_day("t"), **tables))
         self.escalation_tasks = fetch(con, _ESCALATION_TASKS_SQL.format(
             supervisors=supervisors, where=_window(self.lo, self.hi, "t.created_at")))
