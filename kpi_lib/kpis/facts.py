@@ -136,11 +136,10 @@ SELECT w.* FROM worked w SEMI JOIN _facts_leads l ON l.id = w.lead_id AND l.coun
 
 #: Tasks on counted leads created in the window for a supervisor (§2 E1), by id.
 _ESCALATION_TASKS_SQL = """
-SELECT CAST(t.id AS DOUBLE) AS id, CAST(t.created_at AS DOUBLE) AS created_at,
-       CAST(t.created_by AS DOUBLE) AS created_by, CAST(t.entity_id AS DOUBLE) AS lead_id,
-       CAST(t.responsible_user_id AS DOUBLE) AS responsible, t.text
-FROM tasks t SEMI JOIN _facts_leads l ON l.id = t.entity_id AND l.counted
-WHERE t.entity_type = 'leads' AND t.responsible_user_id IN ({supervisors}) AND {where}
+SELECT t.id, t.created_at, t.created_by, t.lead_id, t.responsible, x.value AS text
+FROM {tasks} t SEMI JOIN _facts_leads l ON l.id = t.lead_id AND l.counted
+LEFT JOIN {texts} x ON x.kind = 'text' AND x.code = t.text_code
+WHERE t.responsible IN ({supervisors}) AND {where}
 ORDER BY t.id ASC NULLS LAST
 """
 
@@ -387,7 +386,7 @@ class Facts:
             where=_window(self.lo, self.hi), done_where=_window(self.lo, self.hi, "done_at"),
             day=self._local_day("t"), **tables))
         self.escalation_tasks = fetch(con, _ESCALATION_TASKS_SQL.format(
-            supervisors=supervisors, where=_window(self.lo, self.hi, "t.created_at")))
+            supervisors=supervisors, where=_window(self.lo, self.hi, "t.created_at"), **tables))
         self.supervisor_calls = fetch(con, _SUPERVISOR_CALLS_SQL.format(
             supervisors=supervisors, where=_window(self.lo, self.hi, "c.t"), **tables))
 
