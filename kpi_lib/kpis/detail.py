@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .common import num, positions
 from .facts import facts_of
@@ -41,19 +43,19 @@ def entity_urls(ctx: "Context", entity_types, entity_ids) -> np.ndarray:
     """``https://{subdomain}.amocrm.ru/{entity_type}/detail/{id}`` for each (type, id) pair (a
     single type string applies to all ids); None unless the subdomain, the type and the id are sane."""
     ids = num(entity_ids)
-    out = np.full(len(ids), None, dtype=object)
     sub = ctx.account.get("subdomain")
     sub = "" if sub is None else str(sub)
     if not _SUBDOMAIN.match(sub):
-        return out
+        return np.full(len(ids), None, dtype=object)
     if isinstance(entity_types, str) or entity_types is None:
-        types = pd.Series(entity_types, index=range(len(ids)), dtype=object)
+        kinds = pa.nulls(len(ids), pa.string()) if entity_types is None else pa.repeat(entity_types, len(ids))
     else:
-        types = pd.Series(np.asarray(entity_types, dtype=object))
-    ok = types.isin(ENTITY_TYPES).to_numpy() & ~np.isnan(ids)
-    out[ok] = [f"https://{sub}.amocrm.ru/{kind}/detail/{i}"
-               for kind, i in zip(types.to_numpy()[ok], ids[ok].astype("int64").tolist())]
-    return out
+        kinds = pa.array(entity_types, type=pa.string(), from_pandas=True)
+    ok = pc.is_in(kinds, pa.array(ENTITY_TYPES)).to_numpy(zero_copy_only=False) & ~np.isnan(ids)
+    # joined in Arrow: several times faster than a Python string per row
+    numbers = pc.cast(pa.array(np.where(ok, ids, 0).astype("int64")), pa.string())
+    urls = pc.binary_join_element_wise(f"https://{sub}.amocrm.ru/", kinds, "/detail/", numbers, "")
+    return pc.if_else(pa.array(ok), urls, pa.scalar(None, pa.string())).to_numpy(zero_copy_only=False)
 
 
 def user_names(ctx: "Context", ids) -> np.ndarray:
