@@ -251,30 +251,34 @@ def tally(index: pd.MultiIndex, items: pd.DataFrame, how: str = "size", col: str
     w = items["w"].to_numpy(dtype="int64")
     cell = w * n_people + positions(ids, items["m"])
     if isinstance(col, list):
-        counts: list = []  # the items per cell and per week, counted once for the columns with no value missing
+        counts = _counts(w, cell, (n_weeks, n_people)) if how in _COUNTED else None  # once for every column
         return pd.DataFrame({c: _tally(index, (n_weeks, n_people), w, cell, how, num(items[c]), fill, counts)
                              for c in col}, index=index)
     return _tally(index, (n_weeks, n_people), w, cell, how, None if col is None else num(items[col]), fill)
 
 
+_COUNTED = ("size", "count", "sum", "mean")
+
+
+def _counts(w: np.ndarray, cell: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """How many items each cell and each week of a grid of ``shape`` (weeks, managers) holds."""
+    n_weeks, n_people = shape
+    return (np.bincount(cell, minlength=n_weeks * n_people).astype("float64"),
+            np.bincount(w, minlength=n_weeks).astype("float64"))
+
+
 def _tally(index: pd.MultiIndex, shape: tuple[int, int], w: np.ndarray, cell: np.ndarray, how: str,
-           values: np.ndarray | None, fill: float | None, counts: list | None = None) -> pd.Series:
+           values: np.ndarray | None, fill: float | None, counts: tuple | None = None) -> pd.Series:
     """:func:`tally` of the items in cells ``cell`` (week ``w``) of a grid of ``shape`` (weeks, managers);
-    ``counts``: a list shared by the columns of one tally, holding the items' counts once found."""
+    ``counts``: the items' :func:`_counts`, when already found (used while no value is missing)."""
     n_weeks, n_people = shape
     if values is not None and how != "nunique":
         keep = ~np.isnan(values)
         if not keep.all():  # no copies of the items when none is missing
             w, cell, values, counts = w[keep], cell[keep], values[keep], None
     per_n, team_n = n_weeks * n_people, n_weeks
-    if how in ("size", "count", "sum", "mean"):
-        if counts:
-            per_count, team_count = counts
-        else:
-            per_count = np.bincount(cell, minlength=per_n).astype("float64")
-            team_count = np.bincount(w, minlength=team_n).astype("float64")
-            if counts is not None:
-                counts[:] = per_count, team_count
+    if how in _COUNTED:
+        per_count, team_count = counts if counts is not None else _counts(w, cell, shape)
         per, team = per_count, team_count
         if how in ("sum", "mean"):
             per = np.bincount(cell, values, minlength=per_n).astype("float64")

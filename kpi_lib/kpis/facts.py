@@ -240,7 +240,8 @@ class Facts:
     def _read(self, con: "duckdb.DuckDBPyConnection", parts: tuple[str, ...]) -> None:
         """Read ``parts`` (of :data:`PARTS`, or ``leads``: every lead) from ``con``."""
         wanted = set(parts)
-        with self._session(con, history=bool(wanted - {"links"}), leads=bool({"links", "service"} & wanted)) as tables:
+        history, leads = bool(wanted - {"links"}), bool({"links", "service"} & wanted)
+        with self._session(con, history=history, leads=leads) as tables:
             if "leads" in parts:
                 self._build_leads(con, tables)
             if "closed" in parts:
@@ -414,13 +415,15 @@ class Facts:
         self.tasks = out
 
     def task_column(self, rows, column: str) -> np.ndarray:
-        """The store's ``text`` or ``result_text`` of tasks at ``rows`` (None when missing)."""
+        """A column of :attr:`tasks` at the positions ``rows``; the store's ``text`` and
+        ``result_text`` from their codes (None when missing)."""
+        rows = np.asarray(rows, dtype="int64")
         codes = {"text": (self.tasks["text_code"], self.task_texts),
                  "result_text": (self.tasks["result_code"], self.result_texts)}
         if column not in codes:
-            raise KeyError(f"task column {column!r}: use one of {', '.join(codes)}")
+            return self.tasks[column].to_numpy()[rows]
         code, values = codes[column]
-        code = np.asarray(code, dtype="int64")[np.asarray(rows, dtype="int64")]
+        code = np.asarray(code, dtype="int64")[rows]
         table = np.append(np.asarray(values, dtype=object), None)
         return table[code]
 

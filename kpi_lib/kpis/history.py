@@ -1,13 +1,14 @@
 """The facts of the whole history that depend on the data only, never on params (§0, §3).
 
-Every lead by id, every responsible change on a lead, every de-duplicated call with its caller, connected flag and lead (own, or mapped from a
-contact with the 600 s rule and ``owner_at``), every status change on a lead with whether it
-advances the lead, each lead's first calls (the first call, the first connected call, ``t1``
-and what followed the first connected call), each won or lost lead with its owner at the close,
-each completed task's completion time, every distinct task text with its words after the §6
-cleaning, and every task with codes for its texts, its relevance
-(§6 R) and whether its lead is deleted.  Which leads count (params ``pipelines``), the report
-timezone and the FCR window are applied when the facts are read (:mod:`kpi_lib.kpis.facts`).
+Every lead by id, every responsible change on a lead, every de-duplicated call with its caller,
+connected flag and lead (own, or mapped from a contact with the 600 s rule and ``owner_at``),
+every status change on a lead with whether it advances the lead, each lead's first calls (the
+first call, the first connected call, ``t1`` and what followed the first connected call), each
+won or lost lead with its owner at the close, each completed task's completion time, every
+distinct task text with its words after the §6 cleaning, and every task with codes for its
+texts, its relevance (§6 R) and whether its lead is deleted.  Which leads count (params
+``pipelines``), the report timezone and the FCR window are applied when the facts are read
+(:mod:`kpi_lib.kpis.facts`).
 
 Building them reads every call and event, the costliest part of a report on a big account.
 :func:`save_facts` therefore keeps them in the store as tables, stamped with the store's data
@@ -46,11 +47,8 @@ FROM leads
 
 #: Responsible changes on leads, the first of each second in API order (for ``owner_at`` in SQL).
 _CHANGES_SQL = """
-SELECT CAST(entity_id AS DOUBLE) AS lead_id, CAST(created_at AS DOUBLE) AS t,
-       CAST(responsible_before AS DOUBLE) AS before
-FROM events
-WHERE type = 'entity_responsible_changed' AND entity_type = 'lead' AND created_at IS NOT NULL
-QUALIFY row_number() OVER (PARTITION BY entity_id, created_at ORDER BY seq ASC NULLS LAST) = 1
+SELECT lead_id, t, before FROM {owners} WHERE t IS NOT NULL
+QUALIFY row_number() OVER (PARTITION BY lead_id, t ORDER BY seq ASC NULLS LAST) = 1
 """
 
 #: Every responsible change on a lead in time order, then API order (``owner_at`` in Python reads them).
@@ -220,16 +218,16 @@ def build_history(con: "duckdb.DuckDBPyConnection", stored: bool = False) -> dic
     """
     prefix, create = ("facts_", "CREATE OR REPLACE TABLE") if stored else ("_facts_", "CREATE OR REPLACE TEMP TABLE")
     names = {kind: f"{prefix}{kind}" for kind in KINDS}
+    con.execute(f"{create} {names['owners']} AS {_OWNERS_SQL}")
     try:
         for name, sql in _STEPS:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql.replace('{owners}', names['owners'])}")
         con.execute(f"{create} {names['calls']} AS {_CALLS_SQL}")
         con.execute(f"{create} {names['closed']} AS {_CLOSED_SQL}")
     finally:
         for name, _ in _STEPS:
             con.execute(f"DROP TABLE IF EXISTS {name}")
     con.execute(f"{create} {names['lead_rows']} AS {_LEAD_ROWS_SQL}")
-    con.execute(f"{create} {names['owners']} AS {_OWNERS_SQL}")
     con.execute(f"{create} {names['status']} AS {_STATUS_SQL}")
     firsts = _FIRSTS_SQL.replace("{calls}", names["calls"]).replace("{status}", names["status"])
     con.execute(f"{create} {names['firsts']} AS {firsts}")

@@ -46,12 +46,11 @@ def audited_tasks(ctx: "Context", span: Span) -> pd.DataFrame:
     tasks = scope(ctx, f.tasks, span, "complete_till", "responsible", mask=~f.tasks["lead_deleted"].to_numpy(),
                   columns=["row"])
     row, m = tasks["row"].to_numpy(), tasks["m"].to_numpy()
-    column = lambda name: f.tasks[name].to_numpy()[row]  # noqa: E731  (the scoped tasks' values)
     as_of = span.as_of[tasks["w"].to_numpy()] if len(tasks) else np.zeros(0)
-    created_by, done = column("created_by"), column("is_completed").astype(bool)
-    due, created = column("complete_till"), column("created_at")
+    created_by, done = f.task_column(row, "created_by"), f.task_column(row, "is_completed").astype(bool)
+    due, created = f.task_column(row, "complete_till"), f.task_column(row, "created_at")
     words, generic, results = text_facts(ctx)
-    text, result = column("text_code"), column("result_code")
+    text, result = f.task_column(row, "text_code"), f.task_column(row, "result_code")
     specific = (words[text] >= kpi.min_task_words) & ~generic[text]
     out = {"row": row, "w": tasks["w"].to_numpy(), "m": m,
            "S": np.where(created_by != 0, specific, np.nan),
@@ -59,8 +58,8 @@ def audited_tasks(ctx: "Context", span: Span) -> pd.DataFrame:
     due_day = local_days(ctx, due).to_numpy()
     who = positions(np.unique(ctx.manager_ids), m)
     out["A"] = ((due >= created - 60) & (_per_day(who, due_day) <= kpi.max_tasks_per_day)).astype(float)
-    out["R"] = column("relevant").astype(float)
-    done_day = local_days(ctx, column("done_at")).to_numpy()
+    out["R"] = f.task_column(row, "relevant").astype(float)
+    done_day = local_days(ctx, f.task_column(row, "done_at")).to_numpy()
     on_time = np.where(done, done_day <= due_day, due >= as_of)
     out["T"] = (~np.isnan(due) & on_time).astype(float)
     crit = [np.asarray(out[c], dtype="float64") for c in CRITERIA]
@@ -129,16 +128,15 @@ def detail_smart_audit(ctx: "Context", span: Span) -> pd.DataFrame:
     tasks = audited_tasks(ctx, span)
     f = facts_of(ctx)
     row = tasks["row"].to_numpy()
-    column = lambda name: f.tasks[name].to_numpy()[row]  # noqa: E731  (the audited tasks' values)
-    kinds = np.array(ENTITY_TYPES, dtype=object)[column("etype").astype("int64")]
+    kinds = np.array(ENTITY_TYPES, dtype=object)[f.task_column(row, "etype").astype("int64")]
     rows = {
-        "task_id": column("id").astype("int64"), "name": f.lead_names(column("lead_id")),
+        "task_id": f.task_column(row, "id").astype("int64"), "name": f.lead_names(f.task_column(row, "lead_id")),
         "manager": tasks["m"].to_numpy(), "text": f.task_column(row, "text"), "entity_type": kinds,
-        "entity_id": pd.array(column("entity_id"), dtype="Float64").astype("Int64"),
-        "lead_id": pd.array(column("lead_id"), dtype="Float64").astype("Int64"),
-        "complete_till": to_local_times(ctx, column("complete_till")),
-        "is_completed": column("is_completed").astype(bool),
-        "completed_at": to_local_times(ctx, column("done_at")),
+        "entity_id": pd.array(f.task_column(row, "entity_id"), dtype="Float64").astype("Int64"),
+        "lead_id": pd.array(f.task_column(row, "lead_id"), dtype="Float64").astype("Int64"),
+        "complete_till": to_local_times(ctx, f.task_column(row, "complete_till")),
+        "is_completed": f.task_column(row, "is_completed").astype(bool),
+        "completed_at": to_local_times(ctx, f.task_column(row, "done_at")),
     }
     for crit in CRITERIA:
         rows[crit] = pd.array(tasks[crit].to_numpy(), dtype="Float64").astype("boolean")
